@@ -1,0 +1,79 @@
+# Corral: the single entry point.
+#   make          build the driver, the spawner and the Erlang/Elixir code
+#   make test     build and run every test (GoogleTest via ctest, also under
+#                 ASan+UBSan; EUnit; ExUnit)
+#   make demo     run the tour in examples/
+#   make bench    side-by-side benchmarks (bench/)
+# Missing Debian packages are installed when run as root (scripts/deps.sh).
+
+SHELL := /bin/bash
+JOBS ?= 2
+# Recursive (=) so that they are read after `deps` has installed OTP.
+ERL_ROOT = $(shell erl -noshell -eval 'io:format("~s",[code:root_dir()]),halt().')
+EI_DIR = $(shell erl -noshell -eval 'io:format("~s",[code:lib_dir(erl_interface)]),halt().')
+CMAKE_ARGS = -DERL_EI_INCLUDE=$(EI_DIR)/include -DERL_EI_LIB=$(EI_DIR)/lib/libei.a \
+	-DERTS_INCLUDE=$(ERL_ROOT)/usr/include
+ERLC_FLAGS := +debug_info +warn_unused_vars +warnings_as_errors
+FIXTURES := $(patsubst test/fixtures/%.c,test/fixtures/bin/%,$(wildcard test/fixtures/*.c))
+
+export MIX_ENV ?= dev
+
+.PHONY: all deps native erlang elixir fixtures test ctest ctest-asan eunit exunit demo bench \
+	format clean
+
+all: native erlang elixir
+
+deps:
+	@sh scripts/deps.sh
+
+native: deps
+	@cmake -S c_src -B build/native -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
+	@cmake --build build/native -j$(JOBS)
+
+erlang: native
+	@mkdir -p ebin
+	@erlc $(ERLC_FLAGS) -o ebin src/*.erl
+	@sed -e "s/{modules, \[\]}/{modules, [$$(ls src/*.erl | xargs -n1 basename | sed 's/\.erl$$//' | paste -sd, -)]}/" \
+		src/corral.app.src > ebin/corral.app
+
+elixir: native
+	@mix compile
+
+fixtures: deps
+	@mkdir -p test/fixtures/bin
+	@for f in test/fixtures/*.c; do [ -e "$$f" ] || continue; \
+		cc -O1 -Wall -Wextra -o test/fixtures/bin/$$(basename $$f .c) $$f || exit 1; done
+
+test: ctest ctest-asan eunit exunit
+
+ctest: native
+	@cd build/native && ctest --output-on-failure -j$(JOBS)
+
+ctest-asan: deps
+	@cmake -S c_src -B build/asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
+	@cmake --build build/asan -j$(JOBS) --target corral_tests corral_spawner
+	@cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		ctest --output-on-failure -j$(JOBS)
+
+eunit: erlang fixtures
+	@mkdir -p build/eunit
+	@erlc $(ERLC_FLAGS) -o build/eunit test/*_tests.erl
+	@erl -noshell -pa ebin -pa build/eunit -eval ' \
+		Mods = [list_to_atom(filename:basename(F, ".erl")) || F <- filelib:wildcard("test/*_tests.erl")], \
+		case eunit:test(Mods, [verbose]) of ok -> halt(0); _ -> halt(1) end.'
+
+exunit: native fixtures
+	@MIX_ENV=test mix test
+
+demo: native
+	@mix run examples/tour.exs
+
+bench: native fixtures
+	@MIX_ENV=prod mix run bench/run.exs
+
+format:
+	@clang-format -i c_src/*/*.cpp c_src/*/*.h
+	@mix format
+
+clean:
+	@rm -rf build ebin priv _build test/fixtures/bin

@@ -1,0 +1,680 @@
+// corral_drv: the linked-in driver. One port per child process.
+//
+// Why a linked-in driver: the child's pipes are read on the VM's normal
+// schedulers through driver_select, with no dirty-scheduler hop and no
+// helper process copying every byte. The driver never forks: the VM ignores
+// SIGCHLD (the kernel would reap our children and lose their status) and
+// forking a large VM is slow, so every child is forked by the spawner
+// (c_src/spawner/), which this file starts on first use.
+//
+// Life of a port (see c_src/common/frame.h for the frames):
+//   port_control(SPAWN)  -> socketpair for the child's control socket, send a
+//                           Spawn frame with one end to the spawner
+//   ctl: Fds frame       -> adopt the pipes, {Port, {started, OsPid}}
+//   stdout/stderr ready  -> read while unacknowledged bytes < window,
+//                           {Port, {data, stdout | stderr, Bin}}
+//   ctl: Exit frame      -> remember the status
+//   all of: Exit, stdout EOF, stderr EOF
+//                        -> the one terminal message, then the port closes
+//   port closes early    -> the control socket closes, the spawner escalates
+//
+// Sections: globals and the spawner connection, per-port state, helpers,
+// callbacks, entry.
+
+#include <erl_driver.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "frame.h"
+
+extern char** environ;
+
+namespace {
+
+using corral::frame::Frame;
+using corral::frame::Type;
+
+// ---------------------------------------------------------------------------
+// Control commands (port_control). Keep in sync with src/corral.erl.
+enum Op : unsigned {
+  kOpSpawn = 1,
+  kOpAck = 2,
+  kOpSignal = 3,
+  kOpCloseStdin = 4,
+  kOpStop = 5,
+  kOpStats = 6,
+  kOpOsPid = 7,
+  kOpSetWindow = 8,
+};
+
+// stdin queue: above kHighWater the port is busy and port_command suspends
+// its caller; below kLowWater it is released again.
+constexpr ErlDrvSizeT kHighWater = 1 << 20;
+constexpr ErlDrvSizeT kLowWater = 256 << 10;
+// Largest single read from a child's pipe.
+constexpr ErlDrvSizeT kMaxRead = 256 << 10;
+// Reads below this size are copied into a heap binary; larger ones are sent
+// as refcounted binaries without a copy.
+constexpr ErlDrvSizeT kCopyBelow = 2048;
+
+ErlDrvTermData a_data, a_stdout, a_stderr, a_started, a_exit_status, a_exit_signal, a_error,
+    a_spawner_died, a_running, a_stdin_error;
+
+// ---------------------------------------------------------------------------
+// The spawner connection: one per VM, shared by every port, guarded by mu.
+struct SpawnerConn {
+  ErlDrvMutex* mu = nullptr;
+  int req = -1;  // our end of the request socket
+  pid_t pid = -1;
+};
+SpawnerConn g_spawner;
+
+void close_spawner_locked() {
+  if (g_spawner.req >= 0) close(g_spawner.req);
+  g_spawner.req = -1;
+  g_spawner.pid = -1;
+}
+
+// Starts the spawner. Returns 0 or -errno. Caller holds g_spawner.mu.
+int start_spawner_locked(const std::string& path) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
+  // Requests carry the whole environment; make room for large ones.
+  int sz = static_cast<int>(corral::frame::kMaxFrame * 2);
+  if (setsockopt(sv[0], SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof sz) < 0)
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
+  // Its own session: a ^C at the VM's terminal must not reach the spawner,
+  // and the signal state of the scheduler thread that spawns it must not
+  // leak into it.
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  char* argv[] = {const_cast<char*>(path.c_str()), const_cast<char*>("3"), nullptr};
+  pid_t pid;
+  int rc = posix_spawn(&pid, path.c_str(), &fa, &attr, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  close(sv[1]);
+  if (rc != 0) {
+    close(sv[0]);
+    return -rc;
+  }
+  g_spawner.req = sv[0];
+  g_spawner.pid = pid;
+  return 0;
+}
+
+// Sends a Spawn frame with ctl attached, starting (or restarting) the
+// spawner when needed. Returns 0 or -errno.
+int send_spawn(const std::string& spawner_path, const Frame& f, int ctl) {
+  erl_drv_mutex_lock(g_spawner.mu);
+  int rc = 0;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    if (g_spawner.req < 0 && (rc = start_spawner_locked(spawner_path)) < 0) break;
+    rc = corral::frame::send_frame(g_spawner.req, f, &ctl, 1);
+    if (rc == 0) break;
+    if (rc != -EPIPE && rc != -ECONNRESET && rc != -ENOTCONN) break;
+    close_spawner_locked();  // it died: start a new one and try once more
+  }
+  erl_drv_mutex_unlock(g_spawner.mu);
+  return rc;
+}
+
+// ---------------------------------------------------------------------------
+// Per-port state.
+struct Port {
+  ErlDrvPort port;
+  ErlDrvTermData term_port;
+  int ctl = -1;
+  int in = -1, out = -1, err = -1;
+  bool out_reading = false, err_reading = false;
+  bool in_selected = false;
+  bool stdin_close_requested = false;
+  bool stdin_broken = false;
+  bool busy = false;
+  bool spawned = false;  // the Spawn frame went out
+  bool got_fds = false;
+  bool have_exit = false;
+  bool terminated = false;  // the terminal message went out
+  int64_t os_pid = 0;
+  // terminal message: exit status, signal, or error {Reason, Stage}
+  enum { kNone, kStatus, kSignal, kError } exit_kind = kNone;
+  int exit_value = 0;
+  std::string err_reason, err_stage;
+
+  uint64_t window = 0;
+  uint64_t unacked = 0;
+
+  // stats
+  uint64_t bytes_in = 0, bytes_out = 0, bytes_err = 0, read_count = 0, write_count = 0;
+  ErlDrvTime started_at = 0, ended_at = 0;
+};
+
+// ---------------------------------------------------------------------------
+// Helpers.
+ErlDrvEvent ev(int fd) { return reinterpret_cast<ErlDrvEvent>(static_cast<intptr_t>(fd)); }
+
+void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+// Stops selecting fd and lets stop_select close it.
+void release(Port* p, int& fd) {
+  if (fd < 0) return;
+  driver_select(p->port, ev(fd), ERL_DRV_USE | ERL_DRV_READ | ERL_DRV_WRITE, 0);
+  fd = -1;
+}
+
+// Turns interest in one direction of fd on or off, without releasing it.
+void select_mode(Port* p, int fd, int mode, bool on) {
+  driver_select(p->port, ev(fd), on ? (mode | ERL_DRV_USE) : mode, on ? 1 : 0);
+}
+
+void update_reading(Port* p) {
+  bool want = p->unacked < p->window;
+  if (p->out >= 0 && want != p->out_reading) {
+    select_mode(p, p->out, ERL_DRV_READ, want);
+    p->out_reading = want;
+  }
+  if (p->err >= 0 && want != p->err_reading) {
+    select_mode(p, p->err, ERL_DRV_READ, want);
+    p->err_reading = want;
+  }
+}
+
+void send_tuple2(Port* p, ErlDrvTermData tag, ErlDrvTermData spec_type, ErlDrvTermData value) {
+  ErlDrvTermData spec[] = {ERL_DRV_PORT, p->term_port, ERL_DRV_ATOM, tag, spec_type, value,
+                           ERL_DRV_TUPLE, 2, ERL_DRV_TUPLE, 2};
+  erl_drv_output_term(p->term_port, spec, sizeof spec / sizeof spec[0]);
+}
+
+void send_error(Port* p, const char* reason, const char* stage) {
+  ErlDrvTermData spec[] = {ERL_DRV_PORT,
+                           p->term_port,
+                           ERL_DRV_ATOM,
+                           a_error,
+                           ERL_DRV_ATOM,
+                           driver_mk_atom(const_cast<char*>(reason)),
+                           ERL_DRV_ATOM,
+                           driver_mk_atom(const_cast<char*>(stage)),
+                           ERL_DRV_TUPLE,
+                           2,
+                           ERL_DRV_TUPLE,
+                           2,
+                           ERL_DRV_TUPLE,
+                           2};
+  erl_drv_output_term(p->term_port, spec, sizeof spec / sizeof spec[0]);
+}
+
+// Sends the terminal message once the child is gone and every byte of its
+// output has been delivered, then closes the port. Returns true when it did:
+// the caller must not touch p after that.
+bool maybe_finish(Port* p) {
+  if (p->terminated || !p->have_exit || p->out >= 0 || p->err >= 0) return false;
+  p->terminated = true;
+  p->ended_at = erl_drv_monotonic_time(ERL_DRV_MSEC);
+  switch (p->exit_kind) {
+    case Port::kStatus:
+      send_tuple2(p, a_exit_status, ERL_DRV_INT, static_cast<ErlDrvTermData>(p->exit_value));
+      break;
+    case Port::kSignal:
+      send_tuple2(p, a_exit_signal, ERL_DRV_INT, static_cast<ErlDrvTermData>(p->exit_value));
+      break;
+    default:
+      send_error(p, p->err_reason.c_str(), p->err_stage.c_str());
+      break;
+  }
+  driver_exit(p->port, 0);
+  return true;
+}
+
+void send_frame_to_spawner(Port* p, Type t, int64_t a) {
+  if (p->ctl < 0) return;
+  Frame f;
+  f.type = t;
+  f.a = a;
+  corral::frame::send_frame(p->ctl, f, nullptr, 0);
+}
+
+void flush_stdin(Port* p);
+
+void close_stdin_now(Port* p) {
+  if (p->in >= 0) {
+    p->in_selected = false;
+    release(p, p->in);
+  }
+}
+
+// Writes as much of the queue as the pipe takes.
+void flush_stdin(Port* p) {
+  if (p->in < 0) return;
+  for (;;) {
+    int vlen = 0;
+    SysIOVec* iov = driver_peekq(p->port, &vlen);
+    if (!iov || vlen == 0) break;
+    ssize_t n = writev(p->in, reinterpret_cast<iovec*>(iov), std::min(vlen, IOV_MAX));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      // EPIPE and friends: the child closed its stdin. Drop what is queued;
+      // the owner learns it once.
+      int e = errno;
+      driver_deq(p->port, driver_sizeq(p->port));
+      p->stdin_broken = true;
+      close_stdin_now(p);
+      send_tuple2(p, a_stdin_error, ERL_DRV_ATOM, driver_mk_atom(erl_errno_id(e)));
+      break;
+    }
+    p->bytes_in += static_cast<uint64_t>(n);
+    p->write_count++;
+    driver_deq(p->port, static_cast<ErlDrvSizeT>(n));
+  }
+  ErlDrvSizeT left = driver_sizeq(p->port);
+  if (p->busy && left < kLowWater) {
+    p->busy = false;
+    set_busy_port(p->port, 0);
+  }
+  if (p->in < 0) return;
+  if (left == 0 && p->stdin_close_requested) {
+    close_stdin_now(p);
+    return;
+  }
+  bool want = left > 0;
+  if (want != p->in_selected) {
+    select_mode(p, p->in, ERL_DRV_WRITE, want);
+    p->in_selected = want;
+  }
+}
+
+void read_pipe(Port* p, int& fd, ErlDrvTermData which) {
+  ErlDrvSizeT want = std::min<uint64_t>(kMaxRead, p->window - std::min(p->window, p->unacked));
+  if (want == 0) {
+    update_reading(p);
+    return;
+  }
+  ErlDrvBinary* bin = driver_alloc_binary(want);
+  if (!bin) return;
+  ssize_t n;
+  do {
+    n = read(fd, bin->orig_bytes, want);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && errno == EAGAIN) {
+    driver_free_binary(bin);
+    return;
+  }
+  if (n <= 0) {  // EOF, or an error that ends this stream all the same
+    driver_free_binary(bin);
+    if (fd == p->out)
+      p->out_reading = false;
+    else
+      p->err_reading = false;
+    release(p, fd);
+    maybe_finish(p);
+    return;
+  }
+  size_t len = static_cast<size_t>(n);
+  p->read_count++;
+  (which == a_stdout ? p->bytes_out : p->bytes_err) += len;
+  p->unacked += len;
+  if (len < kCopyBelow) {
+    ErlDrvTermData spec[] = {ERL_DRV_PORT,        p->term_port,
+                             ERL_DRV_ATOM,        a_data,
+                             ERL_DRV_ATOM,        which,
+                             ERL_DRV_BUF2BINARY,  reinterpret_cast<ErlDrvTermData>(bin->orig_bytes),
+                             len,                 ERL_DRV_TUPLE,
+                             3,                   ERL_DRV_TUPLE,
+                             2};
+    erl_drv_output_term(p->term_port, spec, sizeof spec / sizeof spec[0]);
+    driver_free_binary(bin);
+  } else {
+    if (len < want / 2) {
+      ErlDrvBinary* smaller = driver_realloc_binary(bin, static_cast<ErlDrvSizeT>(len));
+      if (smaller) bin = smaller;
+    }
+    ErlDrvTermData spec[] = {ERL_DRV_PORT, p->term_port, ERL_DRV_ATOM, a_data, ERL_DRV_ATOM,
+                             which,        ERL_DRV_BINARY, reinterpret_cast<ErlDrvTermData>(bin),
+                             len,          0,            ERL_DRV_TUPLE, 3,
+                             ERL_DRV_TUPLE, 2};
+    erl_drv_output_term(p->term_port, spec, sizeof spec / sizeof spec[0]);
+    driver_free_binary(bin);
+  }
+  update_reading(p);
+}
+
+void adopt_fds(Port* p, const Frame& f, std::vector<int>& fds) {
+  size_t i = 0;
+  auto take = [&](uint32_t bit) -> int {
+    if (!(static_cast<uint32_t>(f.b) & bit) || i >= fds.size()) return -1;
+    return fds[i++];
+  };
+  p->in = take(corral::frame::kFdStdin);
+  p->out = take(corral::frame::kFdStdout);
+  p->err = take(corral::frame::kFdStderr);
+  for (; i < fds.size(); i++) close(fds[i]);  // anything unexpected
+  p->os_pid = f.a;
+  p->got_fds = true;
+  for (int fd : {p->in, p->out, p->err})
+    if (fd >= 0) set_nonblock(fd);
+  send_tuple2(p, a_started, ERL_DRV_INT, static_cast<ErlDrvTermData>(p->os_pid));
+  if (p->in >= 0 && (p->stdin_broken || (p->stdin_close_requested && driver_sizeq(p->port) == 0)))
+    close_stdin_now(p);
+  else
+    flush_stdin(p);
+  update_reading(p);
+}
+
+void on_exit_frame(Port* p, int64_t status) {
+  int st = static_cast<int>(status);
+  p->have_exit = true;
+  if (WIFSIGNALED(st)) {
+    p->exit_kind = Port::kSignal;
+    p->exit_value = WTERMSIG(st);
+  } else {
+    p->exit_kind = Port::kStatus;
+    p->exit_value = WEXITSTATUS(st);
+  }
+}
+
+// The control socket ended before the Exit frame: the spawner died. Its
+// children get SIGKILL from PDEATHSIG; kill the group too, for the
+// descendants that PDEATHSIG does not reach.
+void on_spawner_lost(Port* p) {
+  if (p->os_pid > 0) kill(-static_cast<pid_t>(p->os_pid), SIGKILL);
+  erl_drv_mutex_lock(g_spawner.mu);
+  close_spawner_locked();  // the next spawn starts a new one
+  erl_drv_mutex_unlock(g_spawner.mu);
+  p->have_exit = true;
+  p->exit_kind = Port::kError;
+  p->err_reason = "spawner_died";
+  p->err_stage = p->got_fds ? "running" : "spawn";
+}
+
+void read_ctl(Port* p) {
+  for (;;) {
+    Frame f;
+    std::vector<int> fds;
+    int rc = corral::frame::recv_frame(p->ctl, f, fds);
+    if (rc == -EAGAIN || rc == -EINTR) return;
+    if (rc <= 0) {  // EOF or a broken socket
+      for (int fd : fds) close(fd);
+      release(p, p->ctl);
+      if (!p->have_exit) on_spawner_lost(p);
+      maybe_finish(p);
+      return;
+    }
+    switch (f.type) {
+      case Type::Fds:
+        if (!p->got_fds) {
+          adopt_fds(p, f, fds);
+          fds.clear();
+        }
+        break;
+      case Type::Exit:
+        on_exit_frame(p, f.a);
+        break;
+      case Type::Error: {
+        p->have_exit = true;
+        p->exit_kind = Port::kError;
+        p->err_reason = erl_errno_id(static_cast<int>(f.a));
+        p->err_stage = f.payload.empty() ? "spawn" : f.payload;
+        break;
+      }
+      default:
+        break;
+    }
+    for (int fd : fds) close(fd);
+    if (maybe_finish(p)) return;
+  }
+}
+
+ErlDrvSSizeT reply(char** rbuf, const void* data, size_t len) {
+  ErlDrvBinary* b = driver_alloc_binary(len);
+  if (!b) return -1;
+  if (len) std::memcpy(b->orig_bytes, data, len);
+  *rbuf = reinterpret_cast<char*>(b);
+  return static_cast<ErlDrvSSizeT>(len);
+}
+
+ErlDrvSSizeT reply_errno(char** rbuf, int e) {
+  std::string s(1, '\1');
+  s += erl_errno_id(e);
+  return reply(rbuf, s.data(), s.size());
+}
+
+template <typename T>
+bool read_num(const char* buf, ErlDrvSizeT len, T& out) {
+  if (len != sizeof(T)) return false;
+  std::memcpy(&out, buf, sizeof(T));
+  return true;
+}
+
+// SPAWN payload: <<Window:64/native, PathLen:32/native, SpawnerPath, Request>>
+ErlDrvSSizeT op_spawn(Port* p, const char* buf, ErlDrvSizeT len, char** rbuf) {
+  if (p->spawned) return reply_errno(rbuf, EALREADY);
+  uint64_t window;
+  uint32_t plen;
+  if (len < 12) return reply_errno(rbuf, EINVAL);
+  std::memcpy(&window, buf, 8);
+  std::memcpy(&plen, buf + 8, 4);
+  if (len < 12 + static_cast<ErlDrvSizeT>(plen) || window == 0) return reply_errno(rbuf, EINVAL);
+  std::string path(buf + 12, plen);
+  Frame f;
+  f.type = Type::Spawn;
+  f.payload.assign(buf + 12 + plen, len - 12 - plen);
+  if (f.payload.size() + sizeof(corral::frame::Header) > corral::frame::kMaxFrame)
+    return reply_errno(rbuf, E2BIG);
+
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return reply_errno(rbuf, errno);
+  int rc = send_spawn(path, f, sv[1]);
+  close(sv[1]);
+  if (rc < 0) {
+    close(sv[0]);
+    return reply_errno(rbuf, -rc);
+  }
+  set_nonblock(sv[0]);
+  p->ctl = sv[0];
+  p->window = window;
+  p->spawned = true;
+  p->started_at = erl_drv_monotonic_time(ERL_DRV_MSEC);
+  driver_select(p->port, ev(p->ctl), ERL_DRV_READ | ERL_DRV_USE, 1);
+  return reply(rbuf, "\0", 1);
+}
+
+ErlDrvSSizeT op_stats(Port* p, char** rbuf) {
+  ErlDrvTime end = p->ended_at ? p->ended_at : erl_drv_monotonic_time(ERL_DRV_MSEC);
+  int64_t v[] = {static_cast<int64_t>(p->bytes_in),
+                 static_cast<int64_t>(p->bytes_out),
+                 static_cast<int64_t>(p->bytes_err),
+                 static_cast<int64_t>(p->read_count),
+                 static_cast<int64_t>(p->write_count),
+                 p->started_at ? static_cast<int64_t>(end - p->started_at) : 0,
+                 static_cast<int64_t>(p->unacked),
+                 static_cast<int64_t>(driver_sizeq(p->port))};
+  return reply(rbuf, v, sizeof v);
+}
+
+// ---------------------------------------------------------------------------
+// Callbacks.
+int drv_init() {
+  g_spawner.mu = erl_drv_mutex_create(const_cast<char*>("corral_spawner"));
+  if (!g_spawner.mu) return -1;
+  a_data = driver_mk_atom(const_cast<char*>("data"));
+  a_stdout = driver_mk_atom(const_cast<char*>("stdout"));
+  a_stderr = driver_mk_atom(const_cast<char*>("stderr"));
+  a_started = driver_mk_atom(const_cast<char*>("started"));
+  a_exit_status = driver_mk_atom(const_cast<char*>("exit_status"));
+  a_exit_signal = driver_mk_atom(const_cast<char*>("exit_signal"));
+  a_error = driver_mk_atom(const_cast<char*>("error"));
+  a_spawner_died = driver_mk_atom(const_cast<char*>("spawner_died"));
+  a_running = driver_mk_atom(const_cast<char*>("running"));
+  a_stdin_error = driver_mk_atom(const_cast<char*>("stdin_error"));
+  return 0;
+}
+
+void drv_finish() {
+  // The driver is being unloaded (only when no port is open): let the
+  // spawner go. Its EOF on the request socket makes it exit.
+  if (!g_spawner.mu) return;
+  erl_drv_mutex_lock(g_spawner.mu);
+  close_spawner_locked();
+  erl_drv_mutex_unlock(g_spawner.mu);
+  erl_drv_mutex_destroy(g_spawner.mu);
+  g_spawner.mu = nullptr;
+}
+
+ErlDrvData drv_start(ErlDrvPort port, char*) {
+  Port* p = new (std::nothrow) Port();
+  if (!p) return ERL_DRV_ERROR_GENERAL;
+  p->port = port;
+  p->term_port = driver_mk_port(port);
+  set_port_control_flags(port, PORT_CONTROL_FLAG_BINARY);
+  return reinterpret_cast<ErlDrvData>(p);
+}
+
+void drv_stop(ErlDrvData d) {
+  Port* p = reinterpret_cast<Port*>(d);
+  // Closing ctl tells the spawner the owner is gone; it escalates.
+  release(p, p->ctl);
+  release(p, p->in);
+  release(p, p->out);
+  release(p, p->err);
+  delete p;
+}
+
+void drv_outputv(ErlDrvData d, ErlIOVec* iov) {
+  Port* p = reinterpret_cast<Port*>(d);
+  if (iov->size == 0) return;
+  if (p->stdin_broken || p->stdin_close_requested || p->terminated ||
+      (p->got_fds && p->in < 0)) {
+    return;  // nobody reads these bytes any more
+  }
+  driver_enqv(p->port, iov, 0);
+  if (!p->busy && driver_sizeq(p->port) > kHighWater) {
+    p->busy = true;
+    set_busy_port(p->port, 1);
+  }
+  if (p->got_fds) flush_stdin(p);
+}
+
+void drv_ready_input(ErlDrvData d, ErlDrvEvent e) {
+  Port* p = reinterpret_cast<Port*>(d);
+  int fd = static_cast<int>(reinterpret_cast<intptr_t>(e));
+  if (fd == p->ctl)
+    read_ctl(p);
+  else if (fd == p->out)
+    read_pipe(p, p->out, a_stdout);
+  else if (fd == p->err)
+    read_pipe(p, p->err, a_stderr);
+}
+
+void drv_ready_output(ErlDrvData d, ErlDrvEvent e) {
+  Port* p = reinterpret_cast<Port*>(d);
+  if (static_cast<int>(reinterpret_cast<intptr_t>(e)) == p->in) flush_stdin(p);
+}
+
+void drv_flush(ErlDrvData d) {
+  // The port is closing with stdin bytes queued: nobody waits for them.
+  Port* p = reinterpret_cast<Port*>(d);
+  driver_deq(p->port, driver_sizeq(p->port));
+}
+
+ErlDrvSSizeT drv_control(ErlDrvData d, unsigned cmd, char* buf, ErlDrvSizeT len, char** rbuf,
+                         ErlDrvSizeT) {
+  Port* p = reinterpret_cast<Port*>(d);
+  switch (cmd) {
+    case kOpSpawn:
+      return op_spawn(p, buf, len, rbuf);
+    case kOpAck: {
+      uint64_t n;
+      if (!read_num(buf, len, n)) return reply_errno(rbuf, EINVAL);
+      p->unacked -= std::min(n, p->unacked);
+      update_reading(p);
+      return reply(rbuf, "", 0);
+    }
+    case kOpSetWindow: {
+      uint64_t n;
+      if (!read_num(buf, len, n) || n == 0) return reply_errno(rbuf, EINVAL);
+      p->window = n;
+      update_reading(p);
+      return reply(rbuf, "", 0);
+    }
+    case kOpSignal: {
+      int32_t sig;
+      if (!read_num(buf, len, sig) || sig < 0 || sig > 64) return reply_errno(rbuf, EINVAL);
+      if (p->ctl < 0 || p->have_exit) return reply_errno(rbuf, ESRCH);
+      send_frame_to_spawner(p, Type::Signal, sig);
+      return reply(rbuf, "", 0);
+    }
+    case kOpStop:
+      if (p->ctl < 0 || p->have_exit) return reply_errno(rbuf, ESRCH);
+      send_frame_to_spawner(p, Type::Stop, 0);
+      return reply(rbuf, "", 0);
+    case kOpCloseStdin:
+      p->stdin_close_requested = true;
+      if (p->got_fds && driver_sizeq(p->port) == 0) close_stdin_now(p);
+      return reply(rbuf, "", 0);
+    case kOpStats:
+      return op_stats(p, rbuf);
+    case kOpOsPid: {
+      int64_t pid = p->os_pid;
+      return reply(rbuf, &pid, sizeof pid);
+    }
+    default:
+      return reply_errno(rbuf, EINVAL);
+  }
+}
+
+void drv_stop_select(ErlDrvEvent e, void*) { close(static_cast<int>(reinterpret_cast<intptr_t>(e))); }
+
+ErlDrvEntry g_entry = {
+    drv_init,
+    drv_start,
+    drv_stop,
+    nullptr,  // output: we use outputv
+    drv_ready_input,
+    drv_ready_output,
+    const_cast<char*>("corral_drv"),
+    drv_finish,
+    nullptr,  // handle
+    drv_control,
+    nullptr,  // timeout
+    drv_outputv,
+    nullptr,  // ready_async
+    drv_flush,
+    nullptr,  // call
+    nullptr,  // unused_event_callback
+    static_cast<int>(ERL_DRV_EXTENDED_MARKER),
+    ERL_DRV_EXTENDED_MAJOR_VERSION,
+    ERL_DRV_EXTENDED_MINOR_VERSION,
+    ERL_DRV_FLAG_USE_PORT_LOCKING,
+    nullptr,  // handle2
+    nullptr,  // process_exit
+    drv_stop_select,
+    nullptr,  // emergency_close
+};
+
+}  // namespace
+
+extern "C" DRIVER_INIT(corral_drv) { return &g_entry; }

@@ -1,0 +1,210 @@
+// Starts one child: builds argv/envp, forks, sets the child up and execs it.
+//
+// Everything that allocates happens before fork. Between fork and execve the
+// child uses only async-signal-safe calls; on failure it writes {errno,
+// stage} to a CLOEXEC pipe, whose EOF tells the parent that execve succeeded.
+#include "child.h"
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdint>
+
+#include "frame.h"
+
+namespace corral::spawner {
+namespace {
+
+enum Stage : int32_t {
+  kSigmask,
+  kSetpgid,
+  kPdeathsig,
+  kDup2,
+  kChdir,
+  kCloseFds,
+  kExec,
+  kNumStages,
+};
+
+const char* const kStageNames[kNumStages] = {
+    "sigmask", "setpgid", "pdeathsig", "dup2", "chdir", "closefds", "exec",
+};
+
+struct StatusRecord {
+  int32_t err;
+  int32_t stage;
+};
+
+// Everything the child needs, prepared before fork.
+struct Plan {
+  const char* path;
+  char* const* argv;
+  char* const* envp;
+  const char* cd;        // nullptr: stay
+  int src[3];            // fds to place on 0, 1, 2; src[2] < 0: dup 1 onto 2
+  int status_fd;         // write end of the exec-status pipe
+  pid_t parent;          // the spawner's pid, for the PDEATHSIG race check
+  unsigned long max_fd;  // close_range fallback bound
+};
+
+[[noreturn]] void fail_child(int status_fd, Stage stage) {
+  StatusRecord rec{errno, stage};
+  ssize_t n = write(status_fd, &rec, sizeof rec);
+  (void)n;
+  _exit(127);
+}
+
+// Runs in the child between fork and execve: async-signal-safe calls only.
+[[noreturn]] void child_main(Plan p) {
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);  // 32, 33: EINVAL
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  if (sigprocmask(SIG_SETMASK, &none, nullptr) < 0) fail_child(p.status_fd, kSigmask);
+
+  if (setpgid(0, 0) < 0) fail_child(p.status_fd, kSetpgid);
+
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail_child(p.status_fd, kPdeathsig);
+  if (getppid() != p.parent) _exit(127);  // the spawner died before PDEATHSIG was set
+
+  // Move every source above 2 first, so that no dup2 below clobbers another.
+  if (p.status_fd < 3) {
+    p.status_fd = fcntl(p.status_fd, F_DUPFD_CLOEXEC, 3);
+    if (p.status_fd < 0) _exit(127);
+  }
+  for (int& fd : p.src) {
+    if (fd >= 0 && fd < 3) {
+      fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+      if (fd < 0) fail_child(p.status_fd, kDup2);
+    }
+  }
+  for (int i = 0; i < 3; i++) {
+    int from = p.src[i] >= 0 ? p.src[i] : 1;
+    if (dup2(from, i) < 0) fail_child(p.status_fd, kDup2);
+  }
+
+  if (p.cd && chdir(p.cd) < 0) fail_child(p.status_fd, kChdir);
+
+  // Everything above 2 closes at exec; the status pipe stays usable until then.
+  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+    for (unsigned long fd = 3; fd < p.max_fd; fd++) {
+      if (static_cast<int>(fd) != p.status_fd) close(static_cast<int>(fd));
+    }
+  }
+
+  execve(p.path, p.argv, p.envp);
+  fail_child(p.status_fd, kExec);
+}
+
+SpawnResult failure(int err, const char* stage) {
+  SpawnResult r;
+  r.error = err;
+  r.stage = stage;
+  return r;
+}
+
+// Makes a CLOEXEC pipe; returns false with errno set.
+bool make_pipe(unique_fd& rd, unique_fd& wr) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) return false;
+  rd.reset(p[0]);
+  wr.reset(p[1]);
+  return true;
+}
+
+}  // namespace
+
+std::vector<char*> make_cstr_array(const std::vector<std::string>& strs) {
+  std::vector<char*> v;
+  v.reserve(strs.size() + 1);
+  for (const std::string& s : strs) v.push_back(const_cast<char*>(s.c_str()));
+  v.push_back(nullptr);
+  return v;
+}
+
+uint32_t Child::mask() const {
+  return (in ? frame::kFdStdin : 0) | (out ? frame::kFdStdout : 0) | (err ? frame::kFdStderr : 0);
+}
+
+int pidfd_open(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0U)); }
+
+int pidfd_send_signal(int pidfd, int sig) {
+  return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0U));
+}
+
+SpawnResult spawn_child(const SpawnSpec& spec) {
+  std::vector<char*> argv = make_cstr_array(spec.argv);
+  std::vector<char*> envp = make_cstr_array(spec.env);
+
+  Child c;
+  unique_fd in_r, out_w, err_w, devnull, status_r, status_w;
+  if (spec.in == StdinMode::Pipe && !make_pipe(in_r, c.in)) return failure(errno, "pipe");
+  if (spec.out == StdoutMode::Pipe && !make_pipe(c.out, out_w)) return failure(errno, "pipe");
+  if (spec.err == StderrMode::Pipe && !make_pipe(c.err, err_w)) return failure(errno, "pipe");
+  if (spec.in == StdinMode::Null || spec.out == StdoutMode::Null || spec.err == StderrMode::Null) {
+    devnull.reset(open("/dev/null", O_RDWR | O_CLOEXEC));
+    if (!devnull) return failure(errno, "devnull");
+  }
+  if (spec.pipe_size > 0) {
+    // Best effort: EPERM above /proc/sys/fs/pipe-max-size is not an error.
+    if (out_w) (void)fcntl(out_w.get(), F_SETPIPE_SZ, spec.pipe_size);
+    if (err_w) (void)fcntl(err_w.get(), F_SETPIPE_SZ, spec.pipe_size);
+  }
+  if (!make_pipe(status_r, status_w)) return failure(errno, "pipe");
+
+  Plan plan{};
+  plan.path = spec.path.c_str();
+  plan.argv = argv.data();
+  plan.envp = envp.data();
+  plan.cd = spec.cd ? spec.cd->c_str() : nullptr;
+  plan.src[0] = in_r ? in_r.get() : devnull.get();
+  plan.src[1] = out_w ? out_w.get() : devnull.get();
+  plan.src[2] = spec.err == StderrMode::Stdout ? -1 : err_w ? err_w.get() : devnull.get();
+  plan.status_fd = status_w.get();
+  plan.parent = getpid();
+  rlimit rl{};
+  plan.max_fd = 1024;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+    plan.max_fd = rl.rlim_cur < (1UL << 20) ? rl.rlim_cur : (1UL << 20);
+
+  pid_t pid = fork();
+  if (pid < 0) return failure(errno, "fork");
+  if (pid == 0) child_main(plan);
+
+  c.pid = pid;
+  c.pidfd.reset(pidfd_open(pid));  // empty on old kernels; callers fall back to kill()
+  (void)setpgid(pid, pid);         // closes the race with the child's own setpgid
+  in_r.reset();
+  out_w.reset();
+  err_w.reset();
+  devnull.reset();
+  status_w.reset();
+
+  StatusRecord rec{};
+  ssize_t n;
+  do {
+    n = read(status_r.get(), &rec, sizeof rec);
+  } while (n < 0 && errno == EINTR);
+  if (n == static_cast<ssize_t>(sizeof rec)) {
+    while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    const char* stage = rec.stage >= 0 && rec.stage < kNumStages ? kStageNames[rec.stage] : "child";
+    return failure(rec.err, stage);
+  }
+  // EOF: execve succeeded (or the child died before reporting; its exit status
+  // will tell).
+  SpawnResult r;
+  r.ok = true;
+  r.child = std::move(c);
+  return r;
+}
+
+}  // namespace corral::spawner

@@ -1,0 +1,36 @@
+// Decodes a spawn request (term_to_binary of an option map) into a SpawnSpec.
+#pragma once
+
+#include <csignal>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace corral::spawner {
+
+enum class StdinMode { Pipe, Null };
+enum class StdoutMode { Pipe, Null };
+enum class StderrMode { Pipe, Stdout, Null };
+
+struct SpawnSpec {
+  std::string path;               // absolute path of the executable
+  std::vector<std::string> argv;  // argv[0] first, never empty
+  std::vector<std::string> env;   // complete environment, "KEY=VALUE"
+  std::optional<std::string> cd;  // working directory, if any
+  StdinMode in = StdinMode::Pipe;
+  StdoutMode out = StdoutMode::Pipe;
+  StderrMode err = StderrMode::Pipe;
+  int64_t kill_timeout_ms = 5000;
+  int stop_signal = SIGTERM;
+  int pipe_size = 0;  // 0 = kernel default
+};
+
+// Decodes buf, which must hold exactly one external term (with the version
+// byte): a map with atom keys as described in DESIGN.md. Never reads outside
+// buf. Returns true and fills spec, or false and sets error to a message that
+// names the offending key (for logs and tests; on the wire it is only EINVAL).
+bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error);
+
+}  // namespace corral::spawner

@@ -1,0 +1,378 @@
+// The spawner's event loop: spawn requests, control sockets, reaping and
+// kill escalation, all driven by one epoll set.
+#include "spawner.h"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <csignal>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+namespace corral::spawner {
+namespace {
+
+// epoll_event.data.u64 for the two fixed fds; control sockets use the pid.
+constexpr uint64_t kRequestTag = UINT64_MAX;
+constexpr uint64_t kSignalTag = UINT64_MAX - 1;
+
+// How often the draining set is polled, and when we stop waiting for a
+// process group to empty after its leader was reaped.
+constexpr auto kDrainTick = std::chrono::milliseconds(20);
+constexpr auto kDrainLimit = std::chrono::seconds(2);
+
+// Frames handled per readiness event, so one busy socket cannot starve others.
+constexpr int kBatch = 32;
+
+void logf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+void logf(const char* fmt, ...) {
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "corral_spawner[%d]: %s\n", static_cast<int>(getpid()), line);
+}
+
+bool set_nonblock(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  return fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0;
+}
+
+void send_error(int ctl, int err, const char* stage) {
+  frame::Frame f;
+  f.type = frame::Type::Error;
+  f.a = err;
+  f.payload = stage;
+  if (int rc = frame::send_frame(ctl, f, nullptr, 0); rc < 0)
+    logf("cannot send Error(%s): %s", stage, strerror(-rc));
+}
+
+}  // namespace
+
+Spawner::Spawner(unique_fd request) : request_(std::move(request)) {}
+
+Spawner::~Spawner() = default;
+
+int Spawner::init() {
+  // A SIGCHLD inherited as SIG_IGN would make the kernel reap our children.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  if (sigaction(SIGCHLD, &dfl, nullptr) < 0) return -errno;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  if (sigprocmask(SIG_BLOCK, &set, nullptr) < 0) return -errno;
+  sigfd_.reset(signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!sigfd_) return -errno;
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) return -errno;
+  epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) return -errno;
+  if (fcntl(request_.get(), F_SETFD, FD_CLOEXEC) < 0 || !set_nonblock(request_.get()))
+    return -errno;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kRequestTag;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, request_.get(), &ev) < 0) return -errno;
+  ev.data.u64 = kSignalTag;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, sigfd_.get(), &ev) < 0) return -errno;
+  return 0;
+}
+
+int Spawner::run() {
+  epoll_event events[64];
+  while (!done_) {
+    int n = epoll_wait(epoll_.get(), events, 64, epoll_timeout());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      logf("epoll_wait: %s", strerror(err));
+      kill_everything();
+      return -err;
+    }
+    for (int i = 0; i < n && !done_; i++) {
+      uint64_t tag = events[i].data.u64;
+      if (tag == kRequestTag) {
+        on_request();
+      } else if (tag == kSignalTag) {
+        on_sigchld();
+      } else {
+        on_ctl(static_cast<pid_t>(tag));
+      }
+    }
+    if (done_) break;
+    fire_deadlines();
+    if (!draining_.empty()) check_draining();
+  }
+  kill_everything();
+  return 0;
+}
+
+// --- requests ---------------------------------------------------------------
+
+void Spawner::on_request() {
+  for (int i = 0; i < kBatch; i++) {
+    frame::Frame f;
+    std::vector<int> fds;
+    int rc = frame::recv_frame(request_.get(), f, fds);
+    if (rc == -EAGAIN) return;
+    if (rc == 0) {
+      done_ = true;  // the VM is gone
+      return;
+    }
+    if (rc == -EBADMSG) {
+      logf("dropped a malformed request frame");
+      continue;
+    }
+    if (rc < 0) {
+      logf("request socket: %s", strerror(-rc));
+      done_ = true;
+      return;
+    }
+    handle_spawn(f, fds);
+  }
+}
+
+void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
+  std::vector<unique_fd> fds;
+  for (int fd : raw_fds) fds.emplace_back(fd);
+  if (f.type != frame::Type::Spawn) {
+    logf("dropped a request frame of type %u", static_cast<unsigned>(f.type));
+    return;
+  }
+  if (fds.empty()) {
+    logf("dropped a Spawn frame without a control socket");
+    return;
+  }
+  unique_fd ctl = std::move(fds[0]);
+  if (fds.size() != 1) {
+    logf("bad spawn request: %zu descriptors attached, expected 1", fds.size());
+    send_error(ctl.get(), EINVAL, "decode");
+    return;
+  }
+  SpawnSpec spec;
+  std::string why;
+  if (!decode_spawn_spec(f.payload, spec, why)) {
+    logf("bad spawn request: %s", why.c_str());
+    send_error(ctl.get(), EINVAL, "decode");
+    return;
+  }
+
+  SpawnResult res = spawn_child(spec);
+  if (!res.ok) {
+    send_error(ctl.get(), res.error, res.stage);
+    return;
+  }
+  Child& c = res.child;
+  // A pid can only be reused once its old group is empty; finish that record.
+  if (children_.count(c.pid)) finish(c.pid);
+
+  auto t = std::make_unique<Tracked>();
+  t->pid = c.pid;
+  t->pidfd = std::move(c.pidfd);
+  t->stop_signal = spec.stop_signal;
+  t->kill_timeout_ms = spec.kill_timeout_ms;
+
+  frame::Frame out;
+  out.type = frame::Type::Fds;
+  out.a = c.pid;
+  out.b = c.mask();
+  int pipes[3];
+  size_t n = 0;
+  for (const unique_fd* p : {&c.in, &c.out, &c.err})
+    if (*p) pipes[n++] = p->get();
+  int rc = frame::send_frame(ctl.get(), out, pipes, n);
+  c.in.reset();  // keep no copy of the child's pipes
+  c.out.reset();
+  c.err.reset();
+
+  Tracked& ref = *t;
+  children_.emplace(c.pid, std::move(t));
+  if (rc < 0) {
+    logf("cannot send Fds for pid %d: %s", static_cast<int>(c.pid), strerror(-rc));
+    escalate(ref);
+    return;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = static_cast<uint64_t>(c.pid);
+  if (!set_nonblock(ctl.get()) || epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, ctl.get(), &ev) < 0) {
+    logf("cannot watch the control socket of pid %d: %s", static_cast<int>(c.pid), strerror(errno));
+    escalate(ref);
+    return;
+  }
+  ref.ctl = std::move(ctl);
+}
+
+// --- control sockets --------------------------------------------------------
+
+void Spawner::on_ctl(pid_t pid) {
+  auto it = children_.find(pid);
+  if (it == children_.end() || !it->second->ctl) return;  // stale event
+  Tracked& t = *it->second;
+  for (int i = 0; i < kBatch; i++) {
+    frame::Frame f;
+    std::vector<int> raw;
+    int rc = frame::recv_frame(t.ctl.get(), f, raw);
+    for (int fd : raw) close(fd);  // the driver never sends fds here
+    if (rc == -EAGAIN) return;
+    if (rc == -EBADMSG) continue;
+    if (rc <= 0) {
+      owner_gone(t);
+      return;
+    }
+    if (f.type == frame::Type::Signal) {
+      if (t.state != State::Draining && f.a >= 1 && f.a <= 64)
+        (void)kill(-t.pid, static_cast<int>(f.a));
+    } else if (f.type == frame::Type::Stop) {
+      escalate(t);
+    }
+  }
+}
+
+void Spawner::owner_gone(Tracked& t) {
+  (void)epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, t.ctl.get(), nullptr);
+  t.ctl.reset();
+  escalate(t);
+}
+
+// --- escalation -------------------------------------------------------------
+
+void Spawner::signal_leader(Tracked& t, int sig) {
+  if (t.pidfd && pidfd_send_signal(t.pidfd.get(), sig) == 0) return;
+  (void)kill(t.pid, sig);
+}
+
+void Spawner::escalate(Tracked& t) {
+  if (t.state != State::Running) return;
+  t.state = State::Stopping;
+  (void)kill(-t.pid, t.stop_signal);
+  signal_leader(t, t.stop_signal);
+  // Saturate absurd timeouts instead of overflowing the clock.
+  int64_t ms = std::min<int64_t>(t.kill_timeout_ms, int64_t{1} << 40);
+  t.deadline = deadlines_.emplace(Clock::now() + std::chrono::milliseconds(ms), t.pid);
+  t.has_deadline = true;
+}
+
+void Spawner::clear_deadline(Tracked& t) {
+  if (!t.has_deadline) return;
+  deadlines_.erase(t.deadline);
+  t.has_deadline = false;
+}
+
+void Spawner::fire_deadlines() {
+  auto now = Clock::now();
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    pid_t pid = deadlines_.begin()->second;
+    deadlines_.erase(deadlines_.begin());
+    auto it = children_.find(pid);
+    if (it == children_.end()) continue;
+    Tracked& t = *it->second;
+    t.has_deadline = false;
+    if (t.state == State::Stopping) {
+      (void)kill(-t.pid, SIGKILL);
+      signal_leader(t, SIGKILL);
+    }
+  }
+}
+
+int Spawner::epoll_timeout() const {
+  if (deadlines_.empty() && draining_.empty()) return -1;
+  auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(kDrainLimit);
+  if (!draining_.empty()) wait = kDrainTick;
+  if (!deadlines_.empty()) {
+    auto left = deadlines_.begin()->first - Clock::now();
+    // Round up, so that we never wake just before a deadline and spin.
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(left);
+    if (draining_.empty() || ms < wait) wait = ms;
+  }
+  return static_cast<int>(std::clamp<int64_t>(wait.count(), 0, INT_MAX));
+}
+
+// --- reaping ----------------------------------------------------------------
+
+void Spawner::on_sigchld() {
+  signalfd_siginfo si;
+  while (read(sigfd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+  }
+  reap();
+  if (!draining_.empty()) check_draining();
+}
+
+void Spawner::reap() {
+  for (;;) {
+    int status;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) return;  // 0: none ready; -1: ECHILD
+    auto it = children_.find(pid);
+    // Unknown pids are orphans that came to us as subreaper: just reaped.
+    if (it != children_.end() && it->second->state != State::Draining)
+      leader_reaped(*it->second, status);
+  }
+}
+
+void Spawner::leader_reaped(Tracked& t, int status) {
+  t.status = status;
+  clear_deadline(t);
+  t.pidfd.reset();
+  t.state = State::Draining;
+  t.drain_started = Clock::now();
+  // Stragglers in the group (a background job holding stdout) die with it.
+  (void)kill(-t.pid, SIGKILL);
+  draining_.insert(t.pid);
+}
+
+void Spawner::check_draining() {
+  auto now = Clock::now();
+  std::vector<pid_t> done;
+  for (pid_t pid : draining_) {
+    const Tracked& t = *children_.at(pid);
+    if (kill(-pid, 0) < 0 && errno == ESRCH) {
+      done.push_back(pid);
+    } else if (now - t.drain_started >= kDrainLimit) {
+      logf("process group %d still not empty after its leader exited; reporting anyway",
+           static_cast<int>(pid));
+      done.push_back(pid);
+    } else {
+      (void)kill(-pid, SIGKILL);  // anything forked since the last kill
+    }
+  }
+  for (pid_t pid : done) finish(pid);
+}
+
+void Spawner::finish(pid_t pid) {
+  auto it = children_.find(pid);
+  if (it == children_.end()) return;
+  Tracked& t = *it->second;
+  if (t.ctl) {
+    frame::Frame f;
+    f.type = frame::Type::Exit;
+    f.a = t.status;
+    if (int rc = frame::send_frame(t.ctl.get(), f, nullptr, 0); rc < 0 && rc != -EPIPE)
+      logf("cannot send Exit for pid %d: %s", static_cast<int>(pid), strerror(-rc));
+    (void)epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, t.ctl.get(), nullptr);
+  }
+  clear_deadline(t);
+  draining_.erase(pid);
+  children_.erase(it);
+}
+
+void Spawner::kill_everything() {
+  for (auto& [pid, t] : children_) {
+    (void)kill(-pid, SIGKILL);
+    if (t->state != State::Draining) signal_leader(*t, SIGKILL);
+  }
+  children_.clear();
+  draining_.clear();
+  deadlines_.clear();
+}
+
+}  // namespace corral::spawner

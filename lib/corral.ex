@@ -1,0 +1,159 @@
+defmodule Corral do
+  @moduledoc """
+  Run operating-system programs from Elixir, contained.
+
+  `cmd/3` is a drop-in for `System.cmd/3` and `MuonTrap.cmd/3`: the same
+  options and return shape, plus stdin input, a timeout that kills the whole
+  process tree, and an output cap. Output is read with a credit window, so a
+  child that writes faster than you consume waits in its pipe instead of
+  filling your mailbox.
+
+  The Erlang API (`:corral`) is complete on its own; this module is a thin
+  layer over it.
+  """
+
+  @typedoc "Why a command could not be run, as returned by the Erlang API."
+  @type reason :: term()
+
+  @doc """
+  Runs `command` with `args` and returns `{collectable, status}`.
+
+  `status` is the exit status, `128 + n` when the child died of signal `n`,
+  `:timeout` when `:timeout` ms passed (the whole process tree is dead by
+  the time this returns), or `:max_output_exceeded` when the output reached
+  `:max_output_size` bytes (the collectable then holds exactly that many).
+
+  ## Options
+
+  From `System.cmd/3`: `:into` (default `""`), `:cd`, `:env` (a `nil` value
+  unsets the variable), `:arg0`, `:stderr_to_stdout`, `:parallelism`
+  (accepted; Corral's reads never block a scheduler).
+
+  From MuonTrap: `:timeout` (ms), `:delay_to_sigkill` (ms between the stop
+  signal and SIGKILL, default 5000; `:kill_timeout` is the same),
+  `:stdio_window` (unacknowledged output bytes, default 256 KiB; `:window`
+  is the same), `:capture_stderr_only`.
+
+  Corral's own: `:input` (a binary, iodata, or any `Enumerable` of iodata,
+  written to stdin, which is then closed; without it stdin is closed at
+  once), `:max_output_size` (bytes), `:stderr` (`:consume` — the default,
+  printed to the VM's stderr like `System.cmd/3` — `:redirect` or
+  `:discard`), `:stop_signal`, `:clear_env`.
+
+  A missing executable raises `ErlangError` with `:enoent`, as
+  `System.cmd/3` does. An unknown option or a bad value raises
+  `ArgumentError` naming it. Any other failure to start the child (a bad
+  `:cd`, a file that is not executable) raises `Corral.Error`.
+
+      iex> Corral.cmd("echo", ["hello"])
+      {"hello\\n", 0}
+
+      iex> Corral.cmd("sh", ["-c", "exit 3"])
+      {"", 3}
+
+      iex> Corral.cmd("cat", [], input: ["a", ?b, "c"])
+      {"abc", 0}
+  """
+  @spec cmd(binary(), [binary()], keyword()) ::
+          {Collectable.t(), non_neg_integer() | :timeout | :max_output_exceeded}
+  def cmd(command, args, opts \\ []) when is_list(opts) do
+    {into, opts} = Keyword.pop(opts, :into, "")
+    opts = Keyword.update(opts, :input, nil, &input_option/1)
+    {acc, collector} = Collectable.into(into)
+    fold = fn chunk, acc -> collector.(acc, {:cont, chunk}) end
+
+    result =
+      try do
+        :corral.cmd(command, args, [{:fold, {fold, acc}} | opts])
+      catch
+        kind, reason ->
+          collector.(acc, :halt)
+          :erlang.raise(kind, reason, __STACKTRACE__)
+      end
+
+    case result do
+      {:error, reason} ->
+        collector.(acc, :halt)
+        raise_error(reason, command, args, opts)
+
+      {acc, status} ->
+        {collector.(acc, :done), status}
+    end
+  end
+
+  @doc false
+  # Turns a `{:error, reason}` of the Erlang API into the exception a
+  # System.cmd user expects.
+  @spec raise_error(reason(), term(), term(), keyword()) :: no_return()
+  def raise_error(:enoent, command, args, opts) do
+    :erlang.error(:enoent, [command, args, opts])
+  end
+
+  def raise_error({:bad_option, name, value}, _command, _args, _opts) do
+    raise ArgumentError, "invalid value for option #{inspect(name)}: #{inspect(value)}"
+  end
+
+  def raise_error({:unknown_option, name}, _command, _args, _opts) do
+    raise ArgumentError, "unknown option #{inspect(name)}"
+  end
+
+  def raise_error(reason, command, _args, _opts) do
+    raise Corral.Error, reason: reason, command: command
+  end
+
+  # Binaries and iodata go to the driver as they are; any other Enumerable
+  # is written element by element from a helper process.
+  defp input_option(nil), do: nil
+  defp input_option(data) when is_binary(data), do: data
+
+  defp input_option(data) when is_list(data) do
+    if iodata?(data), do: data, else: enumerable_input(data)
+  end
+
+  defp input_option(data) do
+    if Enumerable.impl_for(data) do
+      enumerable_input(data)
+    else
+      raise ArgumentError, "invalid value for option :input: #{inspect(data)}"
+    end
+  end
+
+  defp enumerable_input(enum) do
+    fn port ->
+      Enum.reduce_while(enum, :ok, fn chunk, :ok ->
+        case :corral.write(port, chunk) do
+          :ok -> {:cont, :ok}
+          {:error, :closed} -> {:halt, :ok}
+        end
+      end)
+    end
+  end
+
+  defp iodata?(data) do
+    _ = IO.iodata_length(data)
+    true
+  rescue
+    ArgumentError -> false
+  end
+end
+
+defmodule Corral.Error do
+  @moduledoc """
+  Raised when a child could not be started or was lost.
+
+  `reason` is the Erlang API's reason: `{errno, stage}` from the child's
+  setup, such as `{:enoent, :chdir}` for a missing directory or
+  `{:eacces, :exec}` for a file that is not executable, or
+  `{:spawner_died, :running}` when the spawner was killed under it.
+  """
+  defexception [:reason, :command]
+
+  @impl true
+  def message(%{reason: {errno, stage}, command: command}) when is_atom(errno) do
+    "could not run #{inspect(command)}: #{errno} (#{:file.format_error(errno)}) at #{stage}"
+  end
+
+  def message(%{reason: reason, command: command}) do
+    "could not run #{inspect(command)}: #{inspect(reason)}"
+  end
+end

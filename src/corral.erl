@@ -1,0 +1,445 @@
+%% @doc Run operating-system programs from Erlang, contained.
+%%
+%% Each child is one port of the linked-in driver `corral_drv'. The process
+%% that calls {@link open/3} owns the port and receives its messages:
+%%
+%% <ul>
+%% <li>`{Port, {data, stdout | stderr, Bin}}': output. The driver stops
+%%     reading once `window' bytes are unacknowledged; call {@link ack/2}
+%%     with the size of what you consumed to let more in.</li>
+%% <li>`{Port, {stdin_error, Errno}}': the child closed its stdin while bytes
+%%     were queued (e.g. `epipe'). Later writes are dropped.</li>
+%% <li>exactly one terminal message, always after all output:
+%%     `{Port, {exit_status, N}}', `{Port, {exit_signal, Sig}}' or
+%%     `{Port, {error, {Reason, Stage}}}'. Then the port closes itself.</li>
+%% </ul>
+%%
+%% When the owner exits, however it exits, the port closes and the spawner
+%% stops the child's whole process group: the stop signal, then SIGKILL after
+%% `kill_timeout' ms.
+-module(corral).
+
+-export([
+    open/3,
+    write/2,
+    close_stdin/1,
+    ack/2,
+    set_window/2,
+    signal/2,
+    stop/1,
+    stop/2,
+    os_pid/1,
+    stats/1,
+    cmd/2,
+    cmd/3
+]).
+%% Internal: shared with corral_stream and the Elixir layer.
+-export([open_normalized/1, await_terminal/2]).
+
+-export_type([terminal/0, stats/0]).
+
+-type terminal() ::
+    {exit_status, non_neg_integer()}
+    | {exit_signal, pos_integer()}
+    | {error, {atom(), atom()}}.
+-type stats() :: #{
+    bytes_in := non_neg_integer(),
+    bytes_out := non_neg_integer(),
+    bytes_err := non_neg_integer(),
+    read_count := non_neg_integer(),
+    write_count := non_neg_integer(),
+    duration_ms := non_neg_integer(),
+    unacked := non_neg_integer(),
+    stdin_queued := non_neg_integer()
+}.
+
+%% Keep in sync with c_src/driver/corral_drv.cpp.
+-define(OP_SPAWN, 1).
+-define(OP_ACK, 2).
+-define(OP_SIGNAL, 3).
+-define(OP_CLOSE_STDIN, 4).
+-define(OP_STOP, 5).
+-define(OP_STATS, 6).
+-define(OP_OSPID, 7).
+-define(OP_SET_WINDOW, 8).
+
+%% Inputs up to this size are queued in the driver directly by the owner;
+%% larger ones are fed by a helper process, so that the owner keeps reading
+%% output while the driver's stdin queue is full.
+-define(DIRECT_INPUT_MAX, 524288).
+
+%%% ------------------------------------------------------------------------
+%%% Ports
+
+%% @doc Starts `Cmd' with `Args'. The caller owns the returned port.
+%%
+%% Returns after the child has been exec'd, or with the reason it could not
+%% be: `{error, enoent}' (not found in PATH), `{error, {Errno, Stage}}' from
+%% the child's setup (e.g. `{enoent, chdir}', `{eacces, exec}'), or
+%% `{error, {bad_option, Name, Value}}' / `{error, {unknown_option, Name}}'.
+-spec open(iodata() | atom(), [iodata()], [corral_opts:option()] | map()) ->
+    {ok, port()} | {error, term()}.
+open(Cmd, Args, Opts) ->
+    case corral_opts:normalize(Cmd, Args, Opts, corral_opts:spawn_keys()) of
+        {ok, N} -> open_normalized(N);
+        Error -> Error
+    end.
+
+%% @private
+-spec open_normalized(corral_opts:normalized()) -> {ok, port()} | {error, term()}.
+open_normalized(#{request := Request, window := Window}) ->
+    SpawnerPath = ensure_driver(),
+    Port = open_port({spawn_driver, "corral_drv"}, [binary]),
+    Blob = term_to_binary(Request),
+    Msg = <<Window:64/native, (byte_size(SpawnerPath)):32/native, SpawnerPath/binary, Blob/binary>>,
+    case port_control(Port, ?OP_SPAWN, Msg) of
+        <<0>> ->
+            receive
+                {Port, {started, _OsPid}} ->
+                    {ok, Port};
+                {Port, {error, Reason}} ->
+                    flush_exit(Port),
+                    {error, Reason}
+            end;
+        <<1, Errno/binary>> ->
+            port_close(Port),
+            {error, {binary_to_atom(Errno, latin1), spawn}}
+    end.
+
+%% @doc Queues `Data' for the child's stdin. When the driver's queue is above
+%% its high-water mark the caller is suspended until the child catches up.
+%% Any process may write. Returns `{error, closed}' once the port is gone.
+-spec write(port(), iodata()) -> ok | {error, closed}.
+write(Port, Data) ->
+    try
+        true = erlang:port_command(Port, Data),
+        ok
+    catch
+        error:badarg -> {error, closed}
+    end.
+
+%% @doc Closes the child's stdin once the queued bytes have been written.
+-spec close_stdin(port()) -> ok | {error, closed}.
+close_stdin(Port) -> simple_control(Port, ?OP_CLOSE_STDIN, <<>>).
+
+%% @doc Acknowledges `Bytes' of output, so the driver reads more.
+-spec ack(port(), non_neg_integer()) -> ok | {error, closed}.
+ack(Port, Bytes) when is_integer(Bytes), Bytes >= 0 ->
+    simple_control(Port, ?OP_ACK, <<Bytes:64/native>>).
+
+%% @doc Sets the credit window (unacknowledged output bytes) of a port.
+-spec set_window(port(), pos_integer()) -> ok | {error, closed}.
+set_window(Port, Bytes) when is_integer(Bytes), Bytes > 0 ->
+    simple_control(Port, ?OP_SET_WINDOW, <<Bytes:64/native>>).
+
+%% @doc Sends a signal (`sigterm', `term', `sighup', 15, ...) to the child's
+%% process group. `{error, not_running}' once the child has exited.
+-spec signal(port(), atom() | pos_integer()) -> ok | {error, term()}.
+signal(Port, Sig) ->
+    case corral_opts:signal_number(Sig) of
+        {ok, N} ->
+            case control(Port, ?OP_SIGNAL, <<N:32/native>>) of
+                {ok, <<>>} -> ok;
+                {ok, <<1, "esrch">>} -> {error, not_running};
+                {ok, <<1, E/binary>>} -> {error, binary_to_atom(E, latin1)};
+                Error -> Error
+            end;
+        error ->
+            {error, {bad_signal, Sig}}
+    end.
+
+%% @equiv stop(Port, infinity)
+-spec stop(port()) -> terminal() | {error, closed | timeout}.
+stop(Port) -> stop(Port, infinity).
+
+%% @doc Stops the child gracefully and returns its terminal message once the
+%% whole process group is gone: the stop signal first, SIGKILL after
+%% `kill_timeout'. Only the owner may call it; output still in flight is
+%% acknowledged and dropped.
+-spec stop(port(), timeout()) -> terminal() | {error, closed | timeout}.
+stop(Port, Timeout) ->
+    _ = control(Port, ?OP_STOP, <<>>),
+    await_terminal(Port, Timeout).
+
+%% @private Drains `Port''s messages until its terminal message.
+-spec await_terminal(port(), timeout()) -> terminal() | {error, closed | timeout}.
+await_terminal(Port, Timeout) ->
+    receive
+        {Port, {data, _, Bin}} ->
+            _ = ack(Port, byte_size(Bin)),
+            await_terminal(Port, Timeout);
+        {Port, {stdin_error, _}} ->
+            await_terminal(Port, Timeout);
+        {Port, {started, _}} ->
+            await_terminal(Port, Timeout);
+        {Port, Terminal} ->
+            flush_exit(Port),
+            Terminal
+    after Timeout ->
+        case erlang:port_info(Port, id) of
+            undefined ->
+                {error, closed};
+            _ ->
+                catch port_close(Port),
+                {error, timeout}
+        end
+    end.
+
+%% @doc The child's OS pid (also its process group id).
+-spec os_pid(port()) -> {ok, pos_integer()} | {error, closed}.
+os_pid(Port) ->
+    case control(Port, ?OP_OSPID, <<>>) of
+        {ok, <<0:64/native>>} -> {error, closed};
+        {ok, <<Pid:64/native>>} -> {ok, Pid};
+        Error -> Error
+    end.
+
+%% @doc Byte and call counters of a running port.
+-spec stats(port()) -> {ok, stats()} | {error, closed}.
+stats(Port) ->
+    case control(Port, ?OP_STATS, <<>>) of
+        {ok,
+            <<In:64/native, Out:64/native, Err:64/native, Reads:64/native, Writes:64/native,
+                Ms:64/native, Unacked:64/native, Queued:64/native>>} ->
+            {ok, #{
+                bytes_in => In,
+                bytes_out => Out,
+                bytes_err => Err,
+                read_count => Reads,
+                write_count => Writes,
+                duration_ms => Ms,
+                unacked => Unacked,
+                stdin_queued => Queued
+            }};
+        Error ->
+            Error
+    end.
+
+%%% ------------------------------------------------------------------------
+%%% cmd
+
+%% @equiv cmd(Cmd, Args, [])
+-spec cmd(iodata() | atom(), [iodata()]) -> {term(), integer() | atom()} | {error, term()}.
+cmd(Cmd, Args) -> cmd(Cmd, Args, []).
+
+%% @doc Runs a command to completion and returns `{Output, Status}'.
+%%
+%% `Status' is the exit status, 128 + N for death by signal N, `timeout'
+%% when `timeout' ms passed (the whole tree is dead by then), or
+%% `max_output_exceeded' when the output reached `max_output_size' bytes
+%% (`Output' holds exactly that many). `Output' is a binary, or the
+%% accumulator of `{fold, {Fun, Acc0}}' where `Fun(Chunk, Acc)' is called for
+%% every chunk in order. stdin gets `input' (iodata, or a fun of the port that
+%% writes with {@link write/2}) and is then closed. stderr goes to the VM's
+%% standard_error unless `stderr_to_stdout' or `capture_stderr_only'.
+-spec cmd(iodata() | atom(), [iodata()], [corral_opts:option()] | map()) ->
+    {term(), integer() | timeout | max_output_exceeded} | {error, term()}.
+cmd(Cmd, Args, Opts) ->
+    case corral_opts:normalize(Cmd, Args, Opts, corral_opts:spawn_keys() ++ corral_opts:cmd_keys()) of
+        {ok, N} -> run_cmd(N);
+        Error -> Error
+    end.
+
+-record(cmd, {
+    port :: port(),
+    fold :: fun((binary(), term()) -> term()),
+    acc :: term(),
+    capture :: stdout | stderr,
+    forward_stderr :: boolean(),
+    size = 0 :: non_neg_integer(),
+    max :: pos_integer() | infinity,
+    writer :: undefined | {pid(), reference()},
+    timer :: undefined | reference(),
+    outcome = running :: running | timeout | max_output_exceeded
+}).
+
+run_cmd(#{request := Req} = N) ->
+    case open_normalized(N) of
+        {ok, Port} ->
+            {Fold, Acc0} =
+                case maps:get(fold, N) of
+                    undefined -> {fun(Bin, Acc) -> [Bin | Acc] end, []};
+                    F -> F
+                end,
+            Writer = feed_input(Port, maps:get(input, N)),
+            Timer =
+                case maps:get(timeout, N) of
+                    infinity -> undefined;
+                    T -> erlang:start_timer(T, self(), {corral_timeout, Port})
+                end,
+            CaptureStderr = maps:get(capture_stderr_only, N),
+            S = #cmd{
+                port = Port,
+                fold = Fold,
+                acc = Acc0,
+                capture =
+                    case CaptureStderr of
+                        true -> stderr;
+                        false -> stdout
+                    end,
+                forward_stderr = maps:get(stderr, Req) =:= pipe andalso not CaptureStderr,
+                max = maps:get(max_output_size, N),
+                writer = Writer,
+                timer = Timer
+            },
+            Result = cmd_loop(S),
+            case maps:get(fold, N) of
+                undefined ->
+                    case Result of
+                        {Chunks, Status} -> {iolist_to_binary(lists:reverse(Chunks)), Status};
+                        Error -> Error
+                    end;
+                _ ->
+                    Result
+            end;
+        Error ->
+            Error
+    end.
+
+feed_input(Port, undefined) ->
+    _ = close_stdin(Port),
+    undefined;
+feed_input(Port, Data) when not is_function(Data) ->
+    case iolist_size(Data) =< ?DIRECT_INPUT_MAX of
+        true ->
+            _ = write(Port, Data),
+            _ = close_stdin(Port),
+            undefined;
+        false ->
+            feed_by_helper(Port, fun(P) -> write(P, Data) end)
+    end;
+feed_input(Port, Fun) ->
+    feed_by_helper(Port, Fun).
+
+feed_by_helper(Port, Fun) ->
+    spawn_monitor(fun() ->
+        try Fun(Port) of
+            _ -> close_stdin(Port)
+        catch
+            error:badarg -> ok;
+            Class:Reason:Stack -> exit({corral_input_failed, Class, Reason, Stack})
+        end
+    end).
+
+cmd_loop(#cmd{port = Port} = S) ->
+    receive
+        {Port, {data, Stream, Bin}} ->
+            _ = ack(Port, byte_size(Bin)),
+            cmd_loop(take(Stream, Bin, S));
+        {Port, {stdin_error, _}} ->
+            cmd_loop(S);
+        {timeout, Ref, {corral_timeout, Port}} when Ref =:= S#cmd.timer ->
+            _ = control(Port, ?OP_STOP, <<>>),
+            cmd_loop(S#cmd{timer = undefined, outcome = finished(S#cmd.outcome, timeout)});
+        {'DOWN', Ref, process, _, Reason} when element(2, S#cmd.writer) =:= Ref ->
+            case Reason of
+                {corral_input_failed, Class, Why, Stack} ->
+                    catch port_close(Port),
+                    flush_exit(Port),
+                    cancel_timer(S#cmd.timer),
+                    erlang:raise(Class, Why, Stack);
+                _ ->
+                    cmd_loop(S#cmd{writer = undefined})
+            end;
+        {Port, Terminal} ->
+            flush_exit(Port),
+            cancel_timer(S#cmd.timer),
+            case S#cmd.writer of
+                {Pid, Ref} ->
+                    erlang:demonitor(Ref, [flush]),
+                    exit(Pid, kill);
+                undefined ->
+                    ok
+            end,
+            case {S#cmd.outcome, Terminal} of
+                {_, {error, Reason}} -> {error, Reason};
+                {running, {exit_status, Code}} -> {S#cmd.acc, Code};
+                {running, {exit_signal, Sig}} -> {S#cmd.acc, 128 + Sig};
+                {Outcome, _} -> {S#cmd.acc, Outcome}
+            end
+    end.
+
+finished(running, Outcome) -> Outcome;
+finished(Earlier, _) -> Earlier.
+
+take(stderr, Bin, #cmd{capture = stdout, forward_stderr = true} = S) ->
+    io:put_chars(standard_error, Bin),
+    S;
+take(Stream, _Bin, #cmd{capture = Capture} = S) when Stream =/= Capture ->
+    S;
+take(_, _Bin, #cmd{outcome = Outcome} = S) when Outcome =/= running ->
+    S;
+take(_, Bin, #cmd{size = Size, max = Max} = S) when Max =/= infinity, Size + byte_size(Bin) >= Max ->
+    Acc =
+        case Max - Size of
+            0 -> S#cmd.acc;
+            Keep -> (S#cmd.fold)(binary:part(Bin, 0, Keep), S#cmd.acc)
+        end,
+    Outcome =
+        case Size + byte_size(Bin) > Max of
+            true ->
+                _ = control(S#cmd.port, ?OP_STOP, <<>>),
+                max_output_exceeded;
+            false ->
+                running
+        end,
+    S#cmd{acc = Acc, size = Max, outcome = Outcome};
+take(_, Bin, #cmd{size = Size} = S) ->
+    S#cmd{acc = (S#cmd.fold)(Bin, S#cmd.acc), size = Size + byte_size(Bin)}.
+
+cancel_timer(undefined) ->
+    ok;
+cancel_timer(Ref) ->
+    _ = erlang:cancel_timer(Ref),
+    receive
+        {timeout, Ref, _} -> ok
+    after 0 -> ok
+    end.
+
+%%% ------------------------------------------------------------------------
+%%% Helpers
+
+%% Loads the driver once per VM and returns the spawner's path.
+ensure_driver() ->
+    case persistent_term:get({?MODULE, spawner}, undefined) of
+        undefined ->
+            Priv = priv_dir(),
+            case erl_ddll:load_driver(Priv, "corral_drv") of
+                ok -> ok;
+                {error, already_loaded} -> ok;
+                {error, E} -> erlang:error({corral_driver, erl_ddll:format_error(E), Priv})
+            end,
+            Path = unicode:characters_to_binary(filename:join(Priv, "corral_spawner")),
+            persistent_term:put({?MODULE, spawner}, Path),
+            Path;
+        Path ->
+            Path
+    end.
+
+priv_dir() ->
+    case code:priv_dir(corral) of
+        {error, _} -> filename:join(filename:dirname(filename:dirname(code:which(?MODULE))), "priv");
+        Dir -> Dir
+    end.
+
+control(Port, Op, Data) ->
+    try
+        {ok, port_control(Port, Op, Data)}
+    catch
+        error:badarg -> {error, closed}
+    end.
+
+simple_control(Port, Op, Data) ->
+    case control(Port, Op, Data) of
+        {ok, _} -> ok;
+        Error -> Error
+    end.
+
+%% The port closes itself after its terminal message; a caller that traps
+%% exits would otherwise find {'EXIT', Port, normal} in its mailbox.
+flush_exit(Port) ->
+    unlink(Port),
+    receive
+        {'EXIT', Port, _} -> ok
+    after 0 -> ok
+    end.
