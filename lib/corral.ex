@@ -85,7 +85,7 @@ defmodule Corral do
   # Turns a `{:error, reason}` of the Erlang API into the exception a
   # System.cmd user expects.
   @spec raise_error(reason(), term(), term(), keyword()) :: no_return()
-  def raise_error(:enoent, command, args, opts) do
+  def raise_error(reason, command, args, opts) when reason in [:enoent, {:enoent, :exec}] do
     :erlang.error(:enoent, [command, args, opts])
   end
 

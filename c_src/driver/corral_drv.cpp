@@ -549,6 +549,10 @@ ErlDrvData drv_start(ErlDrvPort port, char*) {
   if (!p) return ERL_DRV_ERROR_GENERAL;
   p->port = port;
   p->term_port = driver_mk_port(port);
+  // erl_ddll unloads a driver when the process that loaded it exits; lock it
+  // in for the life of the VM, like a statically linked driver.
+  static bool locked = false;
+  if (!__atomic_exchange_n(&locked, true, __ATOMIC_ACQ_REL)) driver_lock_driver(port);
   set_port_control_flags(port, PORT_CONTROL_FLAG_BINARY);
   return reinterpret_cast<ErlDrvData>(p);
 }

@@ -1,4 +1,6 @@
 // Tests for decode_spawn_spec: valid maps, every rejection, and fuzzed input.
+#include "options.h"
+
 #include <ei.h>
 #include <gtest/gtest.h>
 
@@ -8,8 +10,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include "options.h"
 
 namespace corral::spawner {
 namespace {
@@ -166,8 +166,8 @@ TEST(Options, IntegerEncodings) {
 }
 
 TEST(Options, KeysInAnyOrder) {
-  Entries e = {{"env", bins({"A=1"})}, {"stderr", atom("pipe")}, {"argv", bins({"x"})},
-               {"path", bin("/x")}};
+  Entries e = {
+      {"env", bins({"A=1"})}, {"stderr", atom("pipe")}, {"argv", bins({"x"})}, {"path", bin("/x")}};
   SpawnSpec s;
   std::string err;
   ASSERT_TRUE(decode(map_term(e), s, err)) << err;
@@ -199,21 +199,24 @@ std::vector<BadCase> bad_cases() {
   v.push_back({"argv NUL", map_term(with(m, "argv", bins({"a", std::string("b\0c", 3)}))),
                "argv: element 2 contains a NUL byte"});
   v.push_back({"argv empty", map_term(with(m, "argv", bins({}))), "argv: empty"});
-  v.push_back({"argv string", map_term(with(m, "argv", [](ei_x_buff* x) {
-                                          ei_x_encode_string(x, "abc");
-                                        })),
+  v.push_back({"argv string",
+               map_term(with(m, "argv", [](ei_x_buff* x) { ei_x_encode_string(x, "abc"); })),
                "argv: not a list"});
-  v.push_back({"argv atoms", map_term(with(m, "argv", [](ei_x_buff* x) {
-                                        ei_x_encode_list_header(x, 1);
-                                        ei_x_encode_atom(x, "sh");
-                                        ei_x_encode_empty_list(x);
-                                      })),
+  v.push_back({"argv atoms",
+               map_term(with(m, "argv",
+                             [](ei_x_buff* x) {
+                               ei_x_encode_list_header(x, 1);
+                               ei_x_encode_atom(x, "sh");
+                               ei_x_encode_empty_list(x);
+                             })),
                "argv: element 1 is not a binary"});
-  v.push_back({"argv improper", map_term(with(m, "argv", [](ei_x_buff* x) {
-                                           ei_x_encode_list_header(x, 1);
-                                           ei_x_encode_binary(x, "sh", 2);
-                                           ei_x_encode_binary(x, "tail", 4);
-                                         })),
+  v.push_back({"argv improper",
+               map_term(with(m, "argv",
+                             [](ei_x_buff* x) {
+                               ei_x_encode_list_header(x, 1);
+                               ei_x_encode_binary(x, "sh", 2);
+                               ei_x_encode_binary(x, "tail", 4);
+                             })),
                "argv: not a proper list"});
   v.push_back({"env no =", map_term(with(m, "env", bins({"A=1", "NOEQUALS"}))),
                "env: element 2 has no '='"});

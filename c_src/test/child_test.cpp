@@ -1,0 +1,272 @@
+// Tests for spawn_child: argv/envp arrays, stdio wiring, setup failures,
+// fd hygiene, process groups and signal state in the child.
+#include "child.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "frame.h"
+
+namespace corral::spawner {
+namespace {
+
+std::string read_all(int fd) {
+  std::string s;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    s.append(buf, static_cast<size_t>(n));
+  }
+  return s;
+}
+
+int wait_for(pid_t pid) {
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  return st;
+}
+
+SpawnSpec sh(const std::string& script, std::vector<std::string> env = {}) {
+  SpawnSpec s;
+  s.path = "/bin/sh";
+  s.argv = {"sh", "-c", script};
+  s.env = std::move(env);
+  return s;
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/corral_child_test.XXXXXX";
+    EXPECT_NE(mkdtemp(tmpl), nullptr);
+    char real[PATH_MAX];
+    EXPECT_NE(realpath(tmpl, real), nullptr);
+    path_ = real;
+  }
+  ~TempDir() { (void)!system(("rm -rf '" + path_ + "'").c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(Child, CstrArrayIsExactAndNullTerminated) {
+  std::vector<std::string> v = {"sh", "-c", "", "a b"};
+  std::vector<char*> a = make_cstr_array(v);
+  ASSERT_EQ(a.size(), 5u);
+  for (size_t i = 0; i < v.size(); i++) {
+    EXPECT_STREQ(a[i], v[i].c_str());
+    EXPECT_EQ(a[i], v[i].c_str());  // points into the strings, no copies
+  }
+  EXPECT_EQ(a[4], nullptr);
+  std::vector<char*> empty = make_cstr_array({});
+  ASSERT_EQ(empty.size(), 1u);
+  EXPECT_EQ(empty[0], nullptr);
+}
+
+TEST(Child, EnvCdStdoutStderrAndExitStatus) {
+  TempDir dir;
+  SpawnSpec s = sh("echo \"$FOO\"; pwd; echo err >&2; exit 7", {"FOO=bar baz", "PATH=/bin"});
+  s.cd = dir.path();
+  SpawnResult r = spawn_child(s);
+  ASSERT_TRUE(r.ok) << r.stage << ": " << strerror(r.error);
+  EXPECT_EQ(r.child.mask(), frame::kFdStdin | frame::kFdStdout | frame::kFdStderr);
+  r.child.in.reset();
+  EXPECT_EQ(read_all(r.child.out.get()), "bar baz\n" + dir.path() + "\n");
+  EXPECT_EQ(read_all(r.child.err.get()), "err\n");
+  int st = wait_for(r.child.pid);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 7);
+}
+
+TEST(Child, EnvironmentIsExactlyTheGivenOne) {
+  SpawnResult r = spawn_child([] {
+    SpawnSpec s;
+    s.path = "/usr/bin/env";
+    s.argv = {"env"};
+    s.env = {"A=1", "B=two words"};
+    return s;
+  }());
+  ASSERT_TRUE(r.ok) << r.stage;
+  EXPECT_EQ(read_all(r.child.out.get()), "A=1\nB=two words\n");
+  EXPECT_EQ(wait_for(r.child.pid), 0);
+}
+
+TEST(Child, StdinPipeReachesTheChild) {
+  SpawnSpec s;
+  s.path = "/bin/cat";
+  s.argv = {"cat"};
+  SpawnResult r = spawn_child(s);
+  ASSERT_TRUE(r.ok) << r.stage;
+  ASSERT_EQ(write(r.child.in.get(), "abc\n", 4), 4);
+  r.child.in.reset();
+  EXPECT_EQ(read_all(r.child.out.get()), "abc\n");
+  EXPECT_EQ(wait_for(r.child.pid), 0);
+}
+
+TEST(Child, StderrToStdoutMerges) {
+  SpawnSpec s = sh("echo out; echo err >&2; echo out2");
+  s.err = StderrMode::Stdout;
+  SpawnResult r = spawn_child(s);
+  ASSERT_TRUE(r.ok) << r.stage;
+  EXPECT_EQ(r.child.mask(), frame::kFdStdin | frame::kFdStdout);
+  EXPECT_FALSE(r.child.err);
+  EXPECT_EQ(read_all(r.child.out.get()), "out\nerr\nout2\n");
+  EXPECT_EQ(wait_for(r.child.pid), 0);
+}
+
+TEST(Child, NullStdio) {
+  SpawnSpec s;
+  s.path = "/bin/sleep";
+  s.argv = {"sleep", "30"};
+  s.in = StdinMode::Null;
+  s.out = StdoutMode::Null;
+  SpawnResult r = spawn_child(s);
+  ASSERT_TRUE(r.ok) << r.stage;
+  EXPECT_EQ(r.child.mask(), frame::kFdStderr);
+  EXPECT_FALSE(r.child.in);
+  EXPECT_FALSE(r.child.out);
+  auto target = [&](int fd) {
+    char buf[256];
+    std::string link = "/proc/" + std::to_string(r.child.pid) + "/fd/" + std::to_string(fd);
+    ssize_t n = readlink(link.c_str(), buf, sizeof buf);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("?");
+  };
+  // spawn_child returns after execve, so the table is final.
+  EXPECT_EQ(target(0), "/dev/null");
+  EXPECT_EQ(target(1), "/dev/null");
+  EXPECT_EQ(target(2).rfind("pipe:", 0), 0u) << target(2);
+  kill(r.child.pid, SIGKILL);
+  int st = wait_for(r.child.pid);
+  EXPECT_TRUE(WIFSIGNALED(st));
+}
+
+TEST(Child, NullStdinIsAtEof) {
+  SpawnSpec s = sh("cat; echo done");
+  s.in = StdinMode::Null;
+  SpawnResult r = spawn_child(s);
+  ASSERT_TRUE(r.ok) << r.stage;
+  EXPECT_EQ(read_all(r.child.out.get()), "done\n");
+  EXPECT_EQ(wait_for(r.child.pid), 0);
+}
+
+TEST(Child, MissingExecutableIsEnoentAtExec) {
+  SpawnSpec s;
+  s.path = "/nonexistent/corral/prog";
+  s.argv = {"prog"};
+  SpawnResult r = spawn_child(s);
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error, ENOENT);
+  EXPECT_STREQ(r.stage, "exec");
+  EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1);  // already reaped
+  EXPECT_EQ(errno, ECHILD);
+}
+
+TEST(Child, BadCdIsEnoentAtChdir) {
+  SpawnSpec s = sh("echo should not run");
+  s.cd = "/nonexistent/corral/dir";
+  SpawnResult r = spawn_child(s);
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error, ENOENT);
+  EXPECT_STREQ(r.stage, "chdir");
+}
+
+TEST(Child, NonExecutableIsEaccesAtExec) {
+  TempDir dir;
+  std::string file = dir.path() + "/script";
+  int fd = open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "#!/bin/sh\n", 10), 10);
+  close(fd);
+  SpawnSpec s;
+  s.path = file;
+  s.argv = {"script"};
+  SpawnResult r = spawn_child(s);
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error, EACCES);
+  EXPECT_STREQ(r.stage, "exec");
+}
+
+TEST(Child, OnlyStdioIsOpen) {
+  // A descriptor leaked without CLOEXEC must not reach the child.
+  int leak = open("/dev/null", O_RDONLY);
+  ASSERT_GE(leak, 3);
+  SpawnResult r = spawn_child(sh("ls /proc/$$/fd"));
+  close(leak);
+  ASSERT_TRUE(r.ok) << r.stage;
+  EXPECT_EQ(read_all(r.child.out.get()), "0\n1\n2\n");
+  EXPECT_EQ(wait_for(r.child.pid), 0);
+}
+
+TEST(Child, IsItsOwnProcessGroupLeader) {
+  SpawnResult r = spawn_child(sh("read x; echo $x"));
+  ASSERT_TRUE(r.ok) << r.stage;
+  EXPECT_EQ(getpgid(r.child.pid), r.child.pid);
+  EXPECT_NE(getpgid(r.child.pid), getpgrp());
+  ASSERT_EQ(write(r.child.in.get(), "hi\n", 3), 3);
+  EXPECT_EQ(read_all(r.child.out.get()), "hi\n");
+  EXPECT_EQ(wait_for(r.child.pid), 0);
+}
+
+TEST(Child, SignalMaskAndDispositionsAreReset) {
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGUSR1);
+  sigaddset(&block, SIGCHLD);
+  ASSERT_EQ(sigprocmask(SIG_BLOCK, &block, &old), 0);
+  struct sigaction ign {
+  }, old_int{}, old_pipe{};
+  ign.sa_handler = SIG_IGN;
+  sigaction(SIGINT, &ign, &old_int);
+  sigaction(SIGPIPE, &ign, &old_pipe);
+  SpawnResult r = spawn_child(sh("grep -E '^Sig(Blk|Ign)' /proc/self/status"));
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGPIPE, &old_pipe, nullptr);
+  sigprocmask(SIG_SETMASK, &old, nullptr);
+  ASSERT_TRUE(r.ok) << r.stage;
+  EXPECT_EQ(read_all(r.child.out.get()), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+  EXPECT_EQ(wait_for(r.child.pid), 0);
+}
+
+TEST(Child, PipeSizeApplies) {
+  SpawnSpec s = sh("true");
+  s.pipe_size = 256 * 1024;
+  SpawnResult r = spawn_child(s);
+  ASSERT_TRUE(r.ok) << r.stage;
+  EXPECT_EQ(fcntl(r.child.out.get(), F_GETPIPE_SZ), 256 * 1024);
+  EXPECT_EQ(fcntl(r.child.err.get(), F_GETPIPE_SZ), 256 * 1024);
+  wait_for(r.child.pid);
+}
+
+TEST(Child, ExecFailureLeavesNoFdsBehind) {
+  auto count_fds = [] {
+    std::string s;
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++) n += fcntl(fd, F_GETFD) >= 0;
+    return n;
+  };
+  int before = count_fds();
+  SpawnSpec s;
+  s.path = "/nonexistent";
+  s.argv = {"x"};
+  s.in = StdinMode::Null;
+  EXPECT_FALSE(spawn_child(s).ok);
+  EXPECT_EQ(count_fds(), before);
+}
+
+}  // namespace
+}  // namespace corral::spawner

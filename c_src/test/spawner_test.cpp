@@ -1,0 +1,376 @@
+// End-to-end tests of the corral_spawner binary over its socket protocol.
+#include <ei.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "frame.h"
+
+namespace corral {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+struct Request {
+  std::string path;
+  std::vector<std::string> argv;
+  std::vector<std::string> env = {"PATH=/usr/bin:/bin"};
+  long kill_timeout = -1;  // -1: leave out
+  const char* stderr_mode = nullptr;
+};
+
+std::string encode(const Request& r) {
+  ei_x_buff x;
+  ei_x_new_with_version(&x);
+  ei_x_encode_map_header(&x, 3 + (r.kill_timeout >= 0) + (r.stderr_mode != nullptr));
+  ei_x_encode_atom(&x, "path");
+  ei_x_encode_binary(&x, r.path.data(), static_cast<int>(r.path.size()));
+  for (auto [key, list] : {std::pair{"argv", &r.argv}, {"env", &r.env}}) {
+    ei_x_encode_atom(&x, key);
+    if (!list->empty()) ei_x_encode_list_header(&x, static_cast<long>(list->size()));
+    for (const auto& s : *list) ei_x_encode_binary(&x, s.data(), static_cast<int>(s.size()));
+    ei_x_encode_empty_list(&x);
+  }
+  if (r.kill_timeout >= 0) {
+    ei_x_encode_atom(&x, "kill_timeout");
+    ei_x_encode_long(&x, r.kill_timeout);
+  }
+  if (r.stderr_mode) {
+    ei_x_encode_atom(&x, "stderr");
+    ei_x_encode_atom(&x, r.stderr_mode);
+  }
+  std::string out(x.buff, static_cast<size_t>(x.index));
+  ei_x_free(&x);
+  return out;
+}
+
+Request sh(const std::string& script) { return {"/bin/sh", {"sh", "-c", script}}; }
+
+// Polls fd for input for at most `timeout`; true if readable (or hung up).
+bool readable(int fd, std::chrono::milliseconds timeout) {
+  pollfd p{fd, POLLIN, 0};
+  int n;
+  do {
+    n = poll(&p, 1, static_cast<int>(timeout.count()));
+  } while (n < 0 && errno == EINTR);
+  return n > 0;
+}
+
+std::string read_all(int fd) {
+  std::string s;
+  char buf[4096];
+  for (;;) {
+    if (!readable(fd, 5000ms)) return s + "<timeout>";
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return s;
+    s.append(buf, static_cast<size_t>(n));
+  }
+}
+
+// Polls cond every 5 ms until it holds or `limit` passes.
+template <typename F>
+bool eventually(F cond, std::chrono::milliseconds limit = 3000ms) {
+  auto end = Clock::now() + limit;
+  while (!cond()) {
+    if (Clock::now() > end) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+bool gone(pid_t pid) { return kill(pid, 0) < 0 && errno == ESRCH; }
+
+// A child as the driver sees it: its control socket and pipe ends.
+struct Handle {
+  int ctl = -1;
+  pid_t pid = -1;
+  int in = -1, out = -1, err = -1;
+  ~Handle() {
+    for (int fd : {ctl, in, out, err})
+      if (fd >= 0) close(fd);
+  }
+};
+
+class SpawnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    int sp[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+    pid_ = fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      if (sp[1] == 3) {
+        fcntl(3, F_SETFD, 0);
+      } else {
+        dup2(sp[1], 3);
+      }
+      execl(CORRAL_SPAWNER_PATH, "corral_spawner", "3", static_cast<char*>(nullptr));
+      _exit(126);
+    }
+    close(sp[1]);
+    req_ = sp[0];
+  }
+
+  void TearDown() override {
+    if (req_ >= 0) close(req_);
+    if (pid_ > 0) {
+      int st;
+      bool exited = eventually([&] { return waitpid(pid_, &st, WNOHANG) == pid_; });
+      if (!exited) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, &st, 0);
+      }
+      EXPECT_TRUE(exited) << "spawner did not exit after request EOF";
+    }
+  }
+
+  // Sends a Spawn frame with a fresh control socket; returns our end.
+  int send_spawn(const std::string& payload, bool attach_ctl = true) {
+    int cp[2];
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cp), 0);
+    frame::Frame f;
+    f.type = frame::Type::Spawn;
+    f.payload = payload;
+    EXPECT_EQ(frame::send_frame(req_, f, &cp[1], attach_ctl ? 1 : 0), 0);
+    close(cp[1]);
+    return cp[0];
+  }
+
+  // Receives one frame on ctl within `timeout`; returns recv_frame's result.
+  static int recv(int ctl, frame::Frame& f, std::vector<int>& fds,
+                  std::chrono::milliseconds timeout = 5000ms) {
+    if (!readable(ctl, timeout)) return -ETIMEDOUT;
+    return frame::recv_frame(ctl, f, fds);
+  }
+
+  // Spawns r and expects Fds; fills h.
+  void start(const Request& r, Handle& h) {
+    h.ctl = send_spawn(encode(r));
+    frame::Frame f;
+    std::vector<int> fds;
+    ASSERT_EQ(recv(h.ctl, f, fds), 1);
+    ASSERT_EQ(f.type, frame::Type::Fds) << "errno " << f.a << " at " << f.payload;
+    h.pid = static_cast<pid_t>(f.a);
+    size_t i = 0;
+    if (f.b & frame::kFdStdin) h.in = fds.at(i++);
+    if (f.b & frame::kFdStdout) h.out = fds.at(i++);
+    if (f.b & frame::kFdStderr) h.err = fds.at(i++);
+    ASSERT_EQ(i, fds.size());
+  }
+
+  // Waits for the Exit frame and then EOF on ctl; returns the wait status.
+  int expect_exit(const Handle& h, std::chrono::milliseconds timeout = 5000ms) {
+    frame::Frame f;
+    std::vector<int> fds;
+    EXPECT_EQ(recv(h.ctl, f, fds, timeout), 1);
+    EXPECT_EQ(f.type, frame::Type::Exit);
+    EXPECT_TRUE(fds.empty());
+    frame::Frame eof;
+    EXPECT_EQ(recv(h.ctl, eof, fds, 2000ms), 0) << "ctl not closed after Exit";
+    return static_cast<int>(f.a);
+  }
+
+  void send_ctl(const Handle& h, frame::Type type, int64_t a = 0) {
+    frame::Frame f;
+    f.type = type;
+    f.a = a;
+    ASSERT_EQ(frame::send_frame(h.ctl, f, nullptr, 0), 0);
+  }
+
+  bool spawner_alive() {
+    int st;
+    return waitpid(pid_, &st, WNOHANG) == 0;
+  }
+
+  pid_t pid_ = -1;
+  int req_ = -1;
+};
+
+TEST_F(SpawnerTest, EchoHello) {
+  Handle h;
+  start({"/bin/echo", {"echo", "hello"}}, h);
+  EXPECT_GT(h.pid, 0);
+  EXPECT_GE(h.in, 0);
+  EXPECT_GE(h.out, 0);
+  EXPECT_GE(h.err, 0);
+  EXPECT_EQ(read_all(h.out), "hello\n");
+  EXPECT_EQ(read_all(h.err), "");
+  int st = expect_exit(h);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+  EXPECT_TRUE(gone(h.pid));
+}
+
+TEST_F(SpawnerTest, StdinRoundTripAndMergedStderr) {
+  Handle h;
+  Request r = sh("cat; echo err >&2");
+  r.stderr_mode = "stdout";
+  start(r, h);
+  EXPECT_LT(h.err, 0);
+  ASSERT_EQ(write(h.in, "abc\n", 4), 4);
+  close(h.in);
+  h.in = -1;
+  EXPECT_EQ(read_all(h.out), "abc\nerr\n");
+  EXPECT_EQ(expect_exit(h), 0);
+}
+
+TEST_F(SpawnerTest, ExitStatus3) {
+  Handle h;
+  start(sh("exit 3"), h);
+  int st = expect_exit(h);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 3);
+}
+
+TEST_F(SpawnerTest, SignalFrameKills) {
+  Handle h;
+  start({"/bin/sleep", {"sleep", "30"}}, h);
+  send_ctl(h, frame::Type::Signal, 999);  // invalid: ignored
+  send_ctl(h, frame::Type::Signal, SIGKILL);
+  int st = expect_exit(h);
+  ASSERT_TRUE(WIFSIGNALED(st));
+  EXPECT_EQ(WTERMSIG(st), SIGKILL);
+}
+
+TEST_F(SpawnerTest, ExecFailureIsAnError) {
+  int ctl = send_spawn(encode({"/nonexistent/prog", {"prog"}}));
+  frame::Frame f;
+  std::vector<int> fds;
+  ASSERT_EQ(recv(ctl, f, fds), 1);
+  EXPECT_EQ(f.type, frame::Type::Error);
+  EXPECT_EQ(f.a, ENOENT);
+  EXPECT_EQ(f.payload, "exec");
+  EXPECT_EQ(recv(ctl, f, fds), 0);
+  close(ctl);
+}
+
+TEST_F(SpawnerTest, MalformedPayloadIsDecodeErrorAndSpawnerSurvives) {
+  for (std::string payload : {std::string("garbage"), std::string(), encode({"/bin/echo", {}})}) {
+    int ctl = send_spawn(payload);
+    frame::Frame f;
+    std::vector<int> fds;
+    ASSERT_EQ(recv(ctl, f, fds), 1);
+    EXPECT_EQ(f.type, frame::Type::Error);
+    EXPECT_EQ(f.a, EINVAL);
+    EXPECT_EQ(f.payload, "decode");
+    EXPECT_EQ(recv(ctl, f, fds), 0);
+    close(ctl);
+  }
+  Handle h;
+  start({"/bin/echo", {"echo", "still here"}}, h);
+  EXPECT_EQ(read_all(h.out), "still here\n");
+  EXPECT_EQ(expect_exit(h), 0);
+}
+
+TEST_F(SpawnerTest, SpawnWithoutFdIsDropped) {
+  int ctl = send_spawn(encode({"/bin/echo", {"echo", "x"}}), /*attach_ctl=*/false);
+  close(ctl);
+  Handle h;
+  start({"/bin/echo", {"echo", "next"}}, h);
+  EXPECT_EQ(read_all(h.out), "next\n");
+  EXPECT_EQ(expect_exit(h), 0);
+  EXPECT_TRUE(spawner_alive());
+}
+
+TEST_F(SpawnerTest, StopEscalatesToSigkillAfterKillTimeout) {
+  Handle h;
+  Request r = sh("trap '' TERM; echo ready; sleep 30");
+  r.kill_timeout = 200;
+  start(r, h);
+  char buf[6];
+  ASSERT_TRUE(readable(h.out, 5000ms));
+  ASSERT_EQ(read(h.out, buf, 6), 6);  // the trap is set
+  auto t0 = Clock::now();
+  send_ctl(h, frame::Type::Stop);
+  int st = expect_exit(h);
+  auto took = Clock::now() - t0;
+  ASSERT_TRUE(WIFSIGNALED(st));
+  EXPECT_EQ(WTERMSIG(st), SIGKILL);
+  EXPECT_GE(took, 190ms);
+  EXPECT_LT(took, 2000ms);
+}
+
+TEST_F(SpawnerTest, StopWithDefaultSignalTerminates) {
+  Handle h;
+  start({"/bin/sleep", {"sleep", "30"}}, h);
+  send_ctl(h, frame::Type::Stop);
+  int st = expect_exit(h, 2000ms);
+  ASSERT_TRUE(WIFSIGNALED(st));
+  EXPECT_EQ(WTERMSIG(st), SIGTERM);
+}
+
+TEST_F(SpawnerTest, ClosingCtlKillsTheChild) {
+  Handle h;
+  start({"/bin/sleep", {"sleep", "30"}}, h);
+  ASSERT_FALSE(gone(h.pid));
+  close(h.ctl);
+  h.ctl = -1;
+  EXPECT_TRUE(eventually([&] { return gone(h.pid); }));
+  EXPECT_EQ(read_all(h.out), "");  // EOF: nothing holds stdout any more
+}
+
+TEST_F(SpawnerTest, ExitWaitsForTheWholeGroup) {
+  Handle h;
+  start(sh("sleep 30 & echo $!; exit 0"), h);
+  // Read the background pid line (not to EOF: the sleep holds stdout).
+  std::string line;
+  char c;
+  while (readable(h.out, 5000ms) && read(h.out, &c, 1) == 1 && c != '\n') line += c;
+  pid_t bg = static_cast<pid_t>(std::stol(line));
+  int st = expect_exit(h);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+  EXPECT_TRUE(gone(bg)) << "Exit sent while the background sleep lives";
+  ASSERT_TRUE(readable(h.out, 0ms)) << "stdout not at EOF when Exit arrived";
+  EXPECT_EQ(read(h.out, &c, 1), 0);
+}
+
+TEST_F(SpawnerTest, ManyChildrenEachGetTheirOwnExit) {
+  constexpr int kN = 40;
+  std::vector<Handle> hs(kN);
+  for (int i = 0; i < kN; i++) start(sh("exit " + std::to_string(i)), hs[i]);
+  for (int i = 0; i < kN; i++) {
+    int st = expect_exit(hs[i]);
+    ASSERT_TRUE(WIFEXITED(st));
+    EXPECT_EQ(WEXITSTATUS(st), i);
+  }
+}
+
+TEST_F(SpawnerTest, RequestEofKillsChildrenAndExits) {
+  // Become a subreaper so the orphaned child comes to us and we see its status.
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+  Handle h;
+  Request r = sh("trap '' TERM; sleep 30");
+  start(r, h);
+  close(req_);
+  req_ = -1;
+  int st = 0;
+  ASSERT_TRUE(eventually([&] { return waitpid(pid_, &st, WNOHANG) == pid_; }, 2000ms));
+  pid_ = -1;
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+  int cst = 0;
+  EXPECT_TRUE(eventually([&] { return waitpid(h.pid, &cst, WNOHANG) == h.pid; }, 2000ms));
+  EXPECT_TRUE(WIFSIGNALED(cst) && WTERMSIG(cst) == SIGKILL);
+  // The background sleep was in the group too; reap whatever else came to us.
+  while (waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
+  prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+}
+
+}  // namespace
+}  // namespace corral
