@@ -7,6 +7,8 @@
 # Missing Debian packages are installed when run as root (scripts/deps.sh).
 
 SHELL := /bin/bash
+comma := ,
+MAKEFLAGS += --no-print-directory
 JOBS ?= 2
 # Recursive (=) so that they are read after `deps` has installed OTP.
 ERL_ROOT = $(shell erl -noshell -eval 'io:format("~s",[code:root_dir()]),halt().')
@@ -14,6 +16,7 @@ EI_DIR = $(shell erl -noshell -eval 'io:format("~s",[code:lib_dir(erl_interface)
 CMAKE_ARGS = -DERL_EI_INCLUDE=$(EI_DIR)/include -DERL_EI_LIB=$(EI_DIR)/lib/libei.a \
 	-DERTS_INCLUDE=$(ERL_ROOT)/usr/include
 ERLC_FLAGS := +debug_info +warn_unused_vars +warnings_as_errors
+EUNIT_MODS := $(subst $(eval) ,$(comma),$(basename $(notdir $(wildcard test/*_tests.erl))))
 FIXTURES := $(patsubst test/fixtures/%.c,test/fixtures/bin/%,$(wildcard test/fixtures/*.c))
 
 export MIX_ENV ?= dev
@@ -28,7 +31,7 @@ deps:
 
 native: deps
 	@cmake -S c_src -B build/native -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
-	@cmake --build build/native -j$(JOBS)
+	@cmake --build build/native -j$(JOBS) | grep -v -e '^\[' -e 'Entering' -e 'Leaving' || true
 
 erlang: native
 	@mkdir -p ebin
@@ -58,9 +61,8 @@ ctest-asan: deps
 eunit: erlang fixtures
 	@mkdir -p build/eunit
 	@erlc $(ERLC_FLAGS) -o build/eunit test/*_tests.erl
-	@erl -noshell -pa ebin -pa build/eunit -eval ' \
-		Mods = [list_to_atom(filename:basename(F, ".erl")) || F <- filelib:wildcard("test/*_tests.erl")], \
-		case eunit:test(Mods, [verbose]) of ok -> halt(0); _ -> halt(1) end.'
+	@erl -noshell -pa ebin -pa build/eunit -eval \
+		'case eunit:test([$(EUNIT_MODS)], [verbose]) of ok -> halt(0); _ -> halt(1) end.'
 
 exunit: native fixtures
 	@MIX_ENV=test mix test

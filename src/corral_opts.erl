@@ -180,13 +180,18 @@ split_env(Bin) ->
         [K] -> {K, <<>>}
     end.
 
+%% Errors name the whole {Key, Value} entry.
 env_entry({K, V} = E, Acc) ->
-    Key = text(env, K),
-    (Key =/= <<>> andalso binary:match(Key, <<"=">>) =:= nomatch) orelse bad(env, E),
-    case V of
-        nil -> maps:remove(Key, Acc);
-        false -> maps:remove(Key, Acc);
-        _ -> Acc#{Key => text(env, V)}
+    try
+        Key = text(env, K),
+        (Key =/= <<>> andalso binary:match(Key, <<"=">>) =:= nomatch) orelse bad(env, E),
+        case V of
+            nil -> maps:remove(Key, Acc);
+            false -> maps:remove(Key, Acc);
+            _ -> Acc#{Key => text(env, V)}
+        end
+    catch
+        throw:{corral_opts, {bad_option, env, _}} -> bad(env, E)
     end;
 env_entry(E, _) ->
     bad(env, E).
