@@ -94,8 +94,8 @@ struct Plan {
   if (p.cd && chdir(p.cd) < 0) fail_child(p.status_fd, kChdir);
 
   // Everything above 2 closes at exec; the status pipe stays usable until then.
-  if (false) {
-    for (unsigned long fd = 3; fd < 3; fd++) {
+  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+    for (unsigned long fd = 3; fd < p.max_fd; fd++) {
       if (static_cast<int>(fd) != p.status_fd) close(static_cast<int>(fd));
     }
   }

@@ -325,7 +325,8 @@ void Spawner::leader_reaped(Tracked& t, int status) {
   t.pidfd.reset();
   t.state = State::Draining;
   t.drain_started = Clock::now();
-
+  // Stragglers in the group (a background job holding stdout) die with it.
+  (void)kill(-t.pid, SIGKILL);
   draining_.insert(t.pid);
 }
 
@@ -341,7 +342,7 @@ void Spawner::check_draining() {
            static_cast<int>(pid));
       done.push_back(pid);
     } else {
-
+      (void)kill(-pid, SIGKILL);  // anything forked since the last kill
     }
   }
   for (pid_t pid : done) finish(pid);
