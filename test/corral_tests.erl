@@ -56,13 +56,15 @@ signal_reaches_the_group_test() ->
     ?assertEqual({error, closed}, corral:signal(Port, sigterm)).
 
 stop_returns_after_the_tree_is_gone_test() ->
-    {ok, Port} = corral:open("sh", ["-c", "trap '' TERM; sleep 30 & sleep 30"], [
-        {kill_timeout, 100}
-    ]),
+    %% The leader and its two children ignore SIGTERM: SIGKILL after 100 ms.
+    {ok, Port} = corral:open(fixture("ignore_term"), ["2"], [{kill_timeout, 100}]),
     {ok, Pid} = corral:os_pid(Port),
-    ?assertEqual({exit_signal, 9}, corral:stop(Port)),
-    ?assertNot(alive(Pid)),
-    ?assertEqual("", os:cmd("pgrep -g " ++ integer_to_list(Pid))).
+    Pids = ready_pids(Port, 3),
+    {Micros, Terminal} = timer:tc(fun() -> corral:stop(Port) end),
+    ?assertEqual({exit_signal, 9}, Terminal),
+    ?assert(Micros >= 100000),
+    ?assert(lists:member(Pid, Pids)),
+    [?assertNot(alive(P)) || P <- Pids].
 
 stop_signal_option_test() ->
     {ok, Port} = corral:open("sleep", ["30"], [{stop_signal, sighup}]),
@@ -170,7 +172,7 @@ collect(Port, Stream) -> collect(Port, Stream, []).
 collect(Port, Stream, Acc) ->
     receive
         {Port, {data, Stream, Bin}} ->
-            ok = corral:ack(Port, byte_size(Bin)),
+            _ = corral:ack(Port, byte_size(Bin)),
             collect(Port, Stream, [Bin | Acc])
     after 300 ->
         iolist_to_binary(lists:reverse(Acc))
@@ -192,6 +194,27 @@ terminal(Port) ->
         {Port, {exit_signal, _} = T} -> T;
         {Port, {error, _} = T} -> T
     after 10000 -> error(no_terminal)
+    end.
+
+fixture(Name) ->
+    filename:absname(filename:join(["test", "fixtures", "bin", Name])).
+
+%% Reads "ready <pid>" lines until N pids are known.
+ready_pids(Port, N) -> ready_pids(Port, N, <<>>).
+
+ready_pids(Port, N, Buf) ->
+    Lines = lists:droplast(binary:split(Buf, <<"\n">>, [global])),
+    Pids = [binary_to_integer(P) || <<"ready ", P/binary>> <- Lines],
+    case length(Pids) >= N of
+        true ->
+            Pids;
+        false ->
+            receive
+                {Port, {data, stdout, Bin}} ->
+                    _ = corral:ack(Port, byte_size(Bin)),
+                    ready_pids(Port, N, <<Buf/binary, Bin/binary>>)
+            after 5000 -> error({not_ready, Buf})
+            end
     end.
 
 read_bytes(_Port, 0) ->
