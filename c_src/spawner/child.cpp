@@ -61,10 +61,16 @@ struct Plan {
 
 // Runs in the child between fork and execve: async-signal-safe calls only.
 [[noreturn]] void child_main(Plan p) {
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
+  // The raw system call: glibc's sigaction refuses 32 and 33 (its own), yet
+  // an ignored disposition of those survives execve like any other.
+  struct {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)();
+    uint64_t mask;
+  } dfl{SIG_DFL, 0, nullptr, 0};
   for (int sig = 1; sig < NSIG; sig++) {
-    if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, nullptr);  // 32, 33: EINVAL
+    if (sig != SIGKILL && sig != SIGSTOP) syscall(SYS_rt_sigaction, sig, &dfl, nullptr, 8);
   }
   sigset_t none;
   sigemptyset(&none);
