@@ -6,7 +6,8 @@ defmodule Tour do
     fun.()
   end
 
-  def show(label, value), do: IO.puts("   #{label}: #{inspect(value, limit: 8, printable_limit: 200)}")
+  def show(label, value),
+    do: IO.puts("   #{label}: #{inspect(value, limit: 8, printable_limit: 200)}")
 
   def alive?(pid) do
     case File.read("/proc/#{pid}/stat") do
@@ -31,8 +32,7 @@ end)
 Tour.step("no lost tail: seq 1 100000, 20 runs, every byte every time", fn ->
   {expected, 0} = System.cmd("seq", ["1", "100000"])
 
-  complete =
-    Enum.count(1..20, fn _ -> Corral.cmd("seq", ["1", "100000"]) == {expected, 0} end)
+  complete = Enum.count(1..20, fn _ -> Corral.cmd("seq", ["1", "100000"]) == {expected, 0} end)
 
   Tour.show("complete runs", "#{complete}/20 (#{byte_size(expected)} bytes each)")
 end)

@@ -135,6 +135,71 @@ defmodule Corral do
   rescue
     ArgumentError -> false
   end
+
+  @doc """
+  A lazy stream of `command`'s output; see `Corral.Stream` for the details.
+
+  Elements are chunks of stdout, as the child wrote them. Output is read
+  only as you consume it, so memory stays within one `:window` whatever the
+  child writes. Halting early (`Enum.take/2`) stops the child's whole
+  process group before it returns. A non-zero exit raises `Corral.ExitError`
+  (with `status`, `128 + n` for signal `n`) after the last chunk.
+
+  Two forms: `stream!(command, args, opts)`, and the pipe form
+  `input |> Corral.stream!(command, args)` (see `stream!/4`). They differ
+  by the second argument: a list of arguments, or the command (a binary).
+
+  ## Options
+
+  Those of `cmd/3` that shape the child (`:cd`, `:env`, `:arg0`,
+  `:clear_env`, `:stderr_to_stdout`, `:kill_timeout`/`:delay_to_sigkill`,
+  `:stop_signal`, `:window`/`:stdio_window`), plus:
+
+    * `:input` — a binary, iodata, any `Enumerable` of iodata (written
+      from a helper process, with backpressure), or `fn sink -> ... end`,
+      where `sink.(iodata)` returns `:ok`, `{:error, :epipe}` once the child
+      closed its stdin, or `{:error, :closed}` once it is gone. stdin is
+      closed after the input; without `:input` at once.
+    * `:stderr` — absent: copied to the VM's stderr, like `cmd/3`;
+      `:consume`: elements become `{:stdout, bin}` and `{:stderr, bin}`;
+      `:redirect`: merged into stdout; `:discard`: dropped.
+    * `:ignore_epipe` — `true` makes a child that stops reading its input
+      silent: the sink returns `:ok` and drops the bytes.
+
+  An EPIPE never raises: the rest of the input is dropped and the output
+  goes on (`stream/3` shows it as `{:error, :epipe}`).
+
+      iex> Corral.stream!("tr", ["a-z", "A-Z"], input: "hello") |> Enum.join()
+      "HELLO"
+
+      iex> ["b\\n", "a\\n"] |> Corral.stream!("sort", []) |> Enum.join()
+      "a\\nb\\n"
+  """
+  @spec stream!(binary() | term(), [binary()] | binary(), keyword() | [binary()]) ::
+          Enumerable.t()
+  defdelegate stream!(command, args, opts \\ []), to: Corral.Stream
+
+  @doc "The pipe form of `stream!/3`: `input |> Corral.stream!(command, args, opts)`."
+  @spec stream!(term(), binary(), [binary()], keyword()) :: Enumerable.t()
+  defdelegate stream!(input, command, args, opts), to: Corral.Stream
+
+  @doc """
+  Like `stream!/3`, but nothing raises once the stream runs: the last
+  element is always `{:exit, status}`, with `status` the exit status,
+  `128 + n` for death by signal `n`, or `{:error, reason}` when the child
+  could not be started or was lost. `{:error, :epipe}` appears where the
+  child closed its stdin while input was pending, unless `ignore_epipe: true`.
+
+      iex> Corral.stream("sh", ["-c", "echo hi; exit 3"]) |> Enum.to_list()
+      ["hi\\n", {:exit, 3}]
+  """
+  @spec stream(binary() | term(), [binary()] | binary(), keyword() | [binary()]) ::
+          Enumerable.t()
+  defdelegate stream(command, args, opts \\ []), to: Corral.Stream
+
+  @doc "The pipe form of `stream/3`: `input |> Corral.stream(command, args, opts)`."
+  @spec stream(term(), binary(), [binary()], keyword()) :: Enumerable.t()
+  defdelegate stream(input, command, args, opts), to: Corral.Stream
 end
 
 defmodule Corral.Error do

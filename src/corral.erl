@@ -28,6 +28,7 @@
     signal/2,
     stop/1,
     stop/2,
+    request_stop/1,
     os_pid/1,
     stats/1,
     cmd/2,
@@ -158,8 +159,19 @@ stop(Port) -> stop(Port, infinity).
 %% acknowledged and dropped.
 -spec stop(port(), timeout()) -> terminal() | {error, closed | timeout}.
 stop(Port, Timeout) ->
-    _ = control(Port, ?OP_STOP, <<>>),
+    _ = request_stop(Port),
     await_terminal(Port, Timeout).
+
+%% @doc Asks the spawner to stop the child (the stop signal to its process
+%% group, SIGKILL after `kill_timeout') and returns at once. Any process may
+%% call it; the owner receives the terminal message as usual.
+-spec request_stop(port()) -> ok | {error, closed | not_running}.
+request_stop(Port) ->
+    case control(Port, ?OP_STOP, <<>>) of
+        {ok, <<>>} -> ok;
+        {ok, <<1, _/binary>>} -> {error, not_running};
+        Error -> Error
+    end.
 
 %% @private Drains `Port''s messages until its terminal message.
 -spec await_terminal(port(), timeout()) -> terminal() | {error, closed | timeout}.
@@ -329,7 +341,7 @@ cmd_loop(#cmd{port = Port} = S) ->
         {Port, {stdin_error, _}} ->
             cmd_loop(S);
         {timeout, Ref, {corral_timeout, Port}} when Ref =:= S#cmd.timer ->
-            _ = control(Port, ?OP_STOP, <<>>),
+            _ = request_stop(Port),
             cmd_loop(S#cmd{timer = undefined, outcome = finished(S#cmd.outcome, timeout)});
         {'DOWN', Ref, process, _, Reason} when element(2, S#cmd.writer) =:= Ref ->
             case Reason of
@@ -378,7 +390,7 @@ take(_, Bin, #cmd{size = Size, max = Max} = S) when Max =/= infinity, Size + byt
     Outcome =
         case Size + byte_size(Bin) > Max of
             true ->
-                _ = control(S#cmd.port, ?OP_STOP, <<>>),
+                _ = request_stop(S#cmd.port),
                 max_output_exceeded;
             false ->
                 running

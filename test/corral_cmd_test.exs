@@ -116,7 +116,12 @@ defmodule Corral.CmdTest do
 
     test "an enumerable that raises stops the child and re-raises" do
       marker = "corral-input-raise-#{System.unique_integer([:positive])}"
-      input = Stream.map(1..2, fn 1 -> "x"; 2 -> raise "boom" end)
+
+      input =
+        Stream.map(1..2, fn
+          1 -> "x"
+          2 -> raise "boom"
+        end)
 
       assert_raise RuntimeError, "boom", fn ->
         Corral.cmd("sh", ["-c", "cat >/dev/null; sleep 30 # #{marker}"], input: input)

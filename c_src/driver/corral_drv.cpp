@@ -160,6 +160,7 @@ struct Port {
   bool have_exit = false;
   bool terminated = false;  // the terminal message went out
   int64_t os_pid = 0;
+  std::string cgroup;  // the child's leaf cgroup, when the spawner made one
   // terminal message: exit status, signal, or error {Reason, Stage}
   enum { kNone, kStatus, kSignal, kError } exit_kind = kNone;
   int exit_value = 0;
@@ -373,6 +374,7 @@ void adopt_fds(Port* p, const Frame& f, std::vector<int>& fds) {
   p->err = take(corral::frame::kFdStderr);
   for (; i < fds.size(); i++) close(fds[i]);  // anything unexpected
   p->os_pid = f.a;
+  p->cgroup = f.payload;
   p->got_fds = true;
   for (int fd : {p->in, p->out, p->err})
     if (fd >= 0) set_nonblock(fd);
@@ -397,10 +399,19 @@ void on_exit_frame(Port* p, int64_t status) {
 }
 
 // The control socket ended before the Exit frame: the spawner died. Its
-// children get SIGKILL from PDEATHSIG; kill the group too, for the
-// descendants that PDEATHSIG does not reach.
+// children get SIGKILL from PDEATHSIG; kill the group and the leaf cgroup
+// too, for the descendants that PDEATHSIG does not reach. (The next spawner
+// removes the dead one's cgroup directories.)
 void on_spawner_lost(Port* p) {
   if (p->os_pid > 0) kill(-static_cast<pid_t>(p->os_pid), SIGKILL);
+  if (!p->cgroup.empty()) {  // descendants that left the group
+    int fd = open((p->cgroup + "/cgroup.kill").c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ssize_t n = write(fd, "1", 1);
+      (void)n;
+      close(fd);
+    }
+  }
   erl_drv_mutex_lock(g_spawner.mu);
   close_spawner_locked();  // the next spawn starts a new one
   erl_drv_mutex_unlock(g_spawner.mu);
@@ -416,6 +427,10 @@ void read_ctl(Port* p) {
     std::vector<int> fds;
     int rc = corral::frame::recv_frame(p->ctl, f, fds);
     if (rc == -EAGAIN || rc == -EINTR) return;
+    // The spawner closed its end with our Signal frames still unread: the
+    // reset is reported once, ahead of the frames it sent before closing
+    // (the Exit among them). Read on.
+    if (rc == -ECONNRESET) continue;
     if (rc <= 0) {  // EOF or a broken socket
       for (int fd : fds) close(fd);
       release(p, p->ctl);

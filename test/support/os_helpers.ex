@@ -12,7 +12,9 @@ defmodule Corral.Test.OS do
 
   @doc "Pids whose command line contains `marker`."
   def pids_matching(marker) do
-    for dir <- File.ls!("/proc"), Integer.parse(dir) != :error, {pid, ""} = Integer.parse(dir),
+    for dir <- File.ls!("/proc"),
+        Integer.parse(dir) != :error,
+        {pid, ""} = Integer.parse(dir),
         cmdline = read_cmdline(pid),
         cmdline != nil and String.contains?(cmdline, marker),
         alive?(pid),
@@ -38,7 +40,8 @@ defmodule Corral.Test.OS do
 
   @doc "Zombie children of this VM and of the spawner."
   def zombies do
-    for dir <- File.ls!("/proc"), match?({_, ""}, Integer.parse(dir)),
+    for dir <- File.ls!("/proc"),
+        match?({_, ""}, Integer.parse(dir)),
         {:ok, stat} <- [File.read("/proc/#{dir}/stat")],
         state(stat) == "Z",
         ppid(stat) in parents(),
@@ -56,7 +59,8 @@ defmodule Corral.Test.OS do
   end
 
   def children_of(pid) do
-    for dir <- File.ls!("/proc"), match?({_, ""}, Integer.parse(dir)),
+    for dir <- File.ls!("/proc"),
+        match?({_, ""}, Integer.parse(dir)),
         {:ok, stat} <- [File.read("/proc/#{dir}/stat")],
         ppid(stat) == pid,
         do: String.to_integer(dir)
