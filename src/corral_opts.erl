@@ -20,6 +20,9 @@
 
 -define(DEFAULT_WINDOW, 262144).
 -define(DEFAULT_KILL_TIMEOUT, 5000).
+%% stdout and stderr pipes are enlarged to this (F_SETPIPE_SZ) so that one
+%% read, and one message, carries up to a quarter MiB; 0 keeps the kernel's.
+-define(DEFAULT_PIPE_SIZE, 262144).
 
 %% Options that shape the child itself (accepted by open/3 and cmd/3).
 -spec spawn_keys() -> [atom()].
@@ -104,7 +107,7 @@ do_normalize(Cmd, Args, Opts, Allowed) ->
         stderr => Stderr,
         kill_timeout => KillTimeout,
         stop_signal => signal(stop_signal, Get(stop_signal, sigterm)),
-        pipe_size => non_neg_int(pipe_size, Get(pipe_size, 0))
+        pipe_size => non_neg_int(pipe_size, Get(pipe_size, ?DEFAULT_PIPE_SIZE))
     },
     Request =
         case Get(cd, undefined) of
@@ -158,6 +161,10 @@ text(Name, V) when is_binary(V); is_list(V) ->
 text(Name, V) ->
     bad(Name, V).
 
+%% The complete environment of the child, built here from the VM's current
+%% one (os:env/0, so os:putenv/2 and System.put_env/2 are honoured).
+environment([], false) ->
+    [unicode:characters_to_binary([K, $=, V]) || {K, V} <- os:env()];
 environment(Env, Clear) when is_list(Env) ->
     Base =
         case Clear of
@@ -165,20 +172,14 @@ environment(Env, Clear) when is_list(Env) ->
                 #{};
             false ->
                 maps:from_list([
-                    split_env(unicode:characters_to_binary(E))
-                 || E <- os:getenv()
+                    {unicode:characters_to_binary(K), unicode:characters_to_binary(V)}
+                 || {K, V} <- os:env()
                 ])
         end,
     Final = lists:foldl(fun env_entry/2, Base, Env),
-    [<<K/binary, $=, V/binary>> || {K, V} <- lists:sort(maps:to_list(Final))];
+    [<<K/binary, $=, V/binary>> || {K, V} <- maps:to_list(Final)];
 environment(Env, _) ->
     bad(env, Env).
-
-split_env(Bin) ->
-    case binary:split(Bin, <<"=">>) of
-        [K, V] -> {K, V};
-        [K] -> {K, <<>>}
-    end.
 
 %% Errors name the whole {Key, Value} entry.
 env_entry({K, V} = E, Acc) ->

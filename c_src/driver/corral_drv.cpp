@@ -64,7 +64,9 @@ enum Op : unsigned {
 constexpr ErlDrvSizeT kHighWater = 1 << 20;
 constexpr ErlDrvSizeT kLowWater = 256 << 10;
 // Largest single read from a child's pipe.
-constexpr ErlDrvSizeT kMaxRead = 256 << 10;
+constexpr ErlDrvSizeT kMaxRead = 1 << 20;
+// Reads per readiness event, so one busy child cannot hog a scheduler.
+constexpr int kReadsPerEvent = 4;
 // Reads below this size are copied into a heap binary; larger ones are sent
 // as refcounted binaries without a copy.
 constexpr ErlDrvSizeT kCopyBelow = 2048;
@@ -151,6 +153,11 @@ struct Port {
   int ctl = -1;
   int in = -1, out = -1, err = -1;
   bool out_reading = false, err_reading = false;
+  // Output is paused once unacknowledged bytes reach the window, and resumes
+  // when acks bring them down to half of it: toggling the select on every
+  // ack would cost an epoll_ctl per message.
+  bool paused = false;
+  ErlDrvSizeT out_cap = 65536, err_cap = 65536;  // pipe capacities
   bool in_selected = false;
   bool stdin_close_requested = false;
   bool stdin_broken = false;
@@ -193,7 +200,11 @@ void select_mode(Port* p, int fd, int mode, bool on) {
 }
 
 void update_reading(Port* p) {
-  bool want = p->unacked < p->window;
+  if (!p->paused && p->unacked >= p->window)
+    p->paused = true;
+  else if (p->paused && p->unacked <= p->window / 2)
+    p->paused = false;
+  bool want = !p->paused;
   if (p->out >= 0 && want != p->out_reading) {
     select_mode(p, p->out, ERL_DRV_READ, want);
     p->out_reading = want;
@@ -308,59 +319,71 @@ void flush_stdin(Port* p) {
   }
 }
 
-void read_pipe(Port* p, int& fd, ErlDrvTermData which) {
-  ErlDrvSizeT want = std::min<uint64_t>(kMaxRead, p->window - std::min(p->window, p->unacked));
-  if (want == 0) {
-    update_reading(p);
-    return;
-  }
-  ErlDrvBinary* bin = driver_alloc_binary(want);
-  if (!bin) return;
-  ssize_t n;
-  do {
-    n = read(fd, bin->orig_bytes, want);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0 && errno == EAGAIN) {
-    driver_free_binary(bin);
-    return;
-  }
-  if (n <= 0) {  // EOF, or an error that ends this stream all the same
-    driver_free_binary(bin);
-    if (fd == p->out)
-      p->out_reading = false;
-    else
-      p->err_reading = false;
-    release(p, fd);
-    maybe_finish(p);
-    return;
-  }
-  size_t len = static_cast<size_t>(n);
-  p->read_count++;
-  (which == a_stdout ? p->bytes_out : p->bytes_err) += len;
-  p->unacked += len;
+// Sends one read as {Port, {data, Which, Bin}}: small reads copied into a
+// heap binary, large ones as a refcounted binary without a copy.
+void send_data(Port* p, ErlDrvTermData which, ErlDrvBinary* bin, size_t len) {
   if (len < kCopyBelow) {
-    ErlDrvTermData spec[] = {ERL_DRV_PORT,        p->term_port,
-                             ERL_DRV_ATOM,        a_data,
-                             ERL_DRV_ATOM,        which,
-                             ERL_DRV_BUF2BINARY,  reinterpret_cast<ErlDrvTermData>(bin->orig_bytes),
-                             len,                 ERL_DRV_TUPLE,
-                             3,                   ERL_DRV_TUPLE,
+    ErlDrvTermData spec[] = {ERL_DRV_PORT,
+                             p->term_port,
+                             ERL_DRV_ATOM,
+                             a_data,
+                             ERL_DRV_ATOM,
+                             which,
+                             ERL_DRV_BUF2BINARY,
+                             reinterpret_cast<ErlDrvTermData>(bin->orig_bytes),
+                             len,
+                             ERL_DRV_TUPLE,
+                             3,
+                             ERL_DRV_TUPLE,
                              2};
     erl_drv_output_term(p->term_port, spec, sizeof spec / sizeof spec[0]);
-    driver_free_binary(bin);
   } else {
-    if (len < want / 2) {
-      ErlDrvBinary* smaller = driver_realloc_binary(bin, static_cast<ErlDrvSizeT>(len));
-      if (smaller) bin = smaller;
-    }
-    ErlDrvTermData spec[] = {ERL_DRV_PORT, p->term_port, ERL_DRV_ATOM, a_data, ERL_DRV_ATOM,
-                             which,        ERL_DRV_BINARY, reinterpret_cast<ErlDrvTermData>(bin),
+    ErlDrvTermData spec[] = {ERL_DRV_PORT, p->term_port, ERL_DRV_ATOM,  a_data,
+                             ERL_DRV_ATOM, which,        ERL_DRV_BINARY, reinterpret_cast<ErlDrvTermData>(bin),
                              len,          0,            ERL_DRV_TUPLE, 3,
                              ERL_DRV_TUPLE, 2};
     erl_drv_output_term(p->term_port, spec, sizeof spec / sizeof spec[0]);
+  }
+}
+
+// Reads what the pipe holds, up to the credit, in at most kReadsPerEvent
+// reads. On EOF it releases the fd and may finish the port: returns true
+// then, and the caller must not touch p again.
+bool read_pipe(Port* p, int& fd, ErlDrvTermData which) {
+  ErlDrvSizeT cap = fd == p->out ? p->out_cap : p->err_cap;
+  for (int i = 0; i < kReadsPerEvent; i++) {
+    if (p->unacked >= p->window) break;
+    ErlDrvSizeT want = std::min<uint64_t>(std::min(cap, kMaxRead), p->window - p->unacked);
+    ErlDrvBinary* bin = driver_alloc_binary(want);
+    if (!bin) break;
+    ssize_t n;
+    do {
+      n = read(fd, bin->orig_bytes, want);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == EAGAIN) {
+      driver_free_binary(bin);
+      break;
+    }
+    if (n <= 0) {  // EOF, or an error that ends this stream all the same
+      driver_free_binary(bin);
+      (fd == p->out ? p->out_reading : p->err_reading) = false;
+      release(p, fd);
+      return maybe_finish(p);
+    }
+    size_t len = static_cast<size_t>(n);
+    p->read_count++;
+    (which == a_stdout ? p->bytes_out : p->bytes_err) += len;
+    p->unacked += len;
+    if (len >= kCopyBelow && len < want / 2) {
+      ErlDrvBinary* smaller = driver_realloc_binary(bin, static_cast<ErlDrvSizeT>(len));
+      if (smaller) bin = smaller;
+    }
+    send_data(p, which, bin, len);
     driver_free_binary(bin);
+    if (len < want) break;  // the pipe is empty now
   }
   update_reading(p);
+  return false;
 }
 
 void adopt_fds(Port* p, const Frame& f, std::vector<int>& fds) {
@@ -378,6 +401,8 @@ void adopt_fds(Port* p, const Frame& f, std::vector<int>& fds) {
   p->got_fds = true;
   for (int fd : {p->in, p->out, p->err})
     if (fd >= 0) set_nonblock(fd);
+  if (p->out >= 0) p->out_cap = std::max(4096, fcntl(p->out, F_GETPIPE_SZ));
+  if (p->err >= 0) p->err_cap = std::max(4096, fcntl(p->err, F_GETPIPE_SZ));
   send_tuple2(p, a_started, ERL_DRV_INT, static_cast<ErlDrvTermData>(p->os_pid));
   if (p->in >= 0 && (p->stdin_broken || (p->stdin_close_requested && driver_sizeq(p->port) == 0)))
     close_stdin_now(p);
