@@ -135,6 +135,22 @@ defmodule Corral.ContainmentTest do
     end
   end
 
+  describe "the spawner" do
+    test "holds none of the VM's fds: only stdio, its request socket and its own" do
+      assert {"", 0} = Corral.cmd("true", [])
+      spawner = spawner_pid()
+      assert eventually(fn -> children_of(spawner) == [] end)
+
+      targets =
+        for fd <- File.ls!("/proc/#{spawner}/fd"),
+            String.to_integer(fd) > 2,
+            do: File.read_link!("/proc/#{spawner}/fd/#{fd}")
+
+      refute Enum.any?(targets, &String.starts_with?(&1, "pipe:")), inspect(targets)
+      assert Enum.count(targets, &String.starts_with?(&1, "socket:")) == 1, inspect(targets)
+    end
+  end
+
   describe "signals" do
     test "a child exiting while signals are sent is no crash and hits no one else" do
       spawner = Corral.cmd("true", []) && spawner_pid()

@@ -104,6 +104,9 @@ int start_spawner_locked(const std::string& path) {
   posix_spawnattr_init(&attr);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
+  // The VM holds fds without CLOEXEC (its own pipes, epoll sets, and any
+  // port's fds): the spawner must not keep them open for its lifetime.
+  posix_spawn_file_actions_addclosefrom_np(&fa, 4);
   // Its own session: a ^C at the VM's terminal must not reach the spawner,
   // and the signal state of the scheduler thread that spawns it must not
   // leak into it.

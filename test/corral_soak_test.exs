@@ -1,0 +1,69 @@
+defmodule Corral.SoakTest do
+  # Many short runs of every kind, then the books must balance: no fd leaked
+  # in the VM, no zombie, no spawner growth, no cgroup directory left.
+  # `make test` runs 2,000; `make bench` runs 10,000 (CORRAL_SOAK_RUNS).
+  use ExUnit.Case, async: false
+  import Corral.Test.OS
+
+  @runs String.to_integer(System.get_env("CORRAL_SOAK_RUNS", "2000"))
+
+  @tag :soak
+  @tag timeout: :infinity
+  test "#{@runs} mixed runs leave nothing behind" do
+    Corral.cmd("true", [])
+    spawner = spawner_pid()
+    before = %{vm_fds: vm_fd_count(), sp_fds: fd_count(spawner), sp_rss: rss_kb(spawner)}
+
+    {us, _} =
+      :timer.tc(fn ->
+        1..@runs
+        |> Task.async_stream(&one_run/1, max_concurrency: 8, ordered: false, timeout: 30_000)
+        |> Enum.each(fn {:ok, :ok} -> :ok end)
+      end)
+
+    assert eventually(fn -> children_of(spawner) == [] end, 5000)
+    assert spawner_pid() == spawner, "the spawner was restarted during the soak"
+    assert vm_fd_count() == before.vm_fds
+    assert fd_count(spawner) == before.sp_fds
+    assert zombies() == []
+    assert leaf_cgroups(spawner) == []
+    growth = rss_kb(spawner) - before.sp_rss
+
+    IO.puts(
+      "\nsoak: #{@runs} runs in #{div(us, 1000)} ms; spawner RSS growth #{growth} KiB, " <>
+        "VM fds #{before.vm_fds}, spawner fds #{before.sp_fds}"
+    )
+
+    assert growth < 2048, "spawner RSS grew by #{growth} KiB"
+  end
+
+  defp one_run(i) do
+    case rem(i, 5) do
+      0 -> {"x\n", 0} = Corral.cmd("echo", ["x"])
+      1 -> {"in", 0} = Corral.cmd("cat", [], input: "in")
+      2 -> {_, :timeout} = Corral.cmd("sleep", ["10"], timeout: 20)
+      3 -> {:error, {:enoent, :chdir}} = :corral.cmd("true", [], cd: "/no/such/dir")
+      4 -> {_, 3} = Corral.cmd("sh", ["-c", "echo err >&2; exit 3"], stderr: :discard)
+    end
+
+    :ok
+  end
+
+  defp fd_count(pid), do: length(File.ls!("/proc/#{pid}/fd"))
+
+  defp rss_kb(pid) do
+    "/proc/#{pid}/status"
+    |> File.read!()
+    |> String.split("\n")
+    |> Enum.find_value(fn
+      "VmRSS:" <> rest -> rest |> String.trim() |> String.split() |> hd() |> String.to_integer()
+      _ -> nil
+    end)
+  end
+
+  # Leaf cgroups the spawner made (corral.<pid>/c*) that still exist.
+  defp leaf_cgroups(spawner) do
+    Path.wildcard("/sys/fs/cgroup/**/corral.#{spawner}/*")
+    |> Enum.filter(&File.dir?/1)
+  end
+end
