@@ -21,9 +21,6 @@ defmodule Corral.Bench do
   @bench_dir __DIR__
   @out_dir Path.join(__DIR__, "out")
 
-  # The default credit window (see corral_opts); shown in the tables.
-  @default_window 262_144
-
   # The open_port flood is stopped early past this growth, so that an
   # unbounded mailbox cannot take the machine down.
   @flood_cap 4 * @gib
@@ -243,7 +240,7 @@ defmodule Corral.Bench do
 
     variants =
       [
-        {"Corral default (#{size(@default_window)})", :corral,
+        {"Corral default (#{size(default_window())})", :corral,
          fn -> corral_cat(cat, file, []) end}
       ] ++
         Enum.map([64 * @kib, @mib, 4 * @mib], fn w ->
@@ -266,7 +263,11 @@ defmodule Corral.Bench do
     results =
       for {name, kind, _} <- variants do
         xs = for round <- rounds, {^name, r} <- round, do: r
-        for {bytes, _, _} <- xs, bytes != @gib, do: raise("#{name}: read #{bytes} bytes, not #{@gib}")
+
+        for {bytes, _, _} <- xs,
+            bytes != @gib,
+            do: raise("#{name}: read #{bytes} bytes, not #{@gib}")
+
         speeds = Enum.map(xs, fn {b, s, _} -> b / s / 1.0e6 end)
         msgs = xs |> Enum.map(fn {_, _, m} -> m end) |> median()
         {name, kind, Enum.max(speeds), median(speeds), msgs}
@@ -372,7 +373,7 @@ defmodule Corral.Bench do
   def flood_memory do
     ms = env_int("CORRAL_BENCH_FLOOD_MS", 5000)
     yes = System.find_executable("yes") || raise "yes not found"
-    limit = @default_window + @mib
+    limit = default_window() + @mib
 
     corral = flood(:corral, yes, ms)
     port = flood(:open_port, yes, ms)
@@ -410,15 +411,15 @@ defmodule Corral.Bench do
     )
 
     IO.puts(
-      "Growth per second: Corral #{curve(corral.samples)}\n" <>
-        "                   open_port #{curve(port.samples)}"
+      "Growth at each second: Corral #{curve(corral.samples)}\n" <>
+        "                       open_port #{curve(port.samples)}"
     )
 
     if port.capped,
       do: IO.puts("(open_port stopped early at #{size(@flood_cap)} growth, to spare the machine)")
 
     IO.puts(
-      "Corral growth = #{ratio(corral.peak, limit)} of its limit (window #{size(@default_window)} + 1 MiB); " <>
+      "Corral growth = #{ratio(corral.peak, limit)} of its limit (window #{size(default_window())} + 1 MiB); " <>
         "open_port grew #{ratio(port.peak, max(corral.peak, 1))} as much as Corral."
     )
 
@@ -593,6 +594,13 @@ defmodule Corral.Bench do
         {:failed, msg} -> IO.puts("  FAILED  #{name}: #{msg}")
       end
     end
+  end
+
+  # The default credit window, as corral_opts fills it in.
+  defp default_window do
+    {:ok, %{window: w}} = :corral_opts.normalize("/bin/true", [], [], :corral_opts.spawn_keys())
+
+    w
   end
 
   ## Formatting

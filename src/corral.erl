@@ -21,6 +21,7 @@
 
 -export([
     open/3,
+    open_pid/3,
     write/2,
     close_stdin/1,
     ack/2,
@@ -35,7 +36,7 @@
     cmd/3
 ]).
 %% Internal: shared with corral_stream and the Elixir layer.
--export([open_normalized/1, await_terminal/2]).
+-export([open_normalized/1, open_normalized_pid/1, await_terminal/2]).
 
 -export_type([terminal/0, stats/0]).
 
@@ -86,9 +87,27 @@ open(Cmd, Args, Opts) ->
         Error -> Error
     end.
 
+%% @doc Like {@link open/3}, and also returns the child's OS pid, which
+%% stays known after the port has closed.
+-spec open_pid(iodata() | atom(), [iodata()], [corral_opts:option()] | map()) ->
+    {ok, port(), pos_integer()} | {error, term()}.
+open_pid(Cmd, Args, Opts) ->
+    case corral_opts:normalize(Cmd, Args, Opts, corral_opts:spawn_keys()) of
+        {ok, N} -> open_normalized_pid(N);
+        Error -> Error
+    end.
+
 %% @private
 -spec open_normalized(corral_opts:normalized()) -> {ok, port()} | {error, term()}.
-open_normalized(#{request := Request, window := Window}) ->
+open_normalized(N) ->
+    case open_normalized_pid(N) of
+        {ok, Port, _OsPid} -> {ok, Port};
+        Error -> Error
+    end.
+
+%% @private
+-spec open_normalized_pid(corral_opts:normalized()) -> {ok, port(), pos_integer()} | {error, term()}.
+open_normalized_pid(#{request := Request, window := Window}) ->
     SpawnerPath = ensure_driver(),
     Port = open_port({spawn_driver, "corral_drv"}, [binary]),
     Blob = term_to_binary(Request),
@@ -96,8 +115,8 @@ open_normalized(#{request := Request, window := Window}) ->
     case port_control(Port, ?OP_SPAWN, Msg) of
         <<0>> ->
             receive
-                {Port, {started, _OsPid}} ->
-                    {ok, Port};
+                {Port, {started, OsPid}} ->
+                    {ok, Port, OsPid};
                 {Port, {error, Reason}} ->
                     flush_exit(Port),
                     {error, Reason}
@@ -160,6 +179,9 @@ stop(Port) -> stop(Port, infinity).
 -spec stop(port(), timeout()) -> terminal() | {error, closed | timeout}.
 stop(Port, Timeout) ->
     _ = request_stop(Port),
+    %% Forgive what the owner consumed without acknowledging: the driver must
+    %% be able to read on to EOF. await_terminal/2 acks the rest.
+    _ = ack(Port, 1 bsl 62),
     await_terminal(Port, Timeout).
 
 %% @doc Asks the spawner to stop the child (the stop signal to its process

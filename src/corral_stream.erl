@@ -150,7 +150,7 @@ open(#spec{normalized = N, input = Input, stderr = Stderr, ignore_epipe = Ignore
 next(#stream{done = true}) ->
     eof;
 next(#stream{port = Port, ref = Ref, pending = Pending} = S0) ->
-    Pending > 0 andalso corral:ack(Port, Pending),
+    _ = Pending > 0 andalso corral:ack(Port, Pending),
     S = S0#stream{pending = 0},
     receive
         {Port, {data, stdout, Bin}} ->
@@ -188,8 +188,10 @@ next(#stream{port = Port, ref = Ref, pending = Pending} = S0) ->
 -spec close(stream()) -> ok.
 close(#stream{done = true}) ->
     ok;
-close(#stream{port = Port} = S) ->
+close(#stream{port = Port, pending = Pending} = S) ->
     stop_writer(S),
+    %% The driver must get its credit back to read the pipe to EOF.
+    _ = Pending > 0 andalso corral:ack(Port, Pending),
     _ =
         case erlang:port_info(Port, id) of
             undefined -> ok;

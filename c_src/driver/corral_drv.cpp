@@ -218,6 +218,14 @@ void update_reading(Port* p) {
   }
 }
 
+// Once the child's process group is gone, what is left in its pipes is
+// bounded by their capacity: deliver it whatever the credit, so that an
+// owner that holds unacknowledged bytes still gets the terminal message.
+void lift_window(Port* p) {
+  p->window = UINT64_MAX / 2;
+  update_reading(p);
+}
+
 void send_tuple2(Port* p, ErlDrvTermData tag, ErlDrvTermData spec_type, ErlDrvTermData value) {
   ErlDrvTermData spec[] = {ERL_DRV_PORT, p->term_port, ERL_DRV_ATOM, tag, spec_type, value,
                            ERL_DRV_TUPLE, 2, ERL_DRV_TUPLE, 2};
@@ -417,6 +425,7 @@ void adopt_fds(Port* p, const Frame& f, std::vector<int>& fds) {
 void on_exit_frame(Port* p, int64_t status) {
   int st = static_cast<int>(status);
   p->have_exit = true;
+  lift_window(p);
   if (WIFSIGNALED(st)) {
     p->exit_kind = Port::kSignal;
     p->exit_value = WTERMSIG(st);

@@ -90,7 +90,19 @@ defmodule Corral.Process do
     {owner, opts} = Keyword.pop(opts, :owner, self())
     {name, opts} = Keyword.pop(opts, :name)
     gen_opts = if name, do: [name: name], else: []
-    apply(GenServer, how, [__MODULE__, {command, args, opts, owner}, gen_opts])
+    ref = make_ref()
+
+    # A child that cannot start is reported by message and :ignore, which
+    # neither logs a crash report nor takes a linked caller down.
+    case apply(GenServer, how, [__MODULE__, {command, args, opts, owner, {self(), ref}}, gen_opts]) do
+      :ignore ->
+        receive do
+          {^ref, reason} -> {:error, reason}
+        end
+
+      other ->
+        other
+    end
   end
 
   @doc """
@@ -157,6 +169,9 @@ defmodule Corral.Process do
 
   @doc """
   Waits up to `timeout` ms for the child to exit; any process may call it.
+  The exit is reported after all of the child's output was read into the
+  window, so a child killed with more unread output than the window still
+  counts as running until you read it.
   Returns `{:ok, status}`, `{:error, :timeout}`, or `{:error, reason}` when
   the child was lost.
   """
@@ -184,8 +199,11 @@ defmodule Corral.Process do
     :exit, _ -> false
   end
 
-  @doc "The child's OS pid, which is also its process group id."
-  @spec os_pid(t()) :: pos_integer()
+  @doc """
+  The child's OS pid, which is also its process group id; `nil` in the rare
+  case of a child that exited before `start/3` could ask for it.
+  """
+  @spec os_pid(t()) :: pos_integer() | nil
   def os_pid(server), do: GenServer.call(server, :os_pid, :infinity)
 
   @doc """
@@ -236,7 +254,7 @@ defmodule Corral.Process do
   ]
 
   @impl true
-  def init({command, args, opts, owner}) do
+  def init({command, args, opts, owner, {starter, ref}}) do
     stderr =
       cond do
         Keyword.get(opts, :stderr_to_stdout) == true -> :merged
@@ -248,7 +266,13 @@ defmodule Corral.Process do
 
     case :corral.open(command, args, opts) do
       {:ok, port} ->
-        {:ok, os_pid} = :corral.os_pid(port)
+        # A child that exits at once may have closed its port already; its
+        # pid is then unknown (:corral.open/3 does not return it).
+        os_pid =
+          case :corral.os_pid(port) do
+            {:ok, pid} -> pid
+            {:error, :closed} -> nil
+          end
 
         {:ok,
          %__MODULE__{
@@ -261,7 +285,8 @@ defmodule Corral.Process do
          }}
 
       {:error, reason} ->
-        {:stop, reason}
+        send(starter, {ref, reason})
+        :ignore
     end
   end
 

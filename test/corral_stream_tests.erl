@@ -1,0 +1,83 @@
+%% EUnit tests for corral_stream, the Erlang streaming API.
+-module(corral_stream_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+collect(S) -> collect(S, []).
+
+collect(S0, Acc) ->
+    case corral_stream:next(S0) of
+        eof -> lists:reverse(Acc);
+        {E, S} -> collect(S, [E | Acc])
+    end.
+
+out(Elements) -> iolist_to_binary([B || B <- Elements, is_binary(B)]).
+
+pull_test() ->
+    {ok, S} = corral_stream:open("sh", ["-c", "echo hi; exit 3"], []),
+    ?assertEqual([<<"hi\n">>, {exit, 3}], collect(S)).
+
+signal_status_test() ->
+    {ok, S} = corral_stream:open("sh", ["-c", "kill -TERM $$"], []),
+    ?assertEqual([{exit, 143}], collect(S)).
+
+input_fun_test() ->
+    Input = fun(Sink) ->
+        ok = Sink(<<"a">>),
+        ok = Sink([<<"b">>, $c])
+    end,
+    {ok, S} = corral_stream:open("cat", [], [{input, Input}]),
+    Elements = collect(S),
+    ?assertEqual(<<"abc">>, out(Elements)),
+    ?assertEqual({exit, 0}, lists:last(Elements)).
+
+stderr_consume_test() ->
+    {ok, S} = corral_stream:open("sh", ["-c", "echo err >&2"], [{stderr, consume}]),
+    ?assertEqual([{stderr, <<"err\n">>}, {exit, 0}], collect(S)).
+
+epipe_test() ->
+    Big = binary:copy(<<"x">>, 10000000),
+    {ok, S} = corral_stream:open("head", ["-c", "10"], [{input, Big}]),
+    Elements = collect(S),
+    ?assert(lists:member({error, epipe}, Elements)),
+    ?assertEqual(<<"xxxxxxxxxx">>, out(Elements)),
+    {ok, S2} = corral_stream:open("head", ["-c", "10"], [{input, Big}, {ignore_epipe, true}]),
+    ?assertEqual([<<"xxxxxxxxxx">>, {exit, 0}], collect(S2)).
+
+fold_test() ->
+    Count = fun(Bin, N) -> {cont, N + byte_size(Bin)} end,
+    ?assertEqual({588895, 0}, corral_stream:fold("seq", ["1", "100000"], [], Count, 0)).
+
+fold_halt_stops_child_test() ->
+    Marker = "corral-eunit-" ++ integer_to_list(erlang:unique_integer([positive])),
+    Self = self(),
+    Fun = fun(_Bin, N) when N >= 3 -> {halt, N}; (_Bin, N) -> {cont, N + 1} end,
+    Wrapped = fun(Bin, N) ->
+        N == 0 andalso (Self ! {pids, os:cmd("pgrep -f " ++ Marker)}),
+        Fun(Bin, N)
+    end,
+    ?assertEqual({3, halted}, corral_stream:fold("yes", [Marker], [], Wrapped, 0)),
+    receive
+        {pids, Before} -> ?assertNotEqual("", Before)
+    end,
+    %% close/1 waited for the group: nothing is left, and no message either.
+    ?assertEqual("", os:cmd("pgrep -f " ++ Marker)),
+    ?assertEqual({messages, []}, process_info(self(), messages)).
+
+errors_test() ->
+    ?assertEqual({error, enoent}, corral_stream:open("corral-no-such-program", [], [])),
+    ?assertEqual({error, {unknown_option, bogus}}, corral_stream:open("true", [], [{bogus, 1}])),
+    ?assertEqual({error, {bad_option, input, 42}}, corral_stream:open("true", [], [{input, 42}])),
+    ?assertEqual(
+        {error, {bad_option, ignore_epipe, yes}},
+        corral_stream:open("true", [], [{ignore_epipe, yes}])
+    ),
+    ?assertEqual(
+        {error, {enoent, chdir}},
+        corral_stream:fold("pwd", [], [{cd, "/nonexistent/corral"}], fun(_, A) -> {cont, A} end, 0)
+    ).
+
+input_crash_is_raised_test() ->
+    Input = fun(_Sink) -> error(input_broke) end,
+    {ok, S} = corral_stream:open("sh", ["-c", "cat; sleep 100"], [{input, Input}]),
+    ?assertError(input_broke, collect(S)).
