@@ -32,9 +32,10 @@ write_and_close_stdin_test() ->
     ?assertEqual({exit_status, 0}, terminal(Port)),
     ?assertEqual({error, closed}, corral:write(Port, <<"late">>)).
 
-%% With a window of 10 bytes the driver stops reading until we ack.
+%% With a window of 10 bytes the driver stops reading until we ack (while the
+%% child lives: once its group is gone the pipe is drained regardless).
 credit_window_holds_output_back_test() ->
-    {ok, Port} = corral:open("sh", ["-c", "printf 0123456789abcdefghij"], [{window, 10}]),
+    {ok, Port} = corral:open("sh", ["-c", "printf 0123456789abcdefghij; sleep 0.5"], [{window, 10}]),
     First = receive {Port, {data, stdout, B1}} -> B1 after 5000 -> error(no_data) end,
     ?assertEqual(10, byte_size(First)),
     receive
