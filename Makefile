@@ -72,6 +72,9 @@ demo: native
 
 bench: native fixtures
 	@MIX_ENV=prod mix run bench/run.exs
+	@MIX_ENV=prod mix run bench/stream_bench.exs
+	@if [ -f bench/containment_bench.exs ]; then MIX_ENV=prod mix run bench/containment_bench.exs; fi
+	@CORRAL_SOAK_RUNS=10000 MIX_ENV=test mix test --only soak test/corral_soak_test.exs
 
 format:
 	@clang-format -i c_src/*/*.cpp c_src/*/*.h
