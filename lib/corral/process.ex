@@ -200,10 +200,10 @@ defmodule Corral.Process do
   end
 
   @doc """
-  The child's OS pid, which is also its process group id; `nil` in the rare
-  case of a child that exited before `start/3` could ask for it.
+  The child's OS pid, which is also its process group id. It stays known
+  after the child has exited.
   """
-  @spec os_pid(t()) :: pos_integer() | nil
+  @spec os_pid(t()) :: pos_integer()
   def os_pid(server), do: GenServer.call(server, :os_pid, :infinity)
 
   @doc """
@@ -264,16 +264,8 @@ defmodule Corral.Process do
         true -> :forward
       end
 
-    case :corral.open(command, args, opts) do
-      {:ok, port} ->
-        # A child that exits at once may have closed its port already; its
-        # pid is then unknown (:corral.open/3 does not return it).
-        os_pid =
-          case :corral.os_pid(port) do
-            {:ok, pid} -> pid
-            {:error, :closed} -> nil
-          end
-
+    case :corral.open_pid(command, args, opts) do
+      {:ok, port, os_pid} ->
         {:ok,
          %__MODULE__{
            port: port,
