@@ -93,6 +93,45 @@ Tour.step("the owner dies, the child dies", fn ->
   Tour.show("alive 100 ms after Process.exit(owner, :kill)", Tour.alive?(pid))
 end)
 
+Tour.step("streams: lazy, one window in memory, early halt stops the child", fn ->
+  first = Corral.stream!("seq", ["1", "1000000000"]) |> Enum.take(1)
+  Tour.show("Enum.take(1) of seq 1 1000000000", first |> hd() |> binary_part(0, 20))
+
+  upper = ["hello ", "stream"] |> Corral.stream!("tr", ["a-z", "A-Z"]) |> Enum.join()
+  Tour.show("an Enumerable piped through tr", upper)
+
+  Tour.show(
+    "Corral.stream ends with the status",
+    Corral.stream("sh", ["-c", "echo out; exit 3"]) |> Enum.to_list()
+  )
+
+  try do
+    Corral.stream!("sh", ["-c", "exit 4"]) |> Enum.to_list()
+  rescue
+    e -> Tour.show("Corral.stream! raises on a non-zero exit", Exception.message(e))
+  end
+end)
+
+Tour.step("Corral.Process: write, read, await from anywhere", fn ->
+  {:ok, p} = Corral.Process.start("cat", [])
+  :ok = Corral.Process.write(p, "ping")
+  Tour.show("read/2 after writing ping", Corral.Process.read(p))
+  :ok = Corral.Process.close_stdin(p)
+  Tour.show("read/2 after close_stdin", Corral.Process.read(p))
+  waiter = Task.async(fn -> Corral.Process.await_exit(p) end)
+  Tour.show("await_exit/2 from another process", Task.await(waiter))
+  Tour.show("stats/1", Corral.Process.stats(p) |> Map.take([:bytes_in, :bytes_out]))
+end)
+
+Tour.step("Corral.Watcher: a second process whose death stops the child", fn ->
+  {:ok, port, pid} = :corral.open_pid("sleep", ["600"], [])
+  client = spawn(fn -> receive do: (:bye -> :ok) end)
+  {:ok, _} = Corral.Watcher.start(port, [client])
+  send(client, :bye)
+  Tour.show("owner receives", :corral.await_terminal(port, 5000))
+  Tour.show("sleep 600 alive after the watched client exited", Tour.alive?(pid))
+end)
+
 Tour.step("clear errors", fn ->
   try do
     Corral.cmd("no-such-program", [])
