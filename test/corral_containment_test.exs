@@ -89,6 +89,34 @@ defmodule Corral.ContainmentTest do
     end
   end
 
+  describe "descendants that leave the process group" do
+    # setsid + double fork: only the child's cgroup leaf still holds them.
+    @tag :cgroup_v2
+    test "are killed with the tree when the owner goes away" do
+      parent = self()
+
+      owner =
+        spawn(fn ->
+          {:ok, port} = :corral.open(fixture("escape"), [], [])
+          send(parent, {:pids, read_pids(port, "escaped", 1)})
+          Process.sleep(:infinity)
+        end)
+
+      [escaped] = receive do: ({:pids, pids} -> pids)
+      assert alive?(escaped)
+      Process.exit(owner, :kill)
+      assert eventually(fn -> not alive?(escaped) end, 1000)
+    end
+
+    @tag :cgroup_v2
+    test "are gone when stop/1 returns" do
+      {:ok, port} = :corral.open(fixture("escape"), [], [])
+      [escaped] = read_pids(port, "escaped", 1)
+      assert {:exit_signal, 15} = :corral.stop(port)
+      refute alive?(escaped)
+    end
+  end
+
   describe "stop" do
     test "returns only after the tree is gone, with a custom stop signal" do
       {port, pids} = open_tree(3, 1, stop_signal: :sigint)
