@@ -11,9 +11,11 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
 
 #include "frame.h"
 
@@ -21,18 +23,20 @@ namespace corral::spawner {
 namespace {
 
 enum Stage : int32_t {
+  kCgroup,
   kSigmask,
   kSetpgid,
   kPdeathsig,
   kDup2,
   kChdir,
   kCloseFds,
+  kRlimit,
   kExec,
   kNumStages,
 };
 
 const char* const kStageNames[kNumStages] = {
-    "sigmask", "setpgid", "pdeathsig", "dup2", "chdir", "closefds", "exec",
+    "cgroup", "sigmask", "setpgid", "pdeathsig", "dup2", "chdir", "closefds", "rlimit", "exec",
 };
 
 struct StatusRecord {
@@ -50,6 +54,9 @@ struct Plan {
   int status_fd;         // write end of the exec-status pipe
   pid_t parent;          // the spawner's pid, for the PDEATHSIG race check
   unsigned long max_fd;  // close_range fallback bound
+  int cgroup_procs;      // the leaf's cgroup.procs, or -1
+  bool set_nofile;       // restore nofile before execve
+  rlimit nofile;
 };
 
 [[noreturn]] void fail_child(int status_fd, Stage stage) {
@@ -61,6 +68,10 @@ struct Plan {
 
 // Runs in the child between fork and execve: async-signal-safe calls only.
 [[noreturn]] void child_main(Plan p) {
+  // Into the leaf first, so that everything the child does, and every
+  // process it forks, is in the cgroup that kills them.
+  if (p.cgroup_procs >= 0 && write(p.cgroup_procs, "0", 1) != 1) fail_child(p.status_fd, kCgroup);
+
   // The raw system call: glibc's sigaction refuses 32 and 33 (its own), yet
   // an ignored disposition of those survives execve like any other.
   struct {
@@ -106,6 +117,10 @@ struct Plan {
     }
   }
 
+  // The spawner's own soft limit is raised for scale; give the program the
+  // one the spawner started with. Open fds above it stay valid until exec.
+  if (p.set_nofile && setrlimit(RLIMIT_NOFILE, &p.nofile) < 0) fail_child(p.status_fd, kRlimit);
+
   execve(p.path, p.argv, p.envp);
   fail_child(p.status_fd, kExec);
 }
@@ -146,7 +161,7 @@ int pidfd_send_signal(int pidfd, int sig) {
   return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0U));
 }
 
-SpawnResult spawn_child(const SpawnSpec& spec) {
+SpawnResult spawn_child(const SpawnSpec& spec, const ChildContext& ctx) {
   std::vector<char*> argv = make_cstr_array(spec.argv);
   std::vector<char*> envp = make_cstr_array(spec.env);
 
@@ -176,6 +191,9 @@ SpawnResult spawn_child(const SpawnSpec& spec) {
   plan.src[2] = spec.err == StderrMode::Stdout ? -1 : err_w ? err_w.get() : devnull.get();
   plan.status_fd = status_w.get();
   plan.parent = getpid();
+  plan.cgroup_procs = ctx.cgroup_procs;
+  plan.set_nofile = ctx.nofile != nullptr;
+  if (ctx.nofile) plan.nofile = *ctx.nofile;
   rlimit rl{};
   plan.max_fd = 1024;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
@@ -211,6 +229,25 @@ SpawnResult spawn_child(const SpawnSpec& spec) {
   r.ok = true;
   r.child = std::move(c);
   return r;
+}
+
+int raise_nofile_limit(rlimit& ret_original) {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return -errno;
+  ret_original = rl;
+  if (rl.rlim_cur == rl.rlim_max) return 0;
+  rlimit raised = rl;
+  raised.rlim_cur = rl.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &raised) == 0) return 0;
+  // An unlimited hard limit is still capped by fs.nr_open.
+  int err = errno;
+  FILE* f = fopen("/proc/sys/fs/nr_open", "re");
+  unsigned long nr_open = 0;
+  bool got = f && fscanf(f, "%lu", &nr_open) == 1;
+  if (f) fclose(f);
+  if (!got || nr_open <= rl.rlim_cur) return -err;
+  raised.rlim_cur = std::min<rlim_t>(rl.rlim_max, nr_open);
+  return setrlimit(RLIMIT_NOFILE, &raised) == 0 ? 0 : -errno;
 }
 
 }  // namespace corral::spawner

@@ -1,6 +1,7 @@
 // Starts one child: builds argv/envp, forks, sets the child up and execs it.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -62,11 +63,28 @@ struct SpawnResult {
   const char* stage = "";  // setup stage that failed, when !ok
 };
 
+// What the spawner adds to a spec: where the child goes and what it gets
+// back from the spawner's own settings.
+struct ChildContext {
+  // The leaf's cgroup.procs, opened O_WRONLY|O_CLOEXEC; the child writes "0"
+  // to it before any other step (stage "cgroup"). -1: no cgroup.
+  int cgroup_procs = -1;
+  // Restored with setrlimit(RLIMIT_NOFILE) just before execve (stage
+  // "rlimit"), undoing raise_nofile_limit. nullptr: inherit ours.
+  const rlimit* nofile = nullptr;
+};
+
 // Forks and execs spec. Returns once the child has exec'd (ok) or failed
 // before exec (the failed child is reaped here). The child becomes a process
 // group leader and gets SIGKILL when the calling thread dies. All signal
 // dispositions and the signal mask are reset in the child.
-SpawnResult spawn_child(const SpawnSpec& spec);
+SpawnResult spawn_child(const SpawnSpec& spec, const ChildContext& ctx = {});
+
+// Raises this process's RLIMIT_NOFILE soft limit to its hard limit (capped by
+// fs.nr_open), so that one spawner can hold 10,000 children's sockets, and
+// returns the original limits in ret_original for ChildContext::nofile:
+// programs that use select() break above 1024. Returns 0 or -errno.
+int raise_nofile_limit(rlimit& ret_original);
 
 // Raw syscalls that glibc 2.36 does not wrap. Return -1 and set errno on failure.
 int pidfd_open(pid_t pid);

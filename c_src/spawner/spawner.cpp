@@ -25,9 +25,12 @@ constexpr uint64_t kRequestTag = UINT64_MAX;
 constexpr uint64_t kSignalTag = UINT64_MAX - 1;
 
 // How often the draining set is polled, and when we stop waiting for a
-// process group to empty after its leader was reaped.
+// process group and cgroup to empty after its leader was reaped.
 constexpr auto kDrainTick = std::chrono::milliseconds(20);
 constexpr auto kDrainLimit = std::chrono::seconds(2);
+
+// How long the VM's death (request EOF) waits for the cgroups to empty.
+constexpr auto kFinalWait = std::chrono::seconds(1);
 
 // Frames handled per readiness event, so one busy socket cannot starve others.
 constexpr int kBatch = 32;
@@ -84,6 +87,18 @@ int Spawner::init() {
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, request_.get(), &ev) < 0) return -errno;
   ev.data.u64 = kSignalTag;
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, sigfd_.get(), &ev) < 0) return -errno;
+
+  // 10,000 children hold 20,000 fds here (control socket and pidfd each).
+  if (int rc = raise_nofile_limit(nofile_); rc < 0) {
+    logf("cannot raise the open file limit: %s", strerror(-rc));
+  } else {
+    nofile_known_ = true;
+  }
+  // A leaf cgroup per child catches descendants that leave the process group
+  // (setsid, double fork). Without one, process groups are all we have.
+  std::string why;
+  if (cgroup::make_base(getpid(), base_, why) < 0)
+    logf("no cgroup containment, using process groups only: %s", why.c_str());
   return 0;
 }
 
@@ -166,7 +181,27 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
     return;
   }
 
-  SpawnResult res = spawn_child(spec);
+  // The leaf is removed by its destructor if anything below fails.
+  cgroup::Dir leaf;
+  unique_fd procs;
+  if (base_) {
+    std::string path = base_.path() + "/c" + std::to_string(next_leaf_++);
+    int rc = cgroup::Dir::make(path, leaf);
+    if (rc == 0) {
+      rc = leaf.open_procs();
+      if (rc >= 0) procs.reset(rc);
+    }
+    if (rc < 0) {
+      logf("cannot prepare cgroup %s: %s", path.c_str(), strerror(-rc));
+      send_error(ctl.get(), -rc, "cgroup");
+      return;
+    }
+  }
+  ChildContext ctx;
+  ctx.cgroup_procs = procs.get();
+  ctx.nofile = nofile_known_ ? &nofile_ : nullptr;
+  SpawnResult res = spawn_child(spec, ctx);
+  procs.reset();
   if (!res.ok) {
     send_error(ctl.get(), res.error, res.stage);
     return;
@@ -185,6 +220,8 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   out.type = frame::Type::Fds;
   out.a = c.pid;
   out.b = c.mask();
+  out.payload = leaf.path();  // the driver kills it itself if we die
+  t->leaf = std::move(leaf);
   int pipes[3];
   size_t n = 0;
   for (const unique_fd* p : {&c.in, &c.out, &c.err})
@@ -280,6 +317,7 @@ void Spawner::fire_deadlines() {
     if (t.state == State::Stopping) {
       (void)kill(-t.pid, SIGKILL);
       signal_leader(t, SIGKILL);
+      if (t.leaf) (void)t.leaf.kill();
     }
   }
 }
@@ -325,23 +363,34 @@ void Spawner::leader_reaped(Tracked& t, int status) {
   t.pidfd.reset();
   t.state = State::Draining;
   t.drain_started = Clock::now();
-  // Stragglers in the group (a background job holding stdout) die with it.
+  // Stragglers in the group (a background job holding stdout) die with it,
+  // and so does everything in the leaf, in the group or not. Never reuse a
+  // killed leaf: later children cloned into it would die at birth.
   (void)kill(-t.pid, SIGKILL);
+  if (t.leaf) {
+    if (int rc = t.leaf.kill(); rc < 0)
+      logf("cannot kill cgroup %s: %s", t.leaf.path().c_str(), strerror(-rc));
+  }
   draining_.insert(t.pid);
 }
 
 void Spawner::check_draining() {
+  // Killed escapees were reparented to us; reap them before judging.
+  reap();
   auto now = Clock::now();
   std::vector<pid_t> done;
   for (pid_t pid : draining_) {
     const Tracked& t = *children_.at(pid);
-    if (kill(-pid, 0) < 0 && errno == ESRCH) {
+    bool group_empty = kill(-pid, 0) < 0 && errno == ESRCH;
+    // An unreadable cgroup.events cannot be waited on; do not hang on it.
+    bool leaf_empty = group_empty && (!t.leaf || t.leaf.populated() <= 0);
+    if (group_empty && leaf_empty) {
       done.push_back(pid);
     } else if (now - t.drain_started >= kDrainLimit) {
-      logf("process group %d still not empty after its leader exited; reporting anyway",
-           static_cast<int>(pid));
+      logf("%s of %d still not empty after its leader exited; reporting anyway",
+           group_empty ? "cgroup" : "process group", static_cast<int>(pid));
       done.push_back(pid);
-    } else {
+    } else if (!group_empty) {
       (void)kill(-pid, SIGKILL);  // anything forked since the last kill
     }
   }
@@ -362,6 +411,10 @@ void Spawner::finish(pid_t pid) {
   }
   clear_deadline(t);
   draining_.erase(pid);
+  // Fails with EBUSY after the give-up above; the base's removal at exit
+  // sweeps such a leaf up.
+  if (int rc = t.leaf.remove(); rc < 0)
+    logf("cannot remove cgroup %s: %s", t.leaf.path().c_str(), strerror(-rc));
   children_.erase(it);
 }
 
@@ -369,6 +422,13 @@ void Spawner::kill_everything() {
   for (auto& [pid, t] : children_) {
     (void)kill(-pid, SIGKILL);
     if (t->state != State::Draining) signal_leader(*t, SIGKILL);
+  }
+  // cgroup.kill on the base kills every leaf below it at once, escapees
+  // included; then wait for them to go and remove the leaves and the base.
+  if (base_) {
+    if (int rc = base_.destroy(std::chrono::duration_cast<std::chrono::milliseconds>(kFinalWait));
+        rc < 0)
+      logf("cannot remove cgroup %s: %s", base_.path().c_str(), strerror(-rc));
   }
   children_.clear();
   draining_.clear();

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "cgroup.h"
 #include "child.h"
 #include "frame.h"
 
@@ -26,12 +27,18 @@ class Spawner {
   Spawner& operator=(const Spawner&) = delete;
 
   // Blocks SIGCHLD, opens the signalfd and the epoll set and becomes a child
-  // subreaper. Returns 0 or -errno.
+  // subreaper. Returns 0 or -errno. Also raises RLIMIT_NOFILE and sets up
+  // the cgroup base; if that is not possible, it logs why and containment
+  // falls back to process groups.
   int init();
 
   // Serves until the request socket reaches EOF, then SIGKILLs every child's
-  // process group and returns 0. Returns -errno if epoll itself fails.
+  // process group and cgroup, removes the cgroups and returns 0. Returns
+  // -errno if epoll itself fails.
   int run();
+
+  // The base cgroup that holds every child's leaf; empty when none is used.
+  const std::string& cgroup_base() const { return base_.path(); }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -45,6 +52,7 @@ class Spawner {
     unique_fd ctl;  // empty once the owner is gone
     int stop_signal = 15;
     int64_t kill_timeout_ms = 0;
+    cgroup::Dir leaf;  // empty when cgroups are not used
     State state = State::Running;
     int status = 0;  // raw wait status, once reaped
     bool has_deadline = false;
@@ -72,9 +80,14 @@ class Spawner {
   unique_fd request_;
   unique_fd epoll_;
   unique_fd sigfd_;
+  // Declared before children_, so destroyed after their leaves.
+  cgroup::Dir base_;        // <own v2 cgroup>/corral.<pid>, or empty
+  uint64_t next_leaf_ = 0;  // leaves are c0, c1, ...; never reused
   std::unordered_map<pid_t, std::unique_ptr<Tracked>> children_;
   Deadlines deadlines_;
   std::unordered_set<pid_t> draining_;
+  rlimit nofile_{};  // RLIMIT_NOFILE as we started, for children
+  bool nofile_known_ = false;
   bool done_ = false;
 };
 

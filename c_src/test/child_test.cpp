@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -266,6 +267,48 @@ TEST(Child, ExecFailureLeavesNoFdsBehind) {
   s.in = StdinMode::Null;
   EXPECT_FALSE(spawn_child(s).ok);
   EXPECT_EQ(count_fds(), before);
+}
+
+TEST(Child, NofileSoftLimitIsTheOriginalOne) {
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max <= 256)
+    GTEST_SKIP() << "hard RLIMIT_NOFILE " << saved.rlim_max << " leaves no room to raise";
+  rlimit low = saved;
+  low.rlim_cur = 256;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+
+  rlimit orig{};
+  int rc = raise_nofile_limit(orig);
+  rlimit now{};
+  getrlimit(RLIMIT_NOFILE, &now);
+  ChildContext ctx;
+  ctx.nofile = &orig;
+  SpawnResult r = spawn_child(sh("ulimit -n; ulimit -Hn"), ctx);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+
+  ASSERT_EQ(rc, 0) << strerror(-rc);
+  EXPECT_EQ(orig.rlim_cur, 256u);
+  EXPECT_EQ(orig.rlim_max, saved.rlim_max);
+  EXPECT_GT(now.rlim_cur, 256u) << "the soft limit was not raised";
+  EXPECT_EQ(now.rlim_max, saved.rlim_max);
+  ASSERT_TRUE(r.ok) << r.stage;
+  std::string hard = saved.rlim_max == RLIM_INFINITY ? "unlimited" : std::to_string(saved.rlim_max);
+  EXPECT_EQ(read_all(r.child.out.get()), "256\n" + hard + "\n");
+  EXPECT_EQ(wait_for(r.child.pid), 0);
+}
+
+TEST(Child, CgroupJoinFailureIsASetupError) {
+  // Writing to a read-only fd fails like an unwritable cgroup.procs does.
+  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ChildContext ctx;
+  ctx.cgroup_procs = fd;
+  SpawnResult r = spawn_child(sh("echo should not run"), ctx);
+  close(fd);
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error, EBADF);
+  EXPECT_STREQ(r.stage, "cgroup");
 }
 
 }  // namespace

@@ -5,17 +5,23 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "cgroup.h"
+#include "child.h"
 #include "frame.h"
 
 namespace corral {
@@ -94,11 +100,82 @@ bool eventually(F cond, std::chrono::milliseconds limit = 3000ms) {
 
 bool gone(pid_t pid) { return kill(pid, 0) < 0 && errno == ESRCH; }
 
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Gone, or a zombie: it runs no more code. (A process killed through its
+// cgroup leaves it a moment before it becomes a zombie, hence the retries.)
+bool dead(pid_t pid) {
+  for (int i = 0; i < 20; i++) {
+    if (gone(pid)) return true;
+    std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+    size_t paren = stat.rfind(')');
+    if (paren != std::string::npos && paren + 2 < stat.size() &&
+        (stat[paren + 2] == 'Z' || stat[paren + 2] == 'X'))
+      return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return false;
+}
+
+// Reaps our child pid if it ends within 3 s; otherwise SIGKILLs it, reaps
+// it and returns false.
+bool reaped_in_time(pid_t pid, int& st) {
+  if (eventually([&] { return waitpid(pid, &st, WNOHANG) == pid; })) return true;
+  kill(pid, SIGKILL);
+  waitpid(pid, &st, 0);
+  return false;
+}
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+// Our own v2 cgroup directory, which the spawner inherits, if we may make
+// cgroups in it; otherwise "" and why.
+std::string writable_v2_dir(std::string& why) {
+  if (geteuid() != 0) {
+    why = "needs root to create cgroups";
+    return "";
+  }
+  std::string own;
+  if (int rc = spawner::cgroup::own_v2_dir(own); rc < 0) {
+    why = std::string("no cgroup v2 tree: ") + strerror(-rc);
+    return "";
+  }
+  std::string probe = own + "/corral-test-probe." + std::to_string(getpid());
+  if (mkdir(probe.c_str(), 0755) < 0) {
+    why = "cannot write the cgroup v2 tree at " + own + ": " + strerror(errno);
+    return "";
+  }
+  rmdir(probe.c_str());
+  return own;
+}
+
+// The pid printed on the first line of fd (not read to EOF: others hold it).
+pid_t read_pid_line(int fd) {
+  std::string line;
+  char c;
+  while (readable(fd, 5000ms) && read(fd, &c, 1) == 1 && c != '\n') line += c;
+  return line.empty() ? -1 : static_cast<pid_t>(std::stol(line));
+}
+
+// A shell whose background job calls setsid: it leaves the process group
+// and the session. setsid(1) does not fork, since a background job of a
+// non-interactive shell is not a group leader, so $! is the escapee's pid.
+std::string escape_script(const std::string& then) { return "setsid sleep 30 & echo $!; " + then; }
+
 // A child as the driver sees it: its control socket and pipe ends.
 struct Handle {
   int ctl = -1;
   pid_t pid = -1;
   int in = -1, out = -1, err = -1;
+  std::string cgroup;  // the Fds payload
   ~Handle() {
     for (int fd : {ctl, in, out, err})
       if (fd >= 0) close(fd);
@@ -107,12 +184,22 @@ struct Handle {
 
 class SpawnerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { start_spawner(); }
+
+  // Starts a spawner on a fresh request socket; nofile_soft > 0 sets its
+  // RLIMIT_NOFILE soft limit first, as a VM might.
+  void start_spawner(rlim_t nofile_soft = 0) {
     int sp[2];
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
     pid_ = fork();
     ASSERT_GE(pid_, 0);
     if (pid_ == 0) {
+      if (nofile_soft > 0) {
+        rlimit rl{};
+        getrlimit(RLIMIT_NOFILE, &rl);
+        rl.rlim_cur = nofile_soft;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) _exit(125);
+      }
       if (sp[1] == 3) {
         fcntl(3, F_SETFD, 0);
       } else {
@@ -125,8 +212,12 @@ class SpawnerTest : public ::testing::Test {
     req_ = sp[0];
   }
 
-  void TearDown() override {
+  void TearDown() override { stop_spawner(); }
+
+  // Closes the request socket and waits for the spawner to exit.
+  void stop_spawner() {
     if (req_ >= 0) close(req_);
+    req_ = -1;
     if (pid_ > 0) {
       int st;
       bool exited = eventually([&] { return waitpid(pid_, &st, WNOHANG) == pid_; });
@@ -136,7 +227,11 @@ class SpawnerTest : public ::testing::Test {
       }
       EXPECT_TRUE(exited) << "spawner did not exit after request EOF";
     }
+    pid_ = -1;
   }
+
+  // Where the spawner puts its children's leaves.
+  std::string base(const std::string& own) const { return own + "/corral." + std::to_string(pid_); }
 
   // Sends a Spawn frame with a fresh control socket; returns our end.
   int send_spawn(const std::string& payload, bool attach_ctl = true) {
@@ -165,6 +260,7 @@ class SpawnerTest : public ::testing::Test {
     ASSERT_EQ(recv(h.ctl, f, fds), 1);
     ASSERT_EQ(f.type, frame::Type::Fds) << "errno " << f.a << " at " << f.payload;
     h.pid = static_cast<pid_t>(f.a);
+    h.cgroup = f.payload;
     size_t i = 0;
     if (f.b & frame::kFdStdin) h.in = fds.at(i++);
     if (f.b & frame::kFdStdout) h.out = fds.at(i++);
@@ -370,6 +466,159 @@ TEST_F(SpawnerTest, RequestEofKillsChildrenAndExits) {
   while (waitpid(-1, nullptr, WNOHANG) > 0) {
   }
   prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+}
+
+// --- cgroups ------------------------------------------------------------------
+
+// The leaf named by the Fds payload holds the child; the escapee is in it too.
+void expect_in_leaf(const std::string& own, const std::string& base, const Handle& h, pid_t esc) {
+  ASSERT_FALSE(h.cgroup.empty()) << "no leaf cgroup in the Fds payload";
+  EXPECT_EQ(h.cgroup.rfind(base + "/", 0), 0u) << h.cgroup << " is not under " << base;
+  EXPECT_TRUE(exists(h.cgroup + "/cgroup.procs"));
+  std::string procs = slurp(h.cgroup + "/cgroup.procs");
+  EXPECT_NE(procs.find(std::to_string(h.pid) + "\n"), std::string::npos) << procs;
+  EXPECT_NE(procs.find(std::to_string(esc) + "\n"), std::string::npos) << procs;
+  EXPECT_TRUE(exists(own));
+}
+
+TEST_F(SpawnerTest, StopKillsAnEscapeeBeforeExit) {
+  std::string why, own = writable_v2_dir(why);
+  if (own.empty()) GTEST_SKIP() << why;
+  Handle h;
+  start(sh(escape_script("exec sleep 30")), h);
+  pid_t esc = read_pid_line(h.out);
+  ASSERT_GT(esc, 0);
+  ASSERT_TRUE(eventually([&] { return getsid(esc) == esc; }))
+      << "the escapee did not leave the session";
+  ASSERT_NE(getpgid(esc), h.pid);
+  expect_in_leaf(own, base(own), h, esc);
+  send_ctl(h, frame::Type::Stop);
+  int st = expect_exit(h);
+  EXPECT_TRUE(dead(esc)) << "Exit sent while the escapee " << esc << " lives";
+  ASSERT_TRUE(WIFSIGNALED(st));
+  EXPECT_EQ(WTERMSIG(st), SIGTERM);
+  EXPECT_FALSE(exists(h.cgroup)) << "leaf " << h.cgroup << " left after Exit";
+  kill(esc, SIGKILL);
+}
+
+TEST_F(SpawnerTest, LeaderExitKillsAnEscapeeBeforeExit) {
+  std::string why, own = writable_v2_dir(why);
+  if (own.empty()) GTEST_SKIP() << why;
+  Handle h;
+  start(sh(escape_script("read x || exit 0")), h);
+  pid_t esc = read_pid_line(h.out);
+  ASSERT_GT(esc, 0);
+  expect_in_leaf(own, base(own), h, esc);
+  close(h.in);  // the leader exits 0; the escapee would sleep on
+  h.in = -1;
+  int st = expect_exit(h);
+  EXPECT_TRUE(dead(esc)) << "Exit sent while the escapee " << esc << " lives";
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+  EXPECT_FALSE(exists(h.cgroup));
+  ASSERT_TRUE(readable(h.out, 0ms)) << "stdout not at EOF when Exit arrived";
+  kill(esc, SIGKILL);
+}
+
+TEST_F(SpawnerTest, EachChildHasItsOwnLeaf) {
+  std::string why, own = writable_v2_dir(why);
+  if (own.empty()) GTEST_SKIP() << why;
+  Handle a, b;
+  start({"/bin/sleep", {"sleep", "30"}}, a);
+  start({"/bin/sleep", {"sleep", "30"}}, b);
+  EXPECT_NE(a.cgroup, b.cgroup);
+  EXPECT_TRUE(exists(a.cgroup));
+  EXPECT_TRUE(exists(b.cgroup));
+  send_ctl(a, frame::Type::Signal, SIGKILL);
+  expect_exit(a);
+  EXPECT_FALSE(exists(a.cgroup));
+  EXPECT_TRUE(exists(b.cgroup)) << "the other child's leaf went too";
+  send_ctl(b, frame::Type::Signal, SIGKILL);
+  expect_exit(b);
+  EXPECT_FALSE(exists(b.cgroup));
+}
+
+TEST_F(SpawnerTest, RequestEofKillsEscapeesAndRemovesTheBase) {
+  std::string why, own = writable_v2_dir(why);
+  if (own.empty()) GTEST_SKIP() << why;
+  std::string b = base(own);
+  Handle h;
+  start(sh(escape_script("exec sleep 30")), h);
+  pid_t esc = read_pid_line(h.out);
+  ASSERT_GT(esc, 0);
+  expect_in_leaf(own, b, h, esc);
+  close(req_);
+  req_ = -1;
+  int st = 0;
+  ASSERT_TRUE(eventually([&] { return waitpid(pid_, &st, WNOHANG) == pid_; }, 3000ms));
+  pid_ = -1;
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  EXPECT_TRUE(dead(esc)) << "the escapee " << esc << " outlived the spawner";
+  EXPECT_FALSE(exists(b)) << "base " << b << " left behind";
+  kill(esc, SIGKILL);
+}
+
+TEST_F(SpawnerTest, StaleBaseOfADeadSpawnerIsRemovedAtStartup) {
+  std::string why, own = writable_v2_dir(why);
+  if (own.empty()) GTEST_SKIP() << why;
+  pid_t dead_pid = fork();
+  ASSERT_GE(dead_pid, 0);
+  if (dead_pid == 0) _exit(0);
+  waitpid(dead_pid, nullptr, 0);
+  // What a SIGKILLed spawner leaves: its base, a leaf, an escapee in it.
+  // A spawner starting meanwhile (tests run in parallel) may remove the base
+  // before the escapee is in it; then build it again.
+  std::string stale = own + "/corral." + std::to_string(dead_pid);
+  spawner::SpawnResult r;
+  for (int attempt = 0; attempt < 20 && !r.ok; attempt++) {
+    if (mkdir(stale.c_str(), 0755) < 0 && errno != EEXIST) FAIL() << strerror(errno);
+    if (mkdir((stale + "/c3").c_str(), 0755) < 0 && errno != EEXIST) continue;
+    int procs = open((stale + "/c3/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+    if (procs < 0) continue;
+    spawner::SpawnSpec s;
+    s.path = "/bin/sleep";
+    s.argv = {"sleep", "30"};
+    spawner::ChildContext ctx;
+    ctx.cgroup_procs = procs;
+    r = spawner::spawn_child(s, ctx);
+    close(procs);
+  }
+  ASSERT_TRUE(r.ok) << r.stage;
+
+  stop_spawner();
+  start_spawner();
+  Handle h;  // a reply proves that startup is over
+  start({"/bin/echo", {"echo", "hi"}}, h);
+  EXPECT_EQ(read_all(h.out), "hi\n");
+  expect_exit(h);
+  EXPECT_FALSE(exists(stale)) << "stale base " << stale << " is still there";
+  int st = 0;
+  ASSERT_TRUE(reaped_in_time(r.child.pid, st)) << "the process in the stale base survived";
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+}
+
+// --- limits ------------------------------------------------------------------
+
+TEST_F(SpawnerTest, ChildGetsTheNofileLimitTheSpawnerStartedWith) {
+  rlimit ours{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &ours), 0);
+  if (ours.rlim_max != RLIM_INFINITY && ours.rlim_max <= 512)
+    GTEST_SKIP() << "hard RLIMIT_NOFILE " << ours.rlim_max << " leaves no room to raise";
+  stop_spawner();
+  start_spawner(512);
+  Handle h;
+  start(sh("ulimit -n"), h);
+  EXPECT_EQ(read_all(h.out), "512\n");
+  expect_exit(h);
+  // The spawner itself runs with the hard limit.
+  std::string limits = slurp("/proc/" + std::to_string(pid_) + "/limits");
+  size_t at = limits.find("Max open files");
+  ASSERT_NE(at, std::string::npos);
+  std::istringstream line(limits.substr(at + strlen("Max open files")));
+  std::string soft, hard;
+  line >> soft >> hard;
+  EXPECT_EQ(soft, hard) << "the spawner's soft limit was not raised";
+  EXPECT_NE(soft, "512");
 }
 
 }  // namespace

@@ -1,0 +1,380 @@
+// cgroup v2 for the spawner: finding the unified hierarchy and our place in
+// it, and making, killing and removing the spawner's base and per-child leaf
+// cgroups.
+#include "cgroup.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace corral::spawner::cgroup {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kPollStep = std::chrono::milliseconds(5);
+
+// Splits text into lines (without the '\n') and calls f on each until f
+// returns true.
+template <typename F>
+bool each_line(std::string_view text, F f) {
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    if (f(line)) return true;
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
+  return false;
+}
+
+std::vector<std::string_view> split_spaces(std::string_view line) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && line[i] == ' ') i++;
+    size_t j = i;
+    while (j < line.size() && line[j] != ' ') j++;
+    if (j > i) out.push_back(line.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string unescape(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); i++) {
+    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' &&
+        s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
+      out += static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
+      i += 3;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+int read_file(const std::string& path, std::string& ret) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  ret.clear();
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      close(fd);
+      return -err;
+    }
+    if (n == 0) break;
+    ret.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return 0;
+}
+
+int write_file(const std::string& path, std::string_view value) {
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  ssize_t n = write(fd, value.data(), value.size());
+  int err = n < 0 ? errno : 0;
+  close(fd);
+  if (n < 0) return -err;
+  return static_cast<size_t>(n) == value.size() ? 0 : -EIO;
+}
+
+// The names of the cgroups directly below dir.
+int subdirs(const std::string& dir, std::vector<std::string>& ret) {
+  DIR* d = opendir(dir.c_str());
+  if (!d) return -errno;
+  ret.clear();
+  while (dirent* e = readdir(d)) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    bool is_dir = e->d_type == DT_DIR;
+    if (e->d_type == DT_UNKNOWN) {
+      struct stat st;
+      is_dir = fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+    }
+    if (is_dir) ret.emplace_back(e->d_name);
+  }
+  closedir(d);
+  return 0;
+}
+
+// Without cgroup.kill: SIGKILL each listed pid, in dir and below. Racy with
+// forks, so the caller's repeated checks matter. Returns how many were seen.
+int kill_by_procs(const std::string& dir) {
+  std::string procs;
+  if (int rc = read_file(dir + "/cgroup.procs", procs); rc < 0) return rc;
+  int seen = 0;
+  each_line(procs, [&](std::string_view line) {
+    long pid = strtol(std::string(line).c_str(), nullptr, 10);
+    if (pid > 0) {
+      (void)kill(static_cast<pid_t>(pid), SIGKILL);
+      seen++;
+    }
+    return false;
+  });
+  std::vector<std::string> subs;
+  if (subdirs(dir, subs) == 0) {
+    for (const std::string& s : subs) {
+      int n = kill_by_procs(dir + "/" + s);
+      if (n > 0) seen += n;
+    }
+  }
+  return seen;
+}
+
+// Polls until dir is unpopulated (or unreadable) or until `until`.
+bool wait_empty(const std::string& dir, Clock::time_point until) {
+  for (;;) {
+    if (populated(dir) <= 0) return true;
+    if (Clock::now() >= until) return false;
+    std::this_thread::sleep_for(kPollStep);
+  }
+}
+
+bool stale_pid(std::string_view name, pid_t self) {
+  constexpr std::string_view kPrefix = "corral.";
+  if (name.substr(0, kPrefix.size()) != kPrefix || name.size() == kPrefix.size()) return false;
+  std::string digits(name.substr(kPrefix.size()));
+  if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  pid_t pid = static_cast<pid_t>(strtol(digits.c_str(), nullptr, 10));
+  if (pid <= 0) return false;
+  // EPERM means alive (someone else's); only ESRCH is dead.
+  return pid == self || (kill(pid, 0) < 0 && errno == ESRCH);
+}
+
+}  // namespace
+
+// --- parsers -----------------------------------------------------------------
+
+int parse_v2_mount(std::string_view mountinfo, Mount& ret) {
+  bool found = each_line(mountinfo, [&](std::string_view line) {
+    // id parent major:minor root mount-point options [optional...] - fstype source super
+    std::vector<std::string_view> f = split_spaces(line);
+    size_t sep = 6;
+    while (sep < f.size() && f[sep] != "-") sep++;
+    if (sep + 1 >= f.size() || f[sep + 1] != "cgroup2") return false;
+    ret.root = unescape(f[3]);
+    ret.point = unescape(f[4]);
+    return true;
+  });
+  return found ? 0 : -ENOENT;
+}
+
+int parse_v2_path(std::string_view proc_cgroup, std::string& ret) {
+  bool found = each_line(proc_cgroup, [&](std::string_view line) {
+    if (line.substr(0, 3) != "0::" || line.size() < 4 || line[3] != '/') return false;
+    ret = std::string(line.substr(3));
+    return true;
+  });
+  return found ? 0 : -ENOENT;
+}
+
+int v2_dir(const Mount& m, std::string_view path, std::string& ret) {
+  std::string_view root = m.root;
+  if (root.size() > 1 && root.back() == '/') root.remove_suffix(1);
+  std::string_view rest;
+  if (root == "/") {
+    rest = path;
+  } else if (path == root) {
+    rest = "";
+  } else if (path.size() > root.size() && path.substr(0, root.size()) == root &&
+             path[root.size()] == '/') {
+    rest = path.substr(root.size());
+  } else {
+    return -ENOENT;  // our cgroup is not visible through this mount
+  }
+  // "/.." appears when a cgroup namespace root lies below our cgroup.
+  if (rest == "/.." || rest.substr(0, 4) == "/../") return -ENOENT;
+  std::string point = m.point;
+  while (point.size() > 1 && point.back() == '/') point.pop_back();
+  if (rest == "/") rest = "";
+  ret = point + std::string(rest);
+  return 0;
+}
+
+int parse_populated(std::string_view events) {
+  int result = -EBADMSG;
+  each_line(events, [&](std::string_view line) {
+    if (line == "populated 0") result = 0;
+    if (line == "populated 1") result = 1;
+    return result >= 0;
+  });
+  return result;
+}
+
+// --- the live system ---------------------------------------------------------
+
+int own_v2_dir(std::string& ret) {
+  std::string text;
+  if (int rc = read_file("/proc/self/mountinfo", text); rc < 0) return rc;
+  Mount m;
+  if (int rc = parse_v2_mount(text, m); rc < 0) return rc;
+  if (int rc = read_file("/proc/self/cgroup", text); rc < 0) return rc;
+  std::string path;
+  if (int rc = parse_v2_path(text, path); rc < 0) return rc;
+  return v2_dir(m, path, ret);
+}
+
+int populated(const std::string& dir) {
+  std::string text;
+  if (int rc = read_file(dir + "/cgroup.events", text); rc < 0) return rc;
+  return parse_populated(text);
+}
+
+int kill_all(const std::string& dir) {
+  int rc = write_file(dir + "/cgroup.kill", "1");
+  if (rc != -ENOENT) return rc;
+  // No cgroup.kill (kernel < 5.14): a few rounds, to catch forks in flight.
+  for (int round = 0; round < 3; round++) {
+    int n = kill_by_procs(dir);
+    if (n <= 0) return n;
+  }
+  return 0;
+}
+
+int remove_tree(const std::string& dir) {
+  std::vector<std::string> subs;
+  if (int rc = subdirs(dir, subs); rc < 0) return rc;
+  int first = 0;
+  for (const std::string& s : subs) {
+    int rc = remove_tree(dir + "/" + s);
+    if (rc < 0 && first == 0) first = rc;
+  }
+  if (rmdir(dir.c_str()) < 0 && first == 0) first = -errno;
+  return first;
+}
+
+int destroy(const std::string& dir, std::chrono::milliseconds limit) {
+  int rc = kill_all(dir);
+  if (rc == -ENOENT) {
+    // The directory itself may be gone already.
+    if (access(dir.c_str(), F_OK) < 0 && errno == ENOENT) return 0;
+  }
+  (void)wait_empty(dir, Clock::now() + limit);
+  return remove_tree(dir);
+}
+
+int remove_stale_bases(const std::string& parent, pid_t self, std::chrono::milliseconds limit) {
+  std::vector<std::string> subs;
+  if (int rc = subdirs(parent, subs); rc < 0) return rc;
+  std::vector<std::string> stale;
+  for (const std::string& s : subs)
+    if (stale_pid(s, self)) stale.push_back(parent + "/" + s);
+  // Kill all first, then wait once: the bases empty in parallel.
+  for (const std::string& dir : stale) (void)kill_all(dir);
+  auto until = Clock::now() + limit;
+  int removed = 0;
+  for (const std::string& dir : stale) {
+    (void)wait_empty(dir, until);
+    if (remove_tree(dir) == 0) removed++;
+  }
+  return removed;
+}
+
+// --- Dir -----------------------------------------------------------------------
+
+Dir& Dir::operator=(Dir&& o) noexcept {
+  if (this != &o) {
+    (void)remove();
+    path_ = std::move(o.path_);
+    o.path_.clear();
+  }
+  return *this;
+}
+
+int Dir::make(std::string path, Dir& ret) {
+  if (mkdir(path.c_str(), 0755) < 0) return -errno;
+  ret = Dir();
+  ret.path_ = std::move(path);
+  return 0;
+}
+
+int Dir::open_procs() const {
+  int fd = open((path_ + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+  return fd < 0 ? -errno : fd;
+}
+
+int Dir::remove() {
+  if (path_.empty()) return 0;
+  if (rmdir(path_.c_str()) < 0 && errno != ENOENT) return -errno;
+  path_.clear();
+  return 0;
+}
+
+int Dir::destroy(std::chrono::milliseconds limit) {
+  if (path_.empty()) return 0;
+  int rc = cgroup::destroy(path_, limit);
+  if (rc == 0 || rc == -ENOENT) path_.clear();
+  return rc == -ENOENT ? 0 : rc;
+}
+
+// --- the spawner's base -----------------------------------------------------------
+
+int make_base(pid_t self, Dir& ret, std::string& why) {
+  std::string own;
+  if (int rc = own_v2_dir(own); rc < 0) {
+    why = rc == -ENOENT ? "no cgroup v2 hierarchy holds this process"
+                        : std::string("cannot locate our cgroup: ") + strerror(-rc);
+    return rc;
+  }
+  (void)remove_stale_bases(own, self, std::chrono::seconds(1));
+  Dir base;
+  std::string path = own + "/corral." + std::to_string(self);
+  if (int rc = Dir::make(path, base); rc < 0) {
+    why = "cannot create " + path + ": " + strerror(-rc);
+    return rc;
+  }
+  // Moving a process in needs write access to cgroup.procs of the common
+  // ancestor, and may be refused for other reasons (cgroup namespaces,
+  // threaded cgroups). Prove it works once rather than fail every spawn.
+  Dir probe;
+  if (int rc = Dir::make(path + "/probe", probe); rc < 0) {
+    why = "cannot create " + path + "/probe: " + strerror(-rc);
+    return rc;
+  }
+  int fd = probe.open_procs();
+  if (fd < 0) {
+    why = "cannot open " + probe.path() + "/cgroup.procs: " + strerror(-fd);
+    return fd;
+  }
+  pid_t pid = fork();
+  if (pid == 0) _exit(write(fd, "0", 1) == 1 ? 0 : errno & 0xff);
+  int err = pid < 0 ? errno : 0;
+  close(fd);
+  if (pid < 0) {
+    why = std::string("cannot fork a probe: ") + strerror(err);
+    return -err;
+  }
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    int e = WIFEXITED(st) ? WEXITSTATUS(st) : EIO;
+    why = "a child cannot move itself into " + probe.path() + ": " + strerror(e);
+    return -e;
+  }
+  (void)wait_empty(probe.path(), Clock::now() + std::chrono::seconds(1));
+  if (int rc = probe.remove(); rc < 0) {
+    why = "cannot remove " + probe.path() + ": " + strerror(-rc);
+    return rc;
+  }
+  ret = std::move(base);
+  return 0;
+}
+
+}  // namespace corral::spawner::cgroup
