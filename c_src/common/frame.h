@@ -8,9 +8,11 @@
 //     Spawn   payload = term_to_binary(option map), fds = [ctl]
 //   control socket (one per child), spawner -> driver:
 //     Fds     a = os pid, b = which pipes follow (kFd* bits),
-//             fds = the parent ends, in the order stdin, stdout, stderr
+//             fds = the parent ends, in the order stdin, stdout, stderr,
+//             payload = the child's leaf cgroup directory, or empty when
+//             the host gives the spawner no cgroup v2 tree
 //     Exit    a = raw wait status of the child; sent once the whole
-//             process group is gone
+//             process group is gone and the leaf cgroup is unpopulated
 //     Error   a = errno, payload = stage name; the child never ran
 //   control socket, driver -> spawner:
 //     Signal  a = signal number, sent to the child's process group
