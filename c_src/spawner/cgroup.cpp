@@ -311,7 +311,12 @@ int Dir::open_procs() const {
 
 int Dir::remove() {
   if (path_.empty()) return 0;
-  if (rmdir(path_.c_str()) < 0 && errno != ENOENT) return -errno;
+  if (rmdir(path_.c_str()) < 0 && errno != ENOENT) {
+    // A child that runs Corral itself leaves its own spawner's base below
+    // our leaf when the tree is killed: remove those too, deepest first.
+    if (errno != EBUSY) return -errno;
+    if (int rc = remove_tree(path_); rc < 0 && rc != -ENOENT) return rc;
+  }
   path_.clear();
   return 0;
 }

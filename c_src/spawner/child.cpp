@@ -6,6 +6,8 @@
 #include "child.h"
 
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -66,7 +68,9 @@ struct Plan {
   _exit(127);
 }
 
-// Runs in the child between fork and execve: async-signal-safe calls only.
+// Runs in the child between clone and execve: async-signal-safe calls only,
+// and, since the child shares our memory until execve, no writes to
+// anything but its own stack.
 [[noreturn]] void child_main(Plan p) {
   // Into the leaf first, so that everything the child does, and every
   // process it forks, is in the cgroup that kills them.
@@ -124,6 +128,8 @@ struct Plan {
   execve(p.path, p.argv, p.envp);
   fail_child(p.status_fd, kExec);
 }
+
+int clone_entry(void* arg) { child_main(*static_cast<const Plan*>(arg)); }
 
 SpawnResult failure(int err, const char* stage) {
   SpawnResult r;
@@ -199,9 +205,31 @@ SpawnResult spawn_child(const SpawnSpec& spec, const ChildContext& ctx) {
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
     plan.max_fd = rl.rlim_cur < (1UL << 20) ? rl.rlim_cur : (1UL << 20);
 
-  pid_t pid = fork();
-  if (pid < 0) return failure(errno, "fork");
-  if (pid == 0) child_main(plan);
+  // clone(CLONE_VM | CLONE_VFORK), as posix_spawn does: no page tables are
+  // copied, and we resume only once the child has exec'd or failed, so the
+  // exec-status pipe answers at once. The child runs on its own stack and
+  // writes nothing of ours but errno (ours is not read until it is done).
+  // Every signal is blocked across the clone, so no handler can run on the
+  // shared memory before the child has reset its dispositions.
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_SETMASK, &all, &old);
+  static char* stack = nullptr;
+  constexpr size_t kStack = 256 << 10;
+  if (!stack) {
+    void* m = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+                   -1, 0);
+    if (m == MAP_FAILED) {
+      int e = errno;
+      sigprocmask(SIG_SETMASK, &old, nullptr);
+      return failure(e, "fork");
+    }
+    stack = static_cast<char*>(m);
+  }
+  pid_t pid = clone(clone_entry, stack + kStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+  int clone_errno = errno;
+  sigprocmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) return failure(clone_errno, "fork");
 
   c.pid = pid;
   c.pidfd.reset(pidfd_open(pid));  // empty on old kernels; callers fall back to kill()

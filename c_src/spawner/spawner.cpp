@@ -124,6 +124,7 @@ int Spawner::run() {
       }
     }
     if (done_) break;
+    prepare_spare();
     fire_deadlines();
     if (!draining_.empty()) check_draining();
   }
@@ -156,6 +157,30 @@ void Spawner::on_request() {
   }
 }
 
+// Makes a fresh leaf and opens its cgroup.procs. 0 or -errno (logged
+// unless quiet: a spare that cannot be made is retried at the spawn, which
+// reports the error).
+int Spawner::make_leaf(cgroup::Dir& leaf, unique_fd& procs, bool quiet) {
+  std::string path = base_.path() + "/c" + std::to_string(next_leaf_++);
+  int rc = cgroup::Dir::make(path, leaf);
+  if (rc == 0) {
+    rc = leaf.open_procs();
+    if (rc >= 0) procs.reset(rc);
+  }
+  if (rc < 0) {
+    if (!quiet) logf("cannot prepare cgroup %s: %s", path.c_str(), strerror(-rc));
+    leaf = cgroup::Dir();
+  }
+  return rc < 0 ? rc : 0;
+}
+
+// Keeps one leaf ready, made after a spawn has been answered, so that the
+// mkdir is not on the next spawn's path.
+void Spawner::prepare_spare() {
+  if (!base_ || spare_leaf_) return;
+  if (make_leaf(spare_leaf_, spare_procs_, true) < 0) spare_procs_.reset();
+}
+
 void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   std::vector<unique_fd> fds;
   for (int fd : raw_fds) fds.emplace_back(fd);
@@ -185,14 +210,10 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   cgroup::Dir leaf;
   unique_fd procs;
   if (base_) {
-    std::string path = base_.path() + "/c" + std::to_string(next_leaf_++);
-    int rc = cgroup::Dir::make(path, leaf);
-    if (rc == 0) {
-      rc = leaf.open_procs();
-      if (rc >= 0) procs.reset(rc);
-    }
-    if (rc < 0) {
-      logf("cannot prepare cgroup %s: %s", path.c_str(), strerror(-rc));
+    if (spare_leaf_) {
+      leaf = std::move(spare_leaf_);
+      procs = std::move(spare_procs_);
+    } else if (int rc = make_leaf(leaf, procs, false); rc < 0) {
       send_error(ctl.get(), -rc, "cgroup");
       return;
     }

@@ -62,6 +62,8 @@ class Spawner {
 
   void on_request();
   void handle_spawn(frame::Frame& f, std::vector<int>& fds);
+  int make_leaf(cgroup::Dir& leaf, unique_fd& procs, bool quiet);
+  void prepare_spare();
   void on_ctl(pid_t pid);
   void on_sigchld();
   void reap();
@@ -83,6 +85,8 @@ class Spawner {
   // Declared before children_, so destroyed after their leaves.
   cgroup::Dir base_;        // <own v2 cgroup>/corral.<pid>, or empty
   uint64_t next_leaf_ = 0;  // leaves are c0, c1, ...; never reused
+  cgroup::Dir spare_leaf_;  // made ahead of the next spawn (declared after
+  unique_fd spare_procs_;   // base_, so destroyed before it)
   std::unordered_map<pid_t, std::unique_ptr<Tracked>> children_;
   Deadlines deadlines_;
   std::unordered_set<pid_t> draining_;

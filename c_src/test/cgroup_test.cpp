@@ -275,8 +275,18 @@ TEST_F(CgroupLive, DestroyRemovesANestedTree) {
   Dir a;
   ASSERT_EQ(Dir::make(base_.path() + "/a", a), 0);
   ASSERT_EQ(mkdir((a.path() + "/b").c_str(), 0755), 0);
-  EXPECT_EQ(a.remove(), -EBUSY);
   EXPECT_EQ(a.destroy(100ms), 0);
+  EXPECT_FALSE(exists(base_.path() + "/a"));
+}
+
+// A child that runs Corral itself leaves its spawner's base inside our leaf.
+TEST_F(CgroupLive, RemoveTakesEmptyNestedCgroupsToo) {
+  Dir a;
+  ASSERT_EQ(Dir::make(base_.path() + "/a", a), 0);
+  ASSERT_EQ(mkdir((a.path() + "/corral.1").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((a.path() + "/corral.1/c0").c_str(), 0755), 0);
+  EXPECT_EQ(a.remove(), 0);
+  EXPECT_FALSE(a);
   EXPECT_FALSE(exists(base_.path() + "/a"));
 }
 
