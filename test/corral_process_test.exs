@@ -207,11 +207,24 @@ defmodule Corral.ProcessTest do
       assert eventually(fn -> not alive?(os_pid) end)
     end
 
-    test "stop/1 stops a running child" do
-      {:ok, p} = Proc.start_link("sleep", ["100"])
-      os_pid = Proc.os_pid(p)
+    test "stop/1 returns only after the whole tree is gone" do
+      tree = Path.expand("fixtures/bin/tree", __DIR__)
+      {:ok, p} = Proc.start_link(tree, ["2", "2"])
+      pids = read_tree_pids(p, 7, "")
+      assert Enum.all?(pids, &alive?/1)
       :ok = Proc.stop(p)
-      assert eventually(fn -> not alive?(os_pid) end)
+      # No waiting here: stop/1 has already waited.
+      refute Enum.any?(pids, &alive?/1)
+    end
+
+    test "stop/1 of a child that ignores SIGTERM waits for the SIGKILL" do
+      ignore = Path.expand("fixtures/bin/ignore_term", __DIR__)
+      {:ok, p} = Proc.start_link(ignore, ["2"], kill_timeout: 200)
+      {:ok, _} = Proc.read(p)
+      os_pid = Proc.os_pid(p)
+      {us, :ok} = :timer.tc(fn -> Proc.stop(p) end)
+      assert us >= 200_000
+      refute alive?(os_pid)
     end
   end
 
@@ -231,6 +244,19 @@ defmodule Corral.ProcessTest do
     case File.read("/proc/#{pid}/stat") do
       {:ok, stat} -> stat |> String.split(") ") |> List.last() |> String.split(" ") |> hd()
       _ -> nil
+    end
+  end
+
+  defp read_tree_pids(p, count, buf) do
+    pids =
+      for ["pid", n] <- buf |> String.split("\n") |> Enum.drop(-1) |> Enum.map(&String.split/1),
+          do: String.to_integer(n)
+
+    if length(pids) >= count do
+      pids
+    else
+      {:ok, more} = Proc.read(p)
+      read_tree_pids(p, count, buf <> more)
     end
   end
 end

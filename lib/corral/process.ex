@@ -226,7 +226,11 @@ defmodule Corral.Process do
   def set_owner(server, pid) when is_pid(pid),
     do: GenServer.call(server, {:set_owner, pid}, :infinity)
 
-  @doc "Stops the GenServer; a child still running is stopped with it."
+  @doc """
+  Stops the GenServer. A child still running is stopped with it (the stop
+  signal, then SIGKILL after `:kill_timeout`), and this returns only once
+  the child's whole process tree is gone.
+  """
   @spec stop(t(), timeout()) :: :ok
   def stop(server, timeout \\ :infinity), do: GenServer.stop(server, :normal, timeout)
 
@@ -461,13 +465,9 @@ defmodule Corral.Process do
 
   @impl true
   def terminate(_reason, %{port: port, exit: nil}) do
-    # Closing the port makes the spawner stop the whole process group.
-    try do
-      Port.close(port)
-    rescue
-      ArgumentError -> :ok
-    end
-
+    # Stop the whole process group and wait until it is gone: stop/2 (and a
+    # supervisor's shutdown) returns only after the tree is dead.
+    _ = :corral.stop(port)
     :ok
   end
 
