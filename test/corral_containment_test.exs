@@ -151,6 +151,52 @@ defmodule Corral.ContainmentTest do
     end
   end
 
+  describe "running out of fds" do
+    # A VM with a tiny fd limit opens children until opens fail. The
+    # failures must be clean errors, and must not take down the children
+    # that were already running (nor the spawner).
+    test "fails the new opens and leaves the running children alone" do
+      ebin = :code.which(:corral) |> Path.dirname()
+
+      script = ~S'''
+      Sp = fun() -> string:trim(os:cmd("pgrep -f corral_spawner -P " ++ os:getpid())) end,
+      {<<>>, 0} = corral:cmd("true", []),
+      Spawner = Sp(),
+      Open = fun(_) -> corral:open_pid("sleep", ["30"], []) end,
+      Results = lists:map(Open, lists:seq(1, 60)),
+      Ok = [{P, Pid} || {ok, P, Pid} <- Results],
+      Errors = lists:usort([R || {error, R} <- Results]),
+      Alive = [Pid || {_, Pid} <- Ok, filelib:is_dir("/proc/" ++ integer_to_list(Pid))],
+      Stops = lists:usort([corral:stop(P, 10000) || {P, _} <- Ok]),
+      io:format("~p.~n", [#{ok => length(Ok), alive => length(Alive), errors => Errors,
+                            stops => Stops, same_spawner => Spawner =:= Sp()}]),
+      halt().
+      '''
+
+      {out, 0} =
+        Corral.cmd("sh", [
+          "-c",
+          "ulimit -n 96 && exec erl -noshell -pa \"$0\" -eval \"$1\"",
+          ebin,
+          script
+        ])
+
+      {:ok, tokens, _} = out |> String.to_charlist() |> :erl_scan.string()
+      {:ok, result} = :erl_parse.parse_term(tokens)
+
+      assert result.ok > 5, inspect(result)
+      assert result.errors != [], "the limit was never reached: #{inspect(result)}"
+      assert result.alive == result.ok, inspect(result)
+      assert result.stops == [{:exit_signal, 15}], inspect(result)
+      assert result.same_spawner, inspect(result)
+
+      assert Enum.all?(result.errors, fn {errno, _stage} ->
+               errno in [:emfile, :spawner_dropped]
+             end),
+             inspect(result)
+    end
+  end
+
   describe "the spawner is SIGKILLed" do
     test "children die, owners hear of it, the next spawn starts a new spawner" do
       {port, pids} = open_tree(2, 1)

@@ -134,7 +134,7 @@ int start_spawner_locked(const std::string& path) {
 
 // Sends a Spawn frame with ctl attached, starting (or restarting) the
 // spawner when needed. Returns 0 or -errno.
-int send_spawn(const std::string& spawner_path, const Frame& f, int ctl) {
+int send_spawn(const std::string& spawner_path, const Frame& f, int ctl, pid_t& spawner) {
   erl_drv_mutex_lock(g_spawner.mu);
   int rc = 0;
   for (int attempt = 0; attempt < 2; attempt++) {
@@ -144,8 +144,20 @@ int send_spawn(const std::string& spawner_path, const Frame& f, int ctl) {
     if (rc != -EPIPE && rc != -ECONNRESET && rc != -ENOTCONN) break;
     close_spawner_locked();  // it died: start a new one and try once more
   }
+  spawner = g_spawner.pid;
   erl_drv_mutex_unlock(g_spawner.mu);
   return rc;
+}
+
+// Whether the spawner `pid` is gone: it never writes on the request socket,
+// so a peek there sees EOF only once it has exited. A spawner that merely
+// dropped one request (its fd table was full, say) must not be taken for
+// dead: closing the request socket would make it kill every child.
+bool spawner_gone_locked(pid_t pid) {
+  if (g_spawner.req < 0 || g_spawner.pid != pid) return true;  // already replaced
+  char c;
+  ssize_t n = recv(g_spawner.req, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
 // ---------------------------------------------------------------------------
@@ -167,6 +179,8 @@ struct Port {
   bool busy = false;
   bool spawned = false;  // the Spawn frame went out
   bool got_fds = false;
+  bool fds_lost = false;   // the Fds frame came without its fds (EMFILE)
+  pid_t spawner_pid = -1;  // the spawner this port's request went to
   bool have_exit = false;
   bool terminated = false;  // the terminal message went out
   int64_t os_pid = 0;
@@ -426,6 +440,12 @@ void on_exit_frame(Port* p, int64_t status) {
   int st = static_cast<int>(status);
   p->have_exit = true;
   lift_window(p);
+  if (p->fds_lost) {
+    p->exit_kind = Port::kError;
+    p->err_reason = "emfile";
+    p->err_stage = "spawn";
+    return;
+  }
   if (WIFSIGNALED(st)) {
     p->exit_kind = Port::kSignal;
     p->exit_value = WTERMSIG(st);
@@ -450,11 +470,12 @@ void on_spawner_lost(Port* p) {
     }
   }
   erl_drv_mutex_lock(g_spawner.mu);
-  close_spawner_locked();  // the next spawn starts a new one
+  bool gone = spawner_gone_locked(p->spawner_pid);
+  if (gone && g_spawner.pid == p->spawner_pid) close_spawner_locked();  // the next spawn starts a new one
   erl_drv_mutex_unlock(g_spawner.mu);
   p->have_exit = true;
   p->exit_kind = Port::kError;
-  p->err_reason = "spawner_died";
+  p->err_reason = gone ? "spawner_died" : "spawner_dropped";
   p->err_stage = p->got_fds ? "running" : "spawn";
 }
 
@@ -468,6 +489,16 @@ void read_ctl(Port* p) {
     // reset is reported once, ahead of the frames it sent before closing
     // (the Exit among them). Read on.
     if (rc == -ECONNRESET) continue;
+    if (rc == -EBADMSG) {
+      // Most likely our fd table is full and the kernel dropped the pipes
+      // of an Fds frame: the child runs, but we cannot read it. Stop it;
+      // its Exit ends the port with {error, {emfile, spawn}}.
+      if (!p->got_fds && !p->fds_lost) {
+        p->fds_lost = true;
+        send_frame_to_spawner(p, Type::Stop, 0);
+      }
+      continue;
+    }
     if (rc <= 0) {  // EOF or a broken socket
       for (int fd : fds) close(fd);
       release(p, p->ctl);
@@ -539,7 +570,7 @@ ErlDrvSSizeT op_spawn(Port* p, const char* buf, ErlDrvSizeT len, char** rbuf) {
 
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return reply_errno(rbuf, errno);
-  int rc = send_spawn(path, f, sv[1]);
+  int rc = send_spawn(path, f, sv[1], p->spawner_pid);
   close(sv[1]);
   if (rc < 0) {
     close(sv[0]);
