@@ -26,9 +26,9 @@ defmodule Corral.SoakTest do
     assert vm_fd_count() == before.vm_fds
     assert fd_count(spawner) == before.sp_fds
     assert zombies() == []
-    # At most the one spare leaf the spawner keeps ready, and nothing in it.
+    # At most the clean leaves the spawner keeps for reuse (16), all empty.
     leaves = leaf_cgroups(spawner)
-    assert length(leaves) <= 1, inspect(leaves)
+    assert length(leaves) <= 16, inspect(leaves)
     assert Enum.all?(leaves, &(File.read!(Path.join(&1, "cgroup.procs")) == ""))
     growth = rss_kb(spawner) - before.sp_rss
 

@@ -29,6 +29,8 @@ constexpr uint64_t kSignalTag = UINT64_MAX - 1;
 constexpr auto kDrainTick = std::chrono::milliseconds(20);
 constexpr auto kDrainLimit = std::chrono::seconds(2);
 
+// Clean leaves kept for reuse.
+constexpr size_t kCleanLeaves = 16;
 // How long the VM's death (request EOF) waits for the cgroups to empty.
 constexpr auto kFinalWait = std::chrono::seconds(1);
 
@@ -157,28 +159,39 @@ void Spawner::on_request() {
   }
 }
 
-// Makes a fresh leaf and opens its cgroup.procs. 0 or -errno (logged
-// unless quiet: a spare that cannot be made is retried at the spawn, which
-// reports the error).
-int Spawner::make_leaf(cgroup::Dir& leaf, unique_fd& procs, bool quiet) {
+// Makes a fresh leaf. 0 or -errno (logged unless quiet: a spare that cannot
+// be made is retried at the spawn, which reports the error).
+int Spawner::make_leaf(cgroup::Dir& leaf, bool quiet) {
   std::string path = base_.path() + "/c" + std::to_string(next_leaf_++);
   int rc = cgroup::Dir::make(path, leaf);
-  if (rc == 0) {
-    rc = leaf.open_procs();
-    if (rc >= 0) procs.reset(rc);
+  if (rc < 0 && !quiet) logf("cannot make cgroup %s: %s", path.c_str(), strerror(-rc));
+  return rc;
+}
+
+// A leaf for the next child, clean or new, and its cgroup.procs opened for
+// the child to join. 0 or -errno (logged).
+int Spawner::take_leaf(cgroup::Dir& leaf, unique_fd& procs) {
+  if (!clean_leaves_.empty()) {
+    leaf = std::move(clean_leaves_.back());
+    clean_leaves_.pop_back();
+  } else if (int rc = make_leaf(leaf, false); rc < 0) {
+    return rc;
   }
+  int rc = leaf.open_procs();
   if (rc < 0) {
-    if (!quiet) logf("cannot prepare cgroup %s: %s", path.c_str(), strerror(-rc));
-    leaf = cgroup::Dir();
+    logf("cannot open %s/cgroup.procs: %s", leaf.path().c_str(), strerror(-rc));
+    return rc;
   }
-  return rc < 0 ? rc : 0;
+  procs.reset(rc);
+  return 0;
 }
 
 // Keeps one leaf ready, made after a spawn has been answered, so that the
 // mkdir is not on the next spawn's path.
 void Spawner::prepare_spare() {
-  if (!base_ || spare_leaf_) return;
-  if (make_leaf(spare_leaf_, spare_procs_, true) < 0) spare_procs_.reset();
+  if (!base_ || !clean_leaves_.empty()) return;
+  cgroup::Dir leaf;
+  if (make_leaf(leaf, true) == 0) clean_leaves_.push_back(std::move(leaf));
 }
 
 void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
@@ -210,10 +223,7 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   cgroup::Dir leaf;
   unique_fd procs;
   if (base_) {
-    if (spare_leaf_) {
-      leaf = std::move(spare_leaf_);
-      procs = std::move(spare_procs_);
-    } else if (int rc = make_leaf(leaf, procs, false); rc < 0) {
+    if (int rc = take_leaf(leaf, procs); rc < 0) {
       send_error(ctl.get(), -rc, "cgroup");
       return;
     }
@@ -338,7 +348,10 @@ void Spawner::fire_deadlines() {
     if (t.state == State::Stopping) {
       (void)kill(-t.pid, SIGKILL);
       signal_leader(t, SIGKILL);
-      if (t.leaf) (void)t.leaf.kill();
+      if (t.leaf) {
+        (void)t.leaf.kill();
+        t.leaf_killed = true;
+      }
     }
   }
 }
@@ -386,9 +399,11 @@ void Spawner::leader_reaped(Tracked& t, int status) {
   t.drain_started = Clock::now();
   // Stragglers in the group (a background job holding stdout) die with it,
   // and so does everything in the leaf, in the group or not. Never reuse a
-  // killed leaf: later children cloned into it would die at birth.
+  // killed leaf: later children cloned into it would die at birth. A leaf
+  // that is already empty needs no kill, and can serve another child.
   (void)kill(-t.pid, SIGKILL);
-  if (t.leaf) {
+  if (t.leaf && t.leaf.populated() != 0) {
+    t.leaf_killed = true;
     if (int rc = t.leaf.kill(); rc < 0)
       logf("cannot kill cgroup %s: %s", t.leaf.path().c_str(), strerror(-rc));
   }
@@ -432,10 +447,12 @@ void Spawner::finish(pid_t pid) {
   }
   clear_deadline(t);
   draining_.erase(pid);
-  // Fails with EBUSY after the give-up above; the base's removal at exit
-  // sweeps such a leaf up.
-  if (int rc = t.leaf.remove(); rc < 0)
+  if (t.leaf && !t.leaf_killed && clean_leaves_.size() < kCleanLeaves) {
+    clean_leaves_.push_back(std::move(t.leaf));
+  } else if (int rc = t.leaf.remove(); rc < 0) {
+    // EBUSY after the give-up above; the base's removal at exit sweeps it.
     logf("cannot remove cgroup %s: %s", t.leaf.path().c_str(), strerror(-rc));
+  }
   children_.erase(it);
 }
 

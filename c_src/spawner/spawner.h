@@ -11,6 +11,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "cgroup.h"
 #include "child.h"
@@ -52,7 +53,8 @@ class Spawner {
     unique_fd ctl;  // empty once the owner is gone
     int stop_signal = 15;
     int64_t kill_timeout_ms = 0;
-    cgroup::Dir leaf;  // empty when cgroups are not used
+    cgroup::Dir leaf;          // empty when cgroups are not used
+    bool leaf_killed = false;  // cgroup.kill'ed: never to be reused
     State state = State::Running;
     int status = 0;  // raw wait status, once reaped
     bool has_deadline = false;
@@ -62,7 +64,8 @@ class Spawner {
 
   void on_request();
   void handle_spawn(frame::Frame& f, std::vector<int>& fds);
-  int make_leaf(cgroup::Dir& leaf, unique_fd& procs, bool quiet);
+  int make_leaf(cgroup::Dir& leaf, bool quiet);
+  int take_leaf(cgroup::Dir& leaf, unique_fd& procs);
   void prepare_spare();
   void on_ctl(pid_t pid);
   void on_sigchld();
@@ -85,8 +88,11 @@ class Spawner {
   // Declared before children_, so destroyed after their leaves.
   cgroup::Dir base_;        // <own v2 cgroup>/corral.<pid>, or empty
   uint64_t next_leaf_ = 0;  // leaves are c0, c1, ...; never reused
-  cgroup::Dir spare_leaf_;  // made ahead of the next spawn (declared after
-  unique_fd spare_procs_;   // base_, so destroyed before it)
+  // Leaves ready for the next spawns: made ahead of time, or given back by
+  // a child whose tree was already gone when its leader was reaped, so that
+  // the leaf was never cgroup.kill'ed. (Declared after base_, so destroyed
+  // before it.)
+  std::vector<cgroup::Dir> clean_leaves_;
   std::unordered_map<pid_t, std::unique_ptr<Tracked>> children_;
   Deadlines deadlines_;
   std::unordered_set<pid_t> draining_;

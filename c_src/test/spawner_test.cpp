@@ -136,6 +136,14 @@ bool exists(const std::string& path) {
   return stat(path.c_str(), &st) == 0;
 }
 
+// A leaf after Exit: removed, or kept empty for reuse.
+bool gone_or_empty(const std::string& leaf) {
+  if (!exists(leaf)) return true;
+  std::ifstream f(leaf + "/cgroup.procs");
+  std::string line;
+  return !std::getline(f, line);
+}
+
 // Our own v2 cgroup directory, which the spawner inherits, if we may make
 // cgroups in it; otherwise "" and why.
 std::string writable_v2_dir(std::string& why) {
@@ -531,11 +539,39 @@ TEST_F(SpawnerTest, EachChildHasItsOwnLeaf) {
   EXPECT_TRUE(exists(b.cgroup));
   send_ctl(a, frame::Type::Signal, SIGKILL);
   expect_exit(a);
-  EXPECT_FALSE(exists(a.cgroup));
+  EXPECT_TRUE(gone_or_empty(a.cgroup));
   EXPECT_TRUE(exists(b.cgroup)) << "the other child's leaf went too";
+  EXPECT_FALSE(gone_or_empty(b.cgroup)) << "the other child left its leaf";
   send_ctl(b, frame::Type::Signal, SIGKILL);
   expect_exit(b);
-  EXPECT_FALSE(exists(b.cgroup));
+  EXPECT_TRUE(gone_or_empty(b.cgroup));
+}
+
+// A leaf whose tree was gone when its leader was reaped was never
+// cgroup.kill'ed, so it can serve the next child; a killed one never does
+// (a child cloned into it would die at birth).
+TEST_F(SpawnerTest, CleanLeavesAreReusedKilledOnesAreNot) {
+  std::string why, own = writable_v2_dir(why);
+  if (own.empty()) GTEST_SKIP() << why;
+  Handle a;
+  start({"/bin/true", {"true"}}, a);
+  int st = expect_exit(a);
+  ASSERT_TRUE(WIFEXITED(st));
+  ASSERT_TRUE(exists(a.cgroup)) << "a clean leaf was not kept";
+  Handle b;
+  start(sh(escape_script("exec sleep 30")), b);
+  EXPECT_EQ(b.cgroup, a.cgroup) << "the clean leaf was not reused";
+  pid_t esc = read_pid_line(b.out);
+  ASSERT_GT(esc, 0);
+  ASSERT_TRUE(eventually([&] { return getsid(esc) == esc; }));
+  send_ctl(b, frame::Type::Signal, SIGKILL);  // the group dies, the escapee lives on
+  expect_exit(b);
+  EXPECT_TRUE(dead(esc));
+  EXPECT_FALSE(exists(b.cgroup)) << "a killed leaf was kept";
+  Handle c;
+  start({"/bin/true", {"true"}}, c);
+  EXPECT_NE(c.cgroup, b.cgroup);
+  expect_exit(c);
 }
 
 TEST_F(SpawnerTest, RequestEofKillsEscapeesAndRemovesTheBase) {
