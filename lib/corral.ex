@@ -36,9 +36,10 @@ defmodule Corral do
 
   Corral's own: `:input` (a binary, iodata, or any `Enumerable` of iodata,
   written to stdin, which is then closed; without it stdin is closed at
-  once), `:max_output_size` (bytes), `:stderr` (`:consume` — the default,
-  printed to the VM's stderr like `System.cmd/3` — `:redirect` or
-  `:discard`), `:stop_signal`, `:clear_env`.
+  once), `:max_output_size` (bytes), `:stderr` (absent: the child writes
+  to the VM's own stderr, as with `System.cmd/3`; `:consume`: read by
+  Corral and printed through `:standard_error`, so `capture_io(:stderr, ...)`
+  sees it; `:redirect` or `:discard`), `:stop_signal`, `:clear_env`.
 
   A missing executable raises `ErlangError` with `:enoent`, as
   `System.cmd/3` does. An unknown option or a bad value raises

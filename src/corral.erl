@@ -264,12 +264,15 @@ cmd(Cmd, Args) -> cmd(Cmd, Args, []).
 %% (`Output' holds exactly that many). `Output' is a binary, or the
 %% accumulator of `{fold, {Fun, Acc0}}' where `Fun(Chunk, Acc)' is called for
 %% every chunk in order. stdin gets `input' (iodata, or a fun of the port that
-%% writes with {@link write/2}) and is then closed. stderr goes to the VM's
-%% standard_error unless `stderr_to_stdout' or `capture_stderr_only'.
+%% writes with {@link write/2}) and is then closed. stderr is the VM's own
+%% (`stderr => inherit', as System.cmd/3 leaves it) unless `stderr' says
+%% otherwise: `pipe' forwards it to standard_error, `stdout', `null'; or
+%% `stderr_to_stdout', `capture_stderr_only'.
 -spec cmd(iodata() | atom(), [iodata()], [corral_opts:option()] | map()) ->
     {term(), integer() | timeout | max_output_exceeded} | {error, term()}.
 cmd(Cmd, Args, Opts) ->
-    case corral_opts:normalize(Cmd, Args, Opts, corral_opts:spawn_keys() ++ corral_opts:cmd_keys()) of
+    Keys = corral_opts:spawn_keys() ++ corral_opts:cmd_keys(),
+    case corral_opts:normalize(Cmd, Args, Opts, Keys, #{stderr => inherit}) of
         {ok, N} -> run_cmd(N);
         Error -> Error
     end.

@@ -7,7 +7,7 @@
 %% executable that cannot be found.
 -module(corral_opts).
 
--export([normalize/4, signal_number/1, spawn_keys/0, cmd_keys/0]).
+-export([normalize/4, normalize/5, signal_number/1, spawn_keys/0, cmd_keys/0]).
 
 -export_type([option/0, normalized/0]).
 
@@ -53,8 +53,15 @@ cmd_keys() ->
 -spec normalize(iodata() | atom(), [iodata() | atom()], [option()] | map(), [atom()]) ->
     {ok, normalized()} | {error, term()}.
 normalize(Cmd, Args, Opts, Allowed) ->
+    normalize(Cmd, Args, Opts, Allowed, #{}).
+
+%% @doc Like {@link normalize/4}, with defaults of the entry point's own
+%% (`#{stderr => inherit}' for cmd/3, as System.cmd/3 leaves stderr alone).
+-spec normalize(iodata() | atom(), [iodata() | atom()], [option()] | map(), [atom()], map()) ->
+    {ok, normalized()} | {error, term()}.
+normalize(Cmd, Args, Opts, Allowed, Defaults) ->
     try
-        {ok, do_normalize(Cmd, Args, to_list(Opts), Allowed)}
+        {ok, do_normalize(Cmd, Args, to_list(Opts), Allowed, Defaults)}
     catch
         throw:{corral_opts, Reason} -> {error, Reason}
     end.
@@ -65,7 +72,7 @@ to_list(Opts) -> bad(options, Opts).
 
 bad(Name, Value) -> throw({corral_opts, {bad_option, Name, Value}}).
 
-do_normalize(Cmd, Args, Opts, Allowed) ->
+do_normalize(Cmd, Args, Opts, Allowed, Defaults) ->
     lists:foreach(
         fun
             ({K, _}) when is_atom(K) ->
@@ -87,7 +94,8 @@ do_normalize(Cmd, Args, Opts, Allowed) ->
     Stderr =
         case {bool(stderr_to_stdout, Get(stderr_to_stdout, false)), CaptureStderrOnly} of
             {true, _} -> stdout;
-            {false, _} -> stderr_mode(Get(stderr, pipe))
+            {false, true} -> pipe;
+            {false, false} -> stderr_mode(Get(stderr, maps:get(stderr, Defaults, pipe)))
         end,
     Stdout =
         case CaptureStderrOnly of
@@ -209,6 +217,7 @@ non_neg_int(Name, V) -> bad(Name, V).
 stderr_mode(M) when M =:= pipe; M =:= consume -> pipe;
 stderr_mode(M) when M =:= stdout; M =:= redirect -> stdout;
 stderr_mode(M) when M =:= null; M =:= discard -> null;
+stderr_mode(inherit) -> inherit;
 stderr_mode(M) -> bad(stderr, M).
 
 stdin_mode(pipe) -> pipe;

@@ -34,6 +34,21 @@ defmodule Corral.CmdTest do
       assert {"out\n", 0} = Corral.cmd("sh", ["-c", script], stderr: :discard)
     end
 
+    test "stderr is the VM's own by default, like System.cmd; :consume goes through :standard_error" do
+      {ours, 0} = Corral.cmd("readlink", ["/proc/self/fd/2"])
+      {theirs, 0} = System.cmd("readlink", ["/proc/self/fd/2"])
+      assert ours == theirs
+      assert String.trim(ours) == File.read_link!("/proc/#{:os.getpid()}/fd/2")
+
+      captured =
+        ExUnit.CaptureIO.capture_io(:stderr, fn ->
+          assert {"out\n", 0} =
+                   Corral.cmd("sh", ["-c", "echo out; echo err >&2"], stderr: :consume)
+        end)
+
+      assert captured == "err\n"
+    end
+
     test "max_output_size keeps exactly that many bytes and stops the child" do
       assert {out, :max_output_exceeded} = Corral.cmd("yes", [], max_output_size: 100_000)
       assert out == String.duplicate("y\n", 50_000)

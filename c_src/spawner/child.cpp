@@ -46,13 +46,17 @@ struct StatusRecord {
   int32_t stage;
 };
 
+// Plan::src[2] values besides an fd.
+constexpr int kDupStdout = -1;  // 2 = the stdout pipe
+constexpr int kKeep = -2;       // 2 stays the spawner's stderr
+
 // Everything the child needs, prepared before fork.
 struct Plan {
   const char* path;
   char* const* argv;
   char* const* envp;
   const char* cd;        // nullptr: stay
-  int src[3];            // fds to place on 0, 1, 2; src[2] < 0: dup 1 onto 2
+  int src[3];            // fds to place on 0, 1, 2; src[2]: kDupStdout or kKeep too
   int status_fd;         // write end of the exec-status pipe
   pid_t parent;          // the spawner's pid, for the PDEATHSIG race check
   unsigned long max_fd;  // close_range fallback bound
@@ -108,6 +112,7 @@ struct Plan {
     }
   }
   for (int i = 0; i < 3; i++) {
+    if (p.src[i] == kKeep) continue;
     int from = p.src[i] >= 0 ? p.src[i] : 1;
     if (dup2(from, i) < 0) fail_child(p.status_fd, kDup2);
   }
@@ -194,7 +199,10 @@ SpawnResult spawn_child(const SpawnSpec& spec, const ChildContext& ctx) {
   plan.cd = spec.cd ? spec.cd->c_str() : nullptr;
   plan.src[0] = in_r ? in_r.get() : devnull.get();
   plan.src[1] = out_w ? out_w.get() : devnull.get();
-  plan.src[2] = spec.err == StderrMode::Stdout ? -1 : err_w ? err_w.get() : devnull.get();
+  plan.src[2] = spec.err == StderrMode::Stdout    ? kDupStdout
+                : spec.err == StderrMode::Inherit ? kKeep
+                : err_w                           ? err_w.get()
+                                                  : devnull.get();
   plan.status_fd = status_w.get();
   plan.parent = getpid();
   plan.cgroup_procs = ctx.cgroup_procs;

@@ -293,8 +293,10 @@ bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error
         spec.err = StderrMode::Stdout;
       } else if (a == "null") {
         spec.err = StderrMode::Null;
+      } else if (a == "inherit") {
+        spec.err = StderrMode::Inherit;
       } else {
-        error = "stderr: not pipe, stdout or null";
+        error = "stderr: not pipe, stdout, null or inherit";
         return false;
       }
     } else if (key == "kill_timeout") {

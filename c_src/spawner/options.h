@@ -12,7 +12,9 @@ namespace corral::spawner {
 
 enum class StdinMode { Pipe, Null };
 enum class StdoutMode { Pipe, Null };
-enum class StderrMode { Pipe, Stdout, Null };
+// Inherit: fd 2 stays the spawner's own stderr, which is the VM's, as
+// System.cmd/3 leaves it.
+enum class StderrMode { Pipe, Stdout, Null, Inherit };
 
 struct SpawnSpec {
   std::string path;               // absolute path of the executable
