@@ -31,7 +31,7 @@ defmodule Corral do
 
   From MuonTrap: `:timeout` (ms), `:delay_to_sigkill` (ms between the stop
   signal and SIGKILL, default 5000; `:kill_timeout` is the same),
-  `:stdio_window` (unacknowledged output bytes, default 256 KiB; `:window`
+  `:stdio_window` (unacknowledged output bytes, default 1 MiB; `:window`
   is the same), `:capture_stderr_only`.
 
   Corral's own: `:input` (a binary, iodata, or any `Enumerable` of iodata,

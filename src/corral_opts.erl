@@ -18,7 +18,7 @@
     atom() => term()
 }.
 
--define(DEFAULT_WINDOW, 262144).
+-define(DEFAULT_WINDOW, 1048576).
 -define(DEFAULT_KILL_TIMEOUT, 5000).
 %% stdout and stderr pipes are enlarged to this (F_SETPIPE_SZ) so that one
 %% read, and one message, carries up to a quarter MiB; 0 keeps the kernel's.

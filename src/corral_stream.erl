@@ -2,7 +2,7 @@
 %%
 %% A stream owns one port (see {@link corral:open/3}). Output is acknowledged
 %% to the driver only when the consumer asks for the next element, so at most
-%% one credit window (`window', 256 KiB by default) of output is in memory,
+%% one credit window (`window', 1 MiB by default) of output is in memory,
 %% however much the child writes: the rest waits in the child's pipe.
 %%
 %% Pull one element at a time with {@link open/3}, {@link next/1} and

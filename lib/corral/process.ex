@@ -11,7 +11,7 @@ defmodule Corral.Process do
       {:ok, 0} = Corral.Process.await_exit(p)
 
   The GenServer owns the child's port and buffers its output, but only
-  within the credit window (`:window`, 256 KiB by default): output is
+  within the credit window (`:window`, 1 MiB by default): output is
   acknowledged to the driver as readers take it, so a slow reader slows the
   child down instead of filling memory. `write/2` runs in the caller's
   process and suspends it while the driver's stdin queue is full (1 MiB),

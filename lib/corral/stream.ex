@@ -6,7 +6,7 @@ defmodule Corral.Stream do
   The child starts when the stream is enumerated, and again at every
   enumeration. A chunk of output is acknowledged to the driver only when the
   consumer asks for the next element, so at most one credit window
-  (`:window`, 256 KiB by default) of output is in memory, however fast the
+  (`:window`, 1 MiB by default) of output is in memory, however fast the
   child writes; the rest waits in the child's pipe, and the child waits with
   it.
 
