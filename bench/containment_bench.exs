@@ -278,8 +278,8 @@ defmodule Corral.ContainmentBench do
       end
 
     IO.puts(
-      "Options stdin: :null, stderr: :null (stdout must stay a pipe), so a child costs " <>
-        "the VM #{vm_pc} fds (control socket + stdout pipe) instead of 4;\n" <>
+      "Options stdin: :null, stdout: :null, stderr: :null, so a child costs " <>
+        "the VM #{vm_pc} fd(s) (its control socket) instead of 4;\n" <>
         "the spawner measured #{sp_pc} fds/child (100-child pilot). fd room: VM #{vm_cap} " <>
         "children, spawner #{sp_cap} (keeping #{@vm_fd_reserve}/#{@spawner_fd_reserve} fds free).\n" <>
         "A child's cgroup: #{containment}"
@@ -467,7 +467,7 @@ defmodule Corral.ContainmentBench do
     if deadline != :infinity and System.monotonic_time(:millisecond) > deadline do
       {count, :time_budget, pids}
     else
-      case :corral.open("/bin/sleep", ["60"], stdin: :null, stderr: :null) do
+      case :corral.open("/bin/sleep", ["60"], stdin: :null, stdout: :null, stderr: :null) do
         {:ok, port} ->
           {:ok, os_pid} = :corral.os_pid(port)
           if rem(count, 100) == 0, do: send(parent, {:progress, self()})

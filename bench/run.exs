@@ -249,7 +249,10 @@ defmodule Corral.Bench do
         [
           {"open_port :stream", :port, fn -> port_cat(cat, file) end},
           {"C pipe, 64 KiB reads", :c, fn -> c_cat(pipe_read, 64 * @kib, file) end},
-          {"C pipe, 256 KiB reads", :c, fn -> c_cat(pipe_read, 256 * @kib, file) end}
+          {"C pipe, 256 KiB reads", :c, fn -> c_cat(pipe_read, 256 * @kib, file) end},
+          # The same pipe size as Corral's (pipe_size, 256 KiB): the fair baseline.
+          {"C 256 KiB pipe + reads", :c,
+           fn -> c_cat(pipe_read, 256 * @kib, file, 256 * @kib) end}
         ]
 
     # Interleaved rounds again; each run gives {bytes, seconds, messages}.
@@ -363,8 +366,8 @@ defmodule Corral.Bench do
     end
   end
 
-  defp c_cat(pipe_read, buf, file) do
-    r = run_c(pipe_read, ["#{buf}", file])
+  defp c_cat(pipe_read, buf, file, pipe_size \\ nil) do
+    r = run_c(pipe_read, ["#{buf}", file] ++ if(pipe_size, do: ["#{pipe_size}"], else: []))
     {round(r["bytes"]), r["seconds"], nil}
   end
 

@@ -81,12 +81,13 @@ defmodule StreamBench do
     {_, 0} = System.cmd("sh", ["-c", "cat \"$0\" > /dev/null", file])
     Corral.stream!("true", []) |> Stream.run()
 
-    c_read = best(fn -> c_seconds(reader, ["262144", file]) end)
+    # Same pipe size as Corral's children get (pipe_size, 256 KiB).
+    c_read = best(fn -> c_seconds(reader, ["262144", file, "262144"]) end)
     stream_read = best(fn -> time(fn -> stream_read(file, bytes) end) end)
     port_read = best(fn -> time(fn -> port_read(file, bytes) end) end)
 
     table("read #{mib} MiB of `cat FILE`", bytes, [
-      {"raw C read(2), 256 KiB", c_read},
+      {"raw C read(2), 256 KiB pipe", c_read},
       {"Corral.stream!/3", stream_read},
       {"open_port(:stream)", port_read}
     ])

@@ -33,6 +33,7 @@ spawn_keys() ->
         clear_env,
         arg0,
         stdin,
+        stdout,
         stderr,
         stderr_to_stdout,
         kill_timeout,
@@ -100,7 +101,7 @@ do_normalize(Cmd, Args, Opts, Allowed, Defaults) ->
     Stdout =
         case CaptureStderrOnly of
             true -> null;
-            false -> pipe
+            false -> stdout_mode(Get(stdout, pipe))
         end,
     Window = pos_int(window, Get(window, Get(stdio_window, ?DEFAULT_WINDOW))),
     KillTimeout = non_neg_int(
@@ -219,6 +220,10 @@ stderr_mode(M) when M =:= stdout; M =:= redirect -> stdout;
 stderr_mode(M) when M =:= null; M =:= discard -> null;
 stderr_mode(inherit) -> inherit;
 stderr_mode(M) -> bad(stderr, M).
+
+stdout_mode(pipe) -> pipe;
+stdout_mode(M) when M =:= null; M =:= discard -> null;
+stdout_mode(M) -> bad(stdout, M).
 
 stdin_mode(pipe) -> pipe;
 stdin_mode(null) -> null;

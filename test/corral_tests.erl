@@ -134,7 +134,11 @@ cmd_test_() ->
             ])
         ),
         ?_assertEqual({<<>>, timeout}, corral:cmd("sleep", ["30"], [{timeout, 50}])),
-        ?_assertEqual({error, enoent}, corral:cmd("corral-no-such-cmd", []))
+        ?_assertEqual({error, enoent}, corral:cmd("corral-no-such-cmd", [])),
+        ?_assertEqual({<<>>, 0}, corral:cmd("echo", ["x"], [{stdout, null}])),
+        ?_assertEqual(
+            {error, {bad_option, stdout, stderr}}, corral:cmd("echo", ["x"], [{stdout, stderr}])
+        )
     ].
 
 cmd_input_fun_test() ->

@@ -1,11 +1,13 @@
 /* Baseline for the throughput benchmark: the raw pipe limit.
  *
- *   pipe_read BUFSIZE FILE
+ *   pipe_read BUFSIZE FILE [PIPESIZE]
  *
  * Spawns `cat FILE` with its stdout on a pipe, reads the pipe to EOF with
  * read(2) calls of BUFSIZE bytes, and prints "bytes=<n> seconds=<f> mbps=<f>"
- * (MB = 10^6 bytes). */
+ * (MB = 10^6 bytes). PIPESIZE, when given, enlarges the pipe first
+ * (F_SETPIPE_SZ), as Corral's spawner does with its `pipe_size`. */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +18,8 @@
 extern char **environ;
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s BUFSIZE FILE\n", argv[0]);
+  if (argc != 3 && argc != 4) {
+    fprintf(stderr, "usage: %s BUFSIZE FILE [PIPESIZE]\n", argv[0]);
     return 2;
   }
   size_t size = (size_t)atol(argv[1]);
@@ -25,6 +27,7 @@ int main(int argc, char **argv) {
   if (!buf) return 2;
   int fds[2];
   if (pipe(fds) != 0) return 1;
+  if (argc == 4 && fcntl(fds[0], F_SETPIPE_SZ, atoi(argv[3])) < 0) perror("F_SETPIPE_SZ");
 
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);

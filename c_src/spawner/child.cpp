@@ -240,7 +240,6 @@ SpawnResult spawn_child(const SpawnSpec& spec, const ChildContext& ctx) {
   if (pid < 0) return failure(clone_errno, "fork");
 
   c.pid = pid;
-  c.pidfd.reset(pidfd_open(pid));  // empty on old kernels; callers fall back to kill()
   (void)setpgid(pid, pid);         // closes the race with the child's own setpgid
   in_r.reset();
   out_w.reset();

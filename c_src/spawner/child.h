@@ -44,11 +44,10 @@ class unique_fd {
 // outlive the result and must not be modified meanwhile.
 std::vector<char*> make_cstr_array(const std::vector<std::string>& strs);
 
-// A started child: its pid (also its process group id), a pidfd (may be
-// empty if the kernel lacks pidfd_open) and the parent ends of its pipes.
+// A started child: its pid (also its process group id) and the parent ends
+// of its pipes.
 struct Child {
   pid_t pid = -1;
-  unique_fd pidfd;
   unique_fd in;   // write end of the child's stdin, if piped
   unique_fd out;  // read end of the child's stdout, if piped
   unique_fd err;  // read end of the child's stderr, if piped

@@ -90,7 +90,7 @@ int Spawner::init() {
   ev.data.u64 = kSignalTag;
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, sigfd_.get(), &ev) < 0) return -errno;
 
-  // 10,000 children hold 20,000 fds here (control socket and pidfd each).
+  // 10,000 children hold 10,000 fds here (a control socket each).
   if (int rc = raise_nofile_limit(nofile_); rc < 0) {
     logf("cannot raise the open file limit: %s", strerror(-rc));
   } else {
@@ -243,7 +243,6 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
 
   auto t = std::make_unique<Tracked>();
   t->pid = c.pid;
-  t->pidfd = std::move(c.pidfd);
   t->stop_signal = spec.stop_signal;
   t->kill_timeout_ms = spec.kill_timeout_ms;
 
@@ -315,7 +314,12 @@ void Spawner::owner_gone(Tracked& t) {
 // --- escalation -------------------------------------------------------------
 
 void Spawner::signal_leader(Tracked& t, int sig) {
-  if (t.pidfd && pidfd_send_signal(t.pidfd.get(), sig) == 0) return;
+  // Only called before the leader is reaped: as its unreaped parent we pin
+  // its pid, so neither the pidfd opened here nor kill() can reach another
+  // process. The pidfd is opened on demand rather than held, so that a
+  // running child costs the spawner one fd (its control socket), not two.
+  unique_fd pidfd(pidfd_open(t.pid));
+  if (pidfd && pidfd_send_signal(pidfd.get(), sig) == 0) return;
   (void)kill(t.pid, sig);
 }
 
@@ -394,7 +398,6 @@ void Spawner::reap() {
 void Spawner::leader_reaped(Tracked& t, int status) {
   t.status = status;
   clear_deadline(t);
-  t.pidfd.reset();
   t.state = State::Draining;
   t.drain_started = Clock::now();
   // Stragglers in the group (a background job holding stdout) die with it,

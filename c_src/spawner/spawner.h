@@ -49,7 +49,6 @@ class Spawner {
 
   struct Tracked {
     pid_t pid = -1;  // also the process group id
-    unique_fd pidfd;
     unique_fd ctl;  // empty once the owner is gone
     int stop_signal = 15;
     int64_t kill_timeout_ms = 0;
