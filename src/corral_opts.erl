@@ -20,8 +20,8 @@
 
 -define(DEFAULT_WINDOW, 1048576).
 -define(DEFAULT_KILL_TIMEOUT, 5000).
-%% stdout and stderr pipes are enlarged to this (F_SETPIPE_SZ) so that one
-%% read, and one message, carries up to a quarter MiB; 0 keeps the kernel's.
+%% The child's pipes are enlarged to this (F_SETPIPE_SZ) so that one read or
+%% write, and one message, carries up to a quarter MiB; 0 keeps the kernel's.
 -define(DEFAULT_PIPE_SIZE, 262144).
 
 %% Options that shape the child itself (accepted by open/3 and cmd/3).

@@ -187,6 +187,7 @@ SpawnResult spawn_child(const SpawnSpec& spec, const ChildContext& ctx) {
   }
   if (spec.pipe_size > 0) {
     // Best effort: EPERM above /proc/sys/fs/pipe-max-size is not an error.
+    if (c.in) (void)fcntl(c.in.get(), F_SETPIPE_SZ, spec.pipe_size);
     if (out_w) (void)fcntl(out_w.get(), F_SETPIPE_SZ, spec.pipe_size);
     if (err_w) (void)fcntl(err_w.get(), F_SETPIPE_SZ, spec.pipe_size);
   }
