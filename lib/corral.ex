@@ -34,7 +34,8 @@ defmodule Corral do
   `:stdio_window` (unacknowledged output bytes, default 1 MiB; `:window`
   is the same), `:capture_stderr_only`.
 
-  Corral's own: `:input` (a binary, iodata, or any `Enumerable` of iodata,
+  Corral's own: `:input` (a binary, iodata, any `Enumerable` of iodata, or
+  a function given a sink `fn iodata -> :ok | {:error, reason} end`;
   written to stdin, which is then closed; without it stdin is closed at
   once), `:max_output_size` (bytes), `:stderr` (absent: the child writes
   to the VM's own stderr, as with `System.cmd/3`; `:consume`: read by
@@ -102,39 +103,14 @@ defmodule Corral do
     raise Corral.Error, reason: reason, command: command
   end
 
-  # Binaries and iodata go to the driver as they are; any other Enumerable
-  # is written element by element from a helper process.
-  defp input_option(nil), do: nil
-  defp input_option(data) when is_binary(data), do: data
-
-  defp input_option(data) when is_list(data) do
-    if iodata?(data), do: data, else: enumerable_input(data)
-  end
-
-  defp input_option(data) do
-    if Enumerable.impl_for(data) do
-      enumerable_input(data)
-    else
-      raise ArgumentError, "invalid value for option :input: #{inspect(data)}"
+  # Binaries and iodata go to the driver as they are; a sink function or
+  # any other Enumerable is written from a helper process (corral:cmd/3 calls
+  # the fun with the port).
+  defp input_option(input) do
+    case Corral.Stream.input_option(input) do
+      feed when is_function(feed, 1) -> fn port -> feed.(&:corral.write(port, &1)) end
+      data -> data
     end
-  end
-
-  defp enumerable_input(enum) do
-    fn port ->
-      Enum.reduce_while(enum, :ok, fn chunk, :ok ->
-        case :corral.write(port, chunk) do
-          :ok -> {:cont, :ok}
-          {:error, :closed} -> {:halt, :ok}
-        end
-      end)
-    end
-  end
-
-  defp iodata?(data) do
-    _ = IO.iodata_length(data)
-    true
-  rescue
-    ArgumentError -> false
   end
 
   @doc """

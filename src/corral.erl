@@ -36,7 +36,7 @@
     cmd/3
 ]).
 %% Internal: shared with corral_stream and the Elixir layer.
--export([open_normalized/1, open_normalized_pid/1, await_terminal/2]).
+-export([open_normalized/1, open_normalized_pid/1, await_terminal/2, flush_exit/1]).
 
 -export_type([terminal/0, stats/0]).
 
@@ -472,8 +472,9 @@ simple_control(Port, Op, Data) ->
         Error -> Error
     end.
 
-%% The port closes itself after its terminal message; a caller that traps
-%% exits would otherwise find {'EXIT', Port, normal} in its mailbox.
+%% @private The port closes itself after its terminal message; a caller that
+%% traps exits would otherwise find {'EXIT', Port, normal} in its mailbox.
+-spec flush_exit(port()) -> ok.
 flush_exit(Port) ->
     unlink(Port),
     receive

@@ -177,7 +177,7 @@ next(#stream{port = Port, ref = Ref, pending = Pending} = S0) ->
         {'DOWN', MRef, process, _, _} when element(2, S#stream.writer) =:= MRef ->
             next(S#stream{writer = undefined});
         {Port, Terminal} ->
-            flush_exit(Port),
+            corral:flush_exit(Port),
             stop_writer(S),
             {{exit, status(Terminal)}, S#stream{writer = undefined, done = true}}
     end.
@@ -355,7 +355,7 @@ stop_writer(_) ->
 flush_port(Port) ->
     receive
         {Port, _} -> flush_port(Port)
-    after 0 -> flush_exit(Port)
+    after 0 -> corral:flush_exit(Port)
     end.
 
 flush_input(Ref) ->
@@ -364,9 +364,3 @@ flush_input(Ref) ->
     after 0 -> ok
     end.
 
-flush_exit(Port) ->
-    unlink(Port),
-    receive
-        {'EXIT', Port, _} -> ok
-    after 0 -> ok
-    end.

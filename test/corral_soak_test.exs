@@ -12,6 +12,7 @@ defmodule Corral.SoakTest do
   test "#{@runs} mixed runs leave nothing behind" do
     Corral.cmd("true", [])
     spawner = spawner_pid()
+    assert eventually(fn -> children_of(spawner) == [] end, 5000)
     before = %{vm_fds: vm_fd_count(), sp_fds: fd_count(spawner), sp_rss: rss_kb(spawner)}
 
     {us, _} =
@@ -23,8 +24,10 @@ defmodule Corral.SoakTest do
 
     assert eventually(fn -> children_of(spawner) == [] end, 5000)
     assert spawner_pid() == spawner, "the spawner was restarted during the soak"
-    assert vm_fd_count() == before.vm_fds
-    assert fd_count(spawner) == before.sp_fds
+    # No growth. (Fewer is fine: an earlier test's child may still have
+    # been finishing when the soak started.)
+    assert vm_fd_count() <= before.vm_fds
+    assert fd_count(spawner) <= before.sp_fds
     assert zombies() == []
     # At most the clean leaves the spawner keeps for reuse (16), all empty.
     leaves = leaf_cgroups(spawner)

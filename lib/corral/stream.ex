@@ -158,15 +158,17 @@ defmodule Corral.Stream do
 
   # Binaries and iodata go to the driver as they are; a 1-arity function is
   # given the sink; any other Enumerable is written element by element.
-  defp input_option(nil), do: nil
-  defp input_option(data) when is_binary(data), do: data
-  defp input_option(fun) when is_function(fun, 1), do: fun
+  # Corral.cmd/3 shares it.
+  @doc false
+  def input_option(nil), do: nil
+  def input_option(data) when is_binary(data), do: data
+  def input_option(fun) when is_function(fun, 1), do: fun
 
-  defp input_option(data) when is_list(data) do
+  def input_option(data) when is_list(data) do
     if iodata?(data), do: data, else: enumerable_input(data)
   end
 
-  defp input_option(data) do
+  def input_option(data) do
     if Enumerable.impl_for(data) do
       enumerable_input(data)
     else
