@@ -65,6 +65,10 @@ constexpr ErlDrvSizeT kHighWater = 1 << 20;
 constexpr ErlDrvSizeT kLowWater = 256 << 10;
 // Largest single read from a child's pipe.
 constexpr ErlDrvSizeT kMaxRead = 1 << 20;
+// A control socket that ended without Exit: how often, and how far apart,
+// to look for the spawner's death before calling it a dropped request.
+constexpr int kLossChecks = 5;
+constexpr unsigned long kLossCheckMs = 10;
 // Reads per readiness event, so one busy child cannot hog a scheduler.
 constexpr int kReadsPerEvent = 4;
 // Reads below this size are copied into a heap binary; larger ones are sent
@@ -180,6 +184,7 @@ struct Port {
   bool spawned = false;  // the Spawn frame went out
   bool got_fds = false;
   bool fds_lost = false;   // the Fds frame came without its fds (EMFILE)
+  int loss_checks = 0;     // timer rounds spent judging a lost spawner
   pid_t spawner_pid = -1;  // the spawner this port's request went to
   bool have_exit = false;
   bool terminated = false;  // the terminal message went out
@@ -455,10 +460,32 @@ void on_exit_frame(Port* p, int64_t status) {
   }
 }
 
-// The control socket ended before the Exit frame: the spawner died. Its
-// children get SIGKILL from PDEATHSIG; kill the group and the leaf cgroup
+// Decides whether the spawner behind a control socket that ended without
+// an Exit frame is dead, and records the terminal error. Returns false when
+// it cannot tell yet: a dying process releases its sockets in reverse fd
+// order, so the control socket's EOF can come a moment before the request
+// socket's; the caller asks again shortly.
+bool judge_spawner_loss(Port* p, bool final) {
+  erl_drv_mutex_lock(g_spawner.mu);
+  bool gone = spawner_gone_locked(p->spawner_pid);
+  if (!gone && !final) {
+    erl_drv_mutex_unlock(g_spawner.mu);
+    return false;
+  }
+  if (gone && g_spawner.pid == p->spawner_pid) close_spawner_locked();  // the next spawn starts a new one
+  erl_drv_mutex_unlock(g_spawner.mu);
+  p->have_exit = true;
+  p->exit_kind = Port::kError;
+  p->err_reason = gone ? "spawner_died" : "spawner_dropped";
+  p->err_stage = p->got_fds ? "running" : "spawn";
+  return true;
+}
+
+// The control socket ended before the Exit frame. If the spawner died, its
+// children got SIGKILL from PDEATHSIG; kill the group and the leaf cgroup
 // too, for the descendants that PDEATHSIG does not reach. (The next spawner
-// removes the dead one's cgroup directories.)
+// removes the dead one's cgroup directories.) If it merely dropped us, the
+// child is killed all the same: nobody could report its exit.
 void on_spawner_lost(Port* p) {
   if (p->os_pid > 0) kill(-static_cast<pid_t>(p->os_pid), SIGKILL);
   if (!p->cgroup.empty()) {  // descendants that left the group
@@ -469,14 +496,10 @@ void on_spawner_lost(Port* p) {
       close(fd);
     }
   }
-  erl_drv_mutex_lock(g_spawner.mu);
-  bool gone = spawner_gone_locked(p->spawner_pid);
-  if (gone && g_spawner.pid == p->spawner_pid) close_spawner_locked();  // the next spawn starts a new one
-  erl_drv_mutex_unlock(g_spawner.mu);
-  p->have_exit = true;
-  p->exit_kind = Port::kError;
-  p->err_reason = gone ? "spawner_died" : "spawner_dropped";
-  p->err_stage = p->got_fds ? "running" : "spawn";
+  if (!judge_spawner_loss(p, false)) {
+    p->loss_checks = 1;
+    driver_set_timer(p->port, kLossCheckMs);
+  }
 }
 
 void read_ctl(Port* p) {
@@ -642,6 +665,7 @@ ErlDrvData drv_start(ErlDrvPort port, char*) {
 
 void drv_stop(ErlDrvData d) {
   Port* p = reinterpret_cast<Port*>(d);
+  driver_cancel_timer(p->port);
   // Closing ctl tells the spawner the owner is gone; it escalates.
   release(p, p->ctl);
   release(p, p->in);
@@ -733,6 +757,17 @@ ErlDrvSSizeT drv_control(ErlDrvData d, unsigned cmd, char* buf, ErlDrvSizeT len,
   }
 }
 
+void drv_timeout(ErlDrvData d) {
+  Port* p = reinterpret_cast<Port*>(d);
+  if (p->loss_checks == 0 || p->have_exit) return;
+  bool final = ++p->loss_checks > kLossChecks;
+  if (!judge_spawner_loss(p, final)) {
+    driver_set_timer(p->port, kLossCheckMs);
+    return;
+  }
+  maybe_finish(p);
+}
+
 void drv_stop_select(ErlDrvEvent e, void*) { close(static_cast<int>(reinterpret_cast<intptr_t>(e))); }
 
 ErlDrvEntry g_entry = {
@@ -746,7 +781,7 @@ ErlDrvEntry g_entry = {
     drv_finish,
     nullptr,  // handle
     drv_control,
-    nullptr,  // timeout
+    drv_timeout,
     drv_outputv,
     nullptr,  // ready_async
     drv_flush,
