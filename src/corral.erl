@@ -290,7 +290,15 @@ cmd(Cmd, Args, Opts) ->
     outcome = running :: running | timeout | max_output_exceeded
 }).
 
-run_cmd(#{request := Req} = N) ->
+run_cmd(#{request := Req0, input := Input} = N0) ->
+    %% Without input the child's stdin is /dev/null (EOF at once, as a closed
+    %% pipe would be): one pipe fewer to make, pass and close.
+    Req =
+        case Input of
+            undefined -> Req0#{stdin => null};
+            _ -> Req0
+        end,
+    N = N0#{request := Req},
     case open_normalized(N) of
         {ok, Port} ->
             {Fold, Acc0} =
@@ -333,8 +341,7 @@ run_cmd(#{request := Req} = N) ->
             Error
     end.
 
-feed_input(Port, undefined) ->
-    _ = close_stdin(Port),
+feed_input(_Port, undefined) ->
     undefined;
 feed_input(Port, Data) when not is_function(Data) ->
     case iolist_size(Data) =< ?DIRECT_INPUT_MAX of
