@@ -251,8 +251,7 @@ defmodule Corral.Bench do
           {"C pipe, 64 KiB reads", :c, fn -> c_cat(pipe_read, 64 * @kib, file) end},
           {"C pipe, 256 KiB reads", :c, fn -> c_cat(pipe_read, 256 * @kib, file) end},
           # The same pipe size as Corral's (pipe_size, 256 KiB): the fair baseline.
-          {"C 256 KiB pipe + reads", :c,
-           fn -> c_cat(pipe_read, 256 * @kib, file, 256 * @kib) end}
+          {"C 256 KiB pipe + reads", :c, fn -> c_cat(pipe_read, 256 * @kib, file, 256 * @kib) end}
         ]
 
     # Interleaved rounds again; each run gives {bytes, seconds, messages}.
