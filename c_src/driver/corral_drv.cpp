@@ -246,26 +246,22 @@ void lift_window(Port* p) {
 }
 
 void send_tuple2(Port* p, ErlDrvTermData tag, ErlDrvTermData spec_type, ErlDrvTermData value) {
-  ErlDrvTermData spec[] = {ERL_DRV_PORT, p->term_port, ERL_DRV_ATOM, tag, spec_type, value,
-                           ERL_DRV_TUPLE, 2, ERL_DRV_TUPLE, 2};
+  ErlDrvTermData spec[] = {ERL_DRV_PORT,  p->term_port,
+                           ERL_DRV_ATOM,  tag,
+                           spec_type,     value,
+                           ERL_DRV_TUPLE, 2,
+                           ERL_DRV_TUPLE, 2};
   erl_drv_output_term(p->term_port, spec, sizeof spec / sizeof spec[0]);
 }
 
 void send_error(Port* p, const char* reason, const char* stage) {
-  ErlDrvTermData spec[] = {ERL_DRV_PORT,
-                           p->term_port,
-                           ERL_DRV_ATOM,
-                           a_error,
-                           ERL_DRV_ATOM,
-                           driver_mk_atom(const_cast<char*>(reason)),
-                           ERL_DRV_ATOM,
-                           driver_mk_atom(const_cast<char*>(stage)),
-                           ERL_DRV_TUPLE,
-                           2,
-                           ERL_DRV_TUPLE,
-                           2,
-                           ERL_DRV_TUPLE,
-                           2};
+  ErlDrvTermData spec[] = {ERL_DRV_PORT,  p->term_port,
+                           ERL_DRV_ATOM,  a_error,
+                           ERL_DRV_ATOM,  driver_mk_atom(const_cast<char*>(reason)),
+                           ERL_DRV_ATOM,  driver_mk_atom(const_cast<char*>(stage)),
+                           ERL_DRV_TUPLE, 2,
+                           ERL_DRV_TUPLE, 2,
+                           ERL_DRV_TUPLE, 2};
   erl_drv_output_term(p->term_port, spec, sizeof spec / sizeof spec[0]);
 }
 
@@ -368,10 +364,20 @@ void send_data(Port* p, ErlDrvTermData which, ErlDrvBinary* bin, size_t len) {
                              2};
     erl_drv_output_term(p->term_port, spec, sizeof spec / sizeof spec[0]);
   } else {
-    ErlDrvTermData spec[] = {ERL_DRV_PORT, p->term_port, ERL_DRV_ATOM,  a_data,
-                             ERL_DRV_ATOM, which,        ERL_DRV_BINARY, reinterpret_cast<ErlDrvTermData>(bin),
-                             len,          0,            ERL_DRV_TUPLE, 3,
-                             ERL_DRV_TUPLE, 2};
+    ErlDrvTermData spec[] = {ERL_DRV_PORT,
+                             p->term_port,
+                             ERL_DRV_ATOM,
+                             a_data,
+                             ERL_DRV_ATOM,
+                             which,
+                             ERL_DRV_BINARY,
+                             reinterpret_cast<ErlDrvTermData>(bin),
+                             len,
+                             0,
+                             ERL_DRV_TUPLE,
+                             3,
+                             ERL_DRV_TUPLE,
+                             2};
     erl_drv_output_term(p->term_port, spec, sizeof spec / sizeof spec[0]);
   }
 }
@@ -472,7 +478,8 @@ bool judge_spawner_loss(Port* p, bool final) {
     erl_drv_mutex_unlock(g_spawner.mu);
     return false;
   }
-  if (gone && g_spawner.pid == p->spawner_pid) close_spawner_locked();  // the next spawn starts a new one
+  if (gone && g_spawner.pid == p->spawner_pid)
+    close_spawner_locked();  // the next spawn starts a new one
   erl_drv_mutex_unlock(g_spawner.mu);
   p->have_exit = true;
   p->exit_kind = Port::kError;
@@ -592,7 +599,8 @@ ErlDrvSSizeT op_spawn(Port* p, const char* buf, ErlDrvSizeT len, char** rbuf) {
     return reply_errno(rbuf, E2BIG);
 
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return reply_errno(rbuf, errno);
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+    return reply_errno(rbuf, errno);
   int rc = send_spawn(path, f, sv[1], p->spawner_pid);
   close(sv[1]);
   if (rc < 0) {
@@ -677,8 +685,7 @@ void drv_stop(ErlDrvData d) {
 void drv_outputv(ErlDrvData d, ErlIOVec* iov) {
   Port* p = reinterpret_cast<Port*>(d);
   if (iov->size == 0) return;
-  if (p->stdin_broken || p->stdin_close_requested || p->terminated ||
-      (p->got_fds && p->in < 0)) {
+  if (p->stdin_broken || p->stdin_close_requested || p->terminated || (p->got_fds && p->in < 0)) {
     return;  // nobody reads these bytes any more
   }
   driver_enqv(p->port, iov, 0);
@@ -768,7 +775,9 @@ void drv_timeout(ErlDrvData d) {
   maybe_finish(p);
 }
 
-void drv_stop_select(ErlDrvEvent e, void*) { close(static_cast<int>(reinterpret_cast<intptr_t>(e))); }
+void drv_stop_select(ErlDrvEvent e, void*) {
+  close(static_cast<int>(reinterpret_cast<intptr_t>(e)));
+}
 
 ErlDrvEntry g_entry = {
     drv_init,

@@ -6,6 +6,7 @@
 #include "child.h"
 
 #include <fcntl.h>
+#include <linux/sched.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -136,6 +137,59 @@ struct Plan {
 
 int clone_entry(void* arg) { child_main(*static_cast<const Plan*>(arg)); }
 
+#if defined(__x86_64__)
+// clone3 whose child runs fn(arg) on the given stack and exits with its
+// result: glibc 2.36 exports no clone3 wrapper. The syscall keeps r8 and r9,
+// so the child finds fn and arg there; the kernel starts it with rsp at the
+// top of the new stack (16-byte aligned), and the call pushes the return
+// address the ABI expects.
+extern "C" long corral_clone3(clone_args* args, size_t size, int (*fn)(void*), void* arg);
+asm(R"(
+    .text
+    .globl corral_clone3
+    .type corral_clone3, @function
+corral_clone3:
+    mov %rcx, %r8
+    mov %rdx, %r9
+    mov $435, %eax
+    syscall
+    test %rax, %rax
+    jnz 1f
+    xor %ebp, %ebp
+    mov %r8, %rdi
+    call *%r9
+    mov %eax, %edi
+    mov $60, %eax
+    syscall
+    hlt
+1:
+    ret
+    .size corral_clone3, .-corral_clone3
+)");
+
+// CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP: -1 with errno on failure
+// (ENOSYS, E2BIG, EINVAL on kernels before 5.7), and the caller falls back.
+pid_t clone_into_cgroup(const Plan* plan, char* stack, size_t size, int cgroup_dir) {
+  clone_args args{};
+  args.flags = CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP;
+  args.exit_signal = SIGCHLD;
+  args.stack = reinterpret_cast<uint64_t>(stack);
+  args.stack_size = size;
+  args.cgroup = static_cast<uint64_t>(cgroup_dir);
+  long rc = corral_clone3(&args, sizeof args, clone_entry, const_cast<Plan*>(plan));
+  if (rc < 0) {
+    errno = static_cast<int>(-rc);
+    return -1;
+  }
+  return static_cast<pid_t>(rc);
+}
+#else
+pid_t clone_into_cgroup(const Plan*, char*, size_t, int) {
+  errno = ENOSYS;
+  return -1;
+}
+#endif
+
 SpawnResult failure(int err, const char* stage) {
   SpawnResult r;
   r.error = err;
@@ -235,13 +289,26 @@ SpawnResult spawn_child(const SpawnSpec& spec, const ChildContext& ctx) {
     }
     stack = static_cast<char*>(m);
   }
-  pid_t pid = clone(clone_entry, stack + kStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
-  int clone_errno = errno;
+  pid_t pid = -1;
+  int clone_errno = 0;
+  if (ctx.cgroup_dir >= 0) {
+    // Born in its leaf (clone3 CLONE_INTO_CGROUP): no cgroup move, which
+    // takes a global lock, between clone and exec. Plan B (the child writes
+    // to cgroup.procs) where the kernel or the architecture lacks it.
+    Plan direct = plan;
+    direct.cgroup_procs = -1;
+    pid = clone_into_cgroup(&direct, stack, kStack, ctx.cgroup_dir);
+    clone_errno = errno;
+  }
+  if (pid < 0) {
+    pid = clone(clone_entry, stack + kStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+    clone_errno = errno;
+  }
   sigprocmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) return failure(clone_errno, "fork");
 
   c.pid = pid;
-  (void)setpgid(pid, pid);         // closes the race with the child's own setpgid
+  (void)setpgid(pid, pid);  // closes the race with the child's own setpgid
   in_r.reset();
   out_w.reset();
   err_w.reset();

@@ -68,6 +68,10 @@ struct ChildContext {
   // The leaf's cgroup.procs, opened O_WRONLY|O_CLOEXEC; the child writes "0"
   // to it before any other step (stage "cgroup"). -1: no cgroup.
   int cgroup_procs = -1;
+  // The leaf's directory (O_RDONLY|O_DIRECTORY): the child is then cloned
+  // straight into it with clone3(CLONE_INTO_CGROUP) and cgroup_procs is only
+  // the fallback for kernels without it. -1: no cgroup.
+  int cgroup_dir = -1;
   // Restored with setrlimit(RLIMIT_NOFILE) just before execve (stage
   // "rlimit"), undoing raise_nofile_limit. nullptr: inherit ours.
   const rlimit* nofile = nullptr;

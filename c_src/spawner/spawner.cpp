@@ -170,7 +170,7 @@ int Spawner::make_leaf(cgroup::Dir& leaf, bool quiet) {
 
 // A leaf for the next child, clean or new, and its cgroup.procs opened for
 // the child to join. 0 or -errno (logged).
-int Spawner::take_leaf(cgroup::Dir& leaf, unique_fd& procs) {
+int Spawner::take_leaf(cgroup::Dir& leaf, unique_fd& procs, unique_fd& dir) {
   if (!clean_leaves_.empty()) {
     leaf = std::move(clean_leaves_.back());
     clean_leaves_.pop_back();
@@ -183,6 +183,9 @@ int Spawner::take_leaf(cgroup::Dir& leaf, unique_fd& procs) {
     return rc;
   }
   procs.reset(rc);
+  // The directory itself, for clone3(CLONE_INTO_CGROUP); without it the
+  // child moves itself in through cgroup.procs.
+  dir.reset(open(leaf.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   return 0;
 }
 
@@ -221,18 +224,20 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
 
   // The leaf is removed by its destructor if anything below fails.
   cgroup::Dir leaf;
-  unique_fd procs;
+  unique_fd procs, dir;
   if (base_) {
-    if (int rc = take_leaf(leaf, procs); rc < 0) {
+    if (int rc = take_leaf(leaf, procs, dir); rc < 0) {
       send_error(ctl.get(), -rc, "cgroup");
       return;
     }
   }
   ChildContext ctx;
   ctx.cgroup_procs = procs.get();
+  ctx.cgroup_dir = dir.get();
   ctx.nofile = nofile_known_ ? &nofile_ : nullptr;
   SpawnResult res = spawn_child(spec, ctx);
   procs.reset();
+  dir.reset();
   if (!res.ok) {
     send_error(ctl.get(), res.error, res.stage);
     return;

@@ -49,7 +49,7 @@ class Spawner {
 
   struct Tracked {
     pid_t pid = -1;  // also the process group id
-    unique_fd ctl;  // empty once the owner is gone
+    unique_fd ctl;   // empty once the owner is gone
     int stop_signal = 15;
     int64_t kill_timeout_ms = 0;
     cgroup::Dir leaf;          // empty when cgroups are not used
@@ -64,7 +64,7 @@ class Spawner {
   void on_request();
   void handle_spawn(frame::Frame& f, std::vector<int>& fds);
   int make_leaf(cgroup::Dir& leaf, bool quiet);
-  int take_leaf(cgroup::Dir& leaf, unique_fd& procs);
+  int take_leaf(cgroup::Dir& leaf, unique_fd& procs, unique_fd& dir);
   void prepare_spare();
   void on_ctl(pid_t pid);
   void on_sigchld();

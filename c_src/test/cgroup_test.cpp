@@ -219,6 +219,30 @@ TEST_F(CgroupLive, LeafIsMadeAndRemoved) {
   EXPECT_FALSE(exists(path));
 }
 
+// clone3(CLONE_INTO_CGROUP): the child is born in the leaf, with no
+// cgroup.procs fallback given at all.
+TEST_F(CgroupLive, ChildIsClonedStraightIntoTheLeaf) {
+  Dir leaf;
+  ASSERT_EQ(Dir::make(base_.path() + "/direct", leaf), 0);
+  int dir = open(leaf.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(dir, 0) << strerror(errno);
+  SpawnSpec s;
+  s.path = "/bin/sleep";
+  s.argv = {"sleep", "30"};
+  ChildContext ctx;
+  ctx.cgroup_dir = dir;  // and cgroup_procs stays -1
+  SpawnResult r = spawn_child(s, ctx);
+  close(dir);
+  ASSERT_TRUE(r.ok) << r.stage << ": " << strerror(r.error);
+  std::string ours = v2_path_of(getpid());
+  std::string rel = leaf.path().substr(own_.size());
+  EXPECT_EQ(v2_path_of(r.child.pid), ours == "/" ? rel : ours + rel);
+  EXPECT_EQ(leaf.populated(), 1);
+  kill(r.child.pid, SIGKILL);
+  int st = 0;
+  ASSERT_TRUE(reaped_in_time(r.child.pid, st));
+}
+
 TEST_F(CgroupLive, KillKillsEveryProcessPlacedInItEscapeesToo) {
   Dir leaf;
   ASSERT_EQ(Dir::make(base_.path() + "/c0", leaf), 0);
