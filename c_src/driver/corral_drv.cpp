@@ -545,6 +545,10 @@ void read_ctl(Port* p) {
         break;
       case Type::Exit:
         on_exit_frame(p, f.a);
+        // The group is gone: its pipes hold their last bytes and then EOF.
+        // Read them now rather than after another trip through the poll set.
+        if (p->out >= 0 && read_pipe(p, p->out, a_stdout)) return;
+        if (p->err >= 0 && read_pipe(p, p->err, a_stderr)) return;
         break;
       case Type::Error: {
         p->have_exit = true;
