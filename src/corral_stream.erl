@@ -178,7 +178,7 @@ next(#stream{port = Port, ref = Ref, pending = Pending} = S0) ->
             next(S#stream{writer = undefined});
         {Port, Terminal} ->
             corral:flush_exit(Port),
-            stop_writer(S),
+            finish_writer(S),
             {{exit, status(Terminal)}, S#stream{writer = undefined, done = true}}
     end.
 
@@ -343,6 +343,23 @@ stdin_error(Ref) ->
 
 tell_writer(#stream{writer = {Pid, _}, ref = Ref}, Errno) -> Pid ! {Ref, stdin_error, Errno};
 tell_writer(_, _) -> ok.
+
+%% The child has exited while the helper may still be writing: let it see
+%% the error in its sink and end by itself, for a moment, then stop it.
+finish_writer(#stream{writer = {Pid, MRef}, ref = Ref} = S) ->
+    Pid ! {Ref, stdin_error, closed},
+    receive
+        {'DOWN', MRef, process, Pid, _} ->
+            unlink(Pid),
+            receive
+                {Ref, input_failed, _, _, _} -> ok
+            after 0 -> ok
+            end
+    after 100 ->
+        stop_writer(S)
+    end;
+finish_writer(_) ->
+    ok.
 
 stop_writer(#stream{writer = {Pid, MRef}}) ->
     unlink(Pid),
