@@ -16,7 +16,10 @@
 # Environment knobs: CORRAL_CB_CHILDREN (10000), CORRAL_CB_SECONDS (5),
 # CORRAL_CB_TRIALS (100), CORRAL_CB_ONLY (e.g. "1,3").
 
+Code.require_file("support.exs", __DIR__)
+
 defmodule Corral.ContainmentBench do
+  import Corral.BenchSupport
   @kib 1024
   @mib 1024 * 1024
 
@@ -31,41 +34,17 @@ defmodule Corral.ContainmentBench do
     started = System.monotonic_time(:millisecond)
     header()
 
-    only =
-      case System.get_env("CORRAL_CB_ONLY") do
-        nil -> ["1", "2", "3"]
-        list -> String.split(list, ",", trim: true)
-      end
-
     benches = [
       {"1. Concurrency", &concurrency/0},
       {"2. Spawn throughput", &throughput/0},
       {"3. Kill latency", &kill_latency/0}
     ]
 
-    results =
-      for {name, fun} <- benches, String.first(name) in only do
-        IO.puts("\n== #{name} ==")
-        {name, guarded(fun)}
-      end
+    results = run_selected(benches, "CORRAL_CB_ONLY")
 
     verdict(results)
     IO.puts("\nLoad average at end: #{loadavg()}")
     IO.puts("Total time: #{fmt((System.monotonic_time(:millisecond) - started) / 1000, 1)} s")
-  end
-
-  defp guarded(fun) do
-    fun.()
-  rescue
-    e ->
-      msg = Exception.message(e)
-      IO.puts("FAILED: " <> msg)
-      {:failed, msg}
-  catch
-    kind, reason ->
-      msg = Exception.format_banner(kind, reason)
-      IO.puts("FAILED: " <> msg)
-      {:failed, msg}
   end
 
   ## Header
@@ -962,47 +941,13 @@ so the verdict uses the 1 ms sleep polls " <>
 
   ## Formatting
 
-  defp table(headers, rows) do
-    widths =
-      Enum.reduce([headers | rows], List.duplicate(0, length(headers)), fn row, ws ->
-        Enum.zip_with(row, ws, fn cell, w -> max(String.length(cell), w) end)
-      end)
-
-    line = fn row ->
-      row
-      |> Enum.zip(widths)
-      |> Enum.with_index()
-      |> Enum.map_join("  ", fn
-        {{cell, w}, 0} -> String.pad_trailing(cell, w)
-        {{cell, w}, _} -> String.pad_leading(cell, w)
-      end)
-    end
-
-    IO.puts("  " <> line.(headers))
-    IO.puts("  " <> Enum.map_join(widths, "  ", &String.duplicate("-", &1)))
-    Enum.each(rows, &IO.puts("  " <> line.(&1)))
-  end
-
-  defp ratio(_, ref) when ref == 0, do: "-"
-  defp ratio(x, ref), do: fmt(x / ref, 2) <> "×"
-
   defp signed(n) when n > 0, do: "+#{n}"
   defp signed(n), do: "#{n}"
-
-  defp fmt(x, 0), do: x |> round() |> Integer.to_string()
-  defp fmt(x, d), do: :erlang.float_to_binary(x / 1, decimals: d)
 
   defp size(b) when b < 0, do: "-" <> size(-b)
   defp size(b) when b >= @mib, do: fmt(b / @mib, 2) <> " MiB"
   defp size(b) when b >= @kib, do: fmt(b / @kib, 1) <> " KiB"
   defp size(b), do: "#{round(b)} B"
-
-  defp env_int(name, default) do
-    case System.get_env(name) do
-      nil -> default
-      v -> String.to_integer(v)
-    end
-  end
 end
 
 Corral.ContainmentBench.main()

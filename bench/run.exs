@@ -13,7 +13,10 @@
 # CORRAL_BENCH_FLOOD_MS (5000), CORRAL_BENCH_FILE (/tmp/corral_bench_1GiB.bin),
 # CORRAL_BENCH_ONLY (e.g. "2" or "1,3": run only those benchmarks).
 
+Code.require_file("support.exs", __DIR__)
+
 defmodule Corral.Bench do
+  import Corral.BenchSupport
   @kib 1024
   @mib 1024 * 1024
   @gib 1024 * 1024 * 1024
@@ -29,23 +32,13 @@ defmodule Corral.Bench do
     started = System.monotonic_time(:millisecond)
     header()
 
-    only =
-      case System.get_env("CORRAL_BENCH_ONLY") do
-        nil -> ["1", "2", "3"]
-        list -> String.split(list, ",", trim: true)
-      end
-
     benches = [
       {"1. Spawn latency", &spawn_latency/0},
       {"2. Throughput", &throughput/0},
       {"3. Flood memory", &flood_memory/0}
     ]
 
-    results =
-      for {name, fun} <- benches, String.first(name) in only do
-        IO.puts("\n== #{name} ==")
-        {name, guarded(fun)}
-      end
+    results = run_selected(benches, "CORRAL_BENCH_ONLY")
 
     verdict(results)
     secs = (System.monotonic_time(:millisecond) - started) / 1000
@@ -53,19 +46,6 @@ defmodule Corral.Bench do
   end
 
   # Runs one benchmark; a failure is printed and does not stop the others.
-  defp guarded(fun) do
-    fun.()
-  rescue
-    e ->
-      IO.puts("FAILED: " <> Exception.message(e))
-      {:failed, Exception.message(e)}
-  catch
-    kind, reason ->
-      msg = Exception.format_banner(kind, reason)
-      IO.puts("FAILED: " <> msg)
-      {:failed, msg}
-  end
-
   ## Header
 
   defp header do
@@ -607,35 +587,6 @@ defmodule Corral.Bench do
 
   ## Formatting
 
-  defp table(headers, rows) do
-    widths =
-      Enum.reduce([headers | rows], List.duplicate(0, length(headers)), fn row, ws ->
-        Enum.zip_with(row, ws, fn cell, w -> max(String.length(cell), w) end)
-      end)
-
-    line = fn row ->
-      row
-      |> Enum.zip(widths)
-      |> Enum.with_index()
-      |> Enum.map(fn
-        {{cell, w}, 0} -> String.pad_trailing(cell, w)
-        {{cell, w}, _} -> String.pad_leading(cell, w)
-      end)
-      |> Enum.join("  ")
-    end
-
-    IO.puts("  " <> line.(headers))
-    IO.puts("  " <> (widths |> Enum.map(&String.duplicate("-", &1)) |> Enum.join("  ")))
-    for row <- rows, do: IO.puts("  " <> line.(row))
-    :ok
-  end
-
-  defp ratio(_, ref) when ref == 0, do: "-"
-  defp ratio(x, ref), do: fmt(x / ref, 2) <> "×"
-
-  defp fmt(x, 0), do: x |> round() |> Integer.to_string()
-  defp fmt(x, d), do: :erlang.float_to_binary(x / 1, decimals: d)
-
   defp size(b) when b < 0, do: "-" <> size(-b)
   defp size(b) when b >= @gib, do: fmt(b / @gib, 2) <> " GiB"
   defp size(b) when b >= @mib, do: fmt(b / @mib, 1) <> " MiB"
@@ -648,13 +599,6 @@ defmodule Corral.Bench do
   defp median(xs) do
     sorted = Enum.sort(xs)
     Enum.at(sorted, div(length(sorted), 2))
-  end
-
-  defp env_int(name, default) do
-    case System.get_env(name) do
-      nil -> default
-      v -> String.to_integer(v)
-    end
   end
 end
 

@@ -348,38 +348,21 @@ void flush_stdin(Port* p) {
 // Sends one read as {Port, {data, Which, Bin}}: small reads copied into a
 // heap binary, large ones as a refcounted binary without a copy.
 void send_data(Port* p, ErlDrvTermData which, ErlDrvBinary* bin, size_t len) {
+  ErlDrvTermData spec[14] = {ERL_DRV_PORT, p->term_port, ERL_DRV_ATOM, a_data, ERL_DRV_ATOM, which};
+  int n = 6;
   if (len < kCopyBelow) {
-    ErlDrvTermData spec[] = {ERL_DRV_PORT,
-                             p->term_port,
-                             ERL_DRV_ATOM,
-                             a_data,
-                             ERL_DRV_ATOM,
-                             which,
-                             ERL_DRV_BUF2BINARY,
-                             reinterpret_cast<ErlDrvTermData>(bin->orig_bytes),
-                             len,
-                             ERL_DRV_TUPLE,
-                             3,
-                             ERL_DRV_TUPLE,
-                             2};
-    erl_drv_output_term(p->term_port, spec, sizeof spec / sizeof spec[0]);
+    spec[n++] = ERL_DRV_BUF2BINARY;
+    spec[n++] = reinterpret_cast<ErlDrvTermData>(bin->orig_bytes);
+    spec[n++] = len;
   } else {
-    ErlDrvTermData spec[] = {ERL_DRV_PORT,
-                             p->term_port,
-                             ERL_DRV_ATOM,
-                             a_data,
-                             ERL_DRV_ATOM,
-                             which,
-                             ERL_DRV_BINARY,
-                             reinterpret_cast<ErlDrvTermData>(bin),
-                             len,
-                             0,
-                             ERL_DRV_TUPLE,
-                             3,
-                             ERL_DRV_TUPLE,
-                             2};
-    erl_drv_output_term(p->term_port, spec, sizeof spec / sizeof spec[0]);
+    spec[n++] = ERL_DRV_BINARY;
+    spec[n++] = reinterpret_cast<ErlDrvTermData>(bin);
+    spec[n++] = len;
+    spec[n++] = 0;  // offset
   }
+  for (ErlDrvTermData t : {ERL_DRV_TUPLE, ErlDrvTermData{3}, ERL_DRV_TUPLE, ErlDrvTermData{2}})
+    spec[n++] = t;
+  erl_drv_output_term(p->term_port, spec, n);
 }
 
 // Reads what the pipe holds, up to the credit, in at most kReadsPerEvent
