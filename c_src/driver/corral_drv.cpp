@@ -207,7 +207,8 @@ struct Port {
 // Helpers.
 ErlDrvEvent ev(int fd) { return reinterpret_cast<ErlDrvEvent>(static_cast<intptr_t>(fd)); }
 
-void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+// Our pipe ends carry no other status flag, so no F_GETFL first.
+void set_nonblock(int fd) { fcntl(fd, F_SETFL, O_NONBLOCK); }
 
 // Stops selecting fd and lets stop_select close it.
 void release(Port* p, int& fd) {
@@ -586,7 +587,8 @@ ErlDrvSSizeT op_spawn(Port* p, const char* buf, ErlDrvSizeT len, char** rbuf) {
     return reply_errno(rbuf, E2BIG);
 
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+  // Non-blocking on both ends: the spawner wants its end so too.
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
     return reply_errno(rbuf, errno);
   int rc = send_spawn(path, f, sv[1], p->spawner_pid);
   close(sv[1]);
@@ -594,7 +596,6 @@ ErlDrvSSizeT op_spawn(Port* p, const char* buf, ErlDrvSizeT len, char** rbuf) {
     close(sv[0]);
     return reply_errno(rbuf, -rc);
   }
-  set_nonblock(sv[0]);
   p->ctl = sv[0];
   p->window = window;
   p->spawned = true;
