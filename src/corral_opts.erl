@@ -118,10 +118,14 @@ do_normalize(Cmd, Args, Opts, Allowed, Defaults) ->
         stop_signal => signal(stop_signal, Get(stop_signal, sigterm)),
         pipe_size => non_neg_int(pipe_size, Get(pipe_size, ?DEFAULT_PIPE_SIZE))
     },
+    %% The child starts in the VM's current directory, as with System.cmd/3,
+    %% not in the spawner's (the VM may have changed directory since the
+    %% spawner started); a relative `cd' is taken from there too.
+    {ok, Cwd} = file:get_cwd(),
     Request =
         case Get(cd, undefined) of
-            undefined -> Request0;
-            Dir -> Request0#{cd => text(cd, Dir)}
+            undefined -> Request0#{cd => unicode:characters_to_binary(Cwd)};
+            Dir -> Request0#{cd => text(cd, filename:absname(text(cd, Dir), Cwd))}
         end,
     #{
         request => Request,

@@ -73,6 +73,20 @@ defmodule Corral.CmdTest do
       assert {"/tmp\n", 0} = Corral.cmd("pwd", [], cd: "/tmp")
     end
 
+    test "the child starts in the VM's current directory, and a relative cd is taken from it" do
+      old = File.cwd!()
+      Corral.cmd("true", [])
+
+      try do
+        File.cd!("/usr")
+        assert {"/usr\n", 0} = Corral.cmd("pwd", [])
+        assert {"/usr/bin\n", 0} = Corral.cmd("pwd", [], cd: "bin")
+        assert System.cmd("pwd", []) == Corral.cmd("pwd", [])
+      after
+        File.cd!(old)
+      end
+    end
+
     test "env sets and unsets variables and inherits the rest" do
       System.put_env("CORRAL_INHERITED", "yes")
       System.put_env("CORRAL_DROPPED", "no")

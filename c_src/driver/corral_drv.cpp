@@ -76,7 +76,7 @@ constexpr int kReadsPerEvent = 4;
 constexpr ErlDrvSizeT kCopyBelow = 2048;
 
 ErlDrvTermData a_data, a_stdout, a_stderr, a_started, a_exit_status, a_exit_signal, a_error,
-    a_spawner_died, a_running, a_stdin_error;
+    a_stdin_error;
 
 // ---------------------------------------------------------------------------
 // The spawner connection: one per VM, shared by every port, guarded by mu.
@@ -629,8 +629,6 @@ int drv_init() {
   a_exit_status = driver_mk_atom(const_cast<char*>("exit_status"));
   a_exit_signal = driver_mk_atom(const_cast<char*>("exit_signal"));
   a_error = driver_mk_atom(const_cast<char*>("error"));
-  a_spawner_died = driver_mk_atom(const_cast<char*>("spawner_died"));
-  a_running = driver_mk_atom(const_cast<char*>("running"));
   a_stdin_error = driver_mk_atom(const_cast<char*>("stdin_error"));
   return 0;
 }
