@@ -925,20 +925,6 @@ so the verdict uses the 1 ms sleep polls " <>
     {elem(s, div(len, 2)), elem(s, min(len - 1, div(len * 9, 10))), elem(s, len - 1)}
   end
 
-  ## Verdict
-
-  defp verdict(results) do
-    IO.puts("\n== Verdict ==")
-
-    for {name, result} <- results do
-      case result do
-        {true, line} -> IO.puts("  PASS  " <> line)
-        {false, line} -> IO.puts("  MISS  " <> line)
-        {:failed, msg} -> IO.puts("  FAILED  #{name}: #{msg}")
-      end
-    end
-  end
-
   ## Formatting
 
   defp signed(n) when n > 0, do: "+#{n}"

@@ -564,20 +564,6 @@ defmodule Corral.Bench do
     end
   end
 
-  ## Verdict
-
-  defp verdict(results) do
-    IO.puts("\n== Verdict ==")
-
-    for {name, result} <- results do
-      case result do
-        {true, line} -> IO.puts("  PASS  " <> line)
-        {false, line} -> IO.puts("  MISS  " <> line)
-        {:failed, msg} -> IO.puts("  FAILED  #{name}: #{msg}")
-      end
-    end
-  end
-
   # The default credit window, as corral_opts fills it in.
   defp default_window do
     {:ok, %{window: w}} = :corral_opts.normalize("/bin/true", [], [], :corral_opts.spawn_keys())

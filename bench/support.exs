@@ -21,6 +21,19 @@ defmodule Corral.BenchSupport do
     end
   end
 
+  @doc "Prints each result: `{pass?, line}`, or `{:failed, reason}`."
+  def verdict(results) do
+    IO.puts("\n== Verdict ==")
+
+    for {name, result} <- results do
+      case result do
+        {true, line} -> IO.puts("  PASS  " <> line)
+        {false, line} -> IO.puts("  MISS  " <> line)
+        {:failed, msg} -> IO.puts("  FAILED  #{name}: #{msg}")
+      end
+    end
+  end
+
   def guarded(fun) do
     fun.()
   rescue
