@@ -516,6 +516,10 @@ TEST_F(SpawnerTest, LeaderExitKillsAnEscapeeBeforeExit) {
   start(sh(escape_script("read x || exit 0")), h);
   pid_t esc = read_pid_line(h.out);
   ASSERT_GT(esc, 0);
+  // Only once it has left the group is it an escapee: before that the
+  // group's SIGKILL takes it, the leaf is clean, and it is kept for reuse.
+  ASSERT_TRUE(eventually([&] { return getsid(esc) == esc; }))
+      << "the escapee did not leave the session";
   expect_in_leaf(own, base(own), h, esc);
   close(h.in);  // the leader exits 0; the escapee would sleep on
   h.in = -1;
