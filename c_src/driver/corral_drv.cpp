@@ -431,14 +431,20 @@ void adopt_fds(Port* p, const Frame& f, std::vector<int>& fds) {
   update_reading(p);
 }
 
+// Records a terminal {error, {Reason, Stage}} in place of an exit status.
+void set_error(Port* p, std::string reason, std::string stage) {
+  p->have_exit = true;
+  p->exit_kind = Port::kError;
+  p->err_reason = std::move(reason);
+  p->err_stage = std::move(stage);
+}
+
 void on_exit_frame(Port* p, int64_t status) {
   int st = static_cast<int>(status);
   p->have_exit = true;
   lift_window(p);
   if (p->fds_lost) {
-    p->exit_kind = Port::kError;
-    p->err_reason = "emfile";
-    p->err_stage = "spawn";
+    set_error(p, "emfile", "spawn");
     return;
   }
   if (WIFSIGNALED(st)) {
@@ -465,10 +471,7 @@ bool judge_spawner_loss(Port* p, bool final) {
   if (gone && g_spawner.pid == p->spawner_pid)
     close_spawner_locked();  // the next spawn starts a new one
   erl_drv_mutex_unlock(g_spawner.mu);
-  p->have_exit = true;
-  p->exit_kind = Port::kError;
-  p->err_reason = gone ? "spawner_died" : "spawner_dropped";
-  p->err_stage = p->got_fds ? "running" : "spawn";
+  set_error(p, gone ? "spawner_died" : "spawner_dropped", p->got_fds ? "running" : "spawn");
   return true;
 }
 
@@ -534,13 +537,9 @@ void read_ctl(Port* p) {
         if (p->out >= 0 && read_pipe(p, p->out, a_stdout)) return;
         if (p->err >= 0 && read_pipe(p, p->err, a_stderr)) return;
         break;
-      case Type::Error: {
-        p->have_exit = true;
-        p->exit_kind = Port::kError;
-        p->err_reason = erl_errno_id(static_cast<int>(f.a));
-        p->err_stage = f.payload.empty() ? "spawn" : f.payload;
+      case Type::Error:
+        set_error(p, erl_errno_id(static_cast<int>(f.a)), f.payload.empty() ? "spawn" : f.payload);
         break;
-      }
       default:
         break;
     }

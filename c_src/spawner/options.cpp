@@ -8,6 +8,10 @@
 
 #include <climits>
 #include <cstring>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
 
 namespace corral::spawner {
 namespace {
@@ -125,6 +129,31 @@ class Reader {
 };
 
 bool has_nul(const std::string& s) { return s.find('\0') != std::string::npos; }
+
+// Decodes an atom naming one of `modes` into out; otherwise an error naming
+// the key and the accepted atoms ("stdin: not pipe or null").
+template <typename M>
+bool atom_mode(Reader& r, const std::string& key,
+               std::initializer_list<std::pair<std::string_view, M>> modes, M& out,
+               std::string& error) {
+  std::string a;
+  if (r.atom(a)) {
+    for (const auto& [name, mode] : modes) {
+      if (a == name) {
+        out = mode;
+        return true;
+      }
+    }
+  }
+  error = key + ": not ";
+  size_t i = 0;
+  for (const auto& [name, mode] : modes) {
+    error += i == 0 ? "" : i + 1 == modes.size() ? " or " : ", ";
+    error += name;
+    i++;
+  }
+  return false;
+}
 
 // Decodes a proper list of binaries into out. check returns an error suffix
 // for a bad element, or nullptr.
@@ -266,39 +295,23 @@ bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error
         return false;
       }
     } else if (key == "stdin") {
-      if (!mark(kStdin)) return false;
-      if (r.atom(a) && a == "pipe") {
-        spec.in = StdinMode::Pipe;
-      } else if (a == "null") {
-        spec.in = StdinMode::Null;
-      } else {
-        error = "stdin: not pipe or null";
+      if (!mark(kStdin) ||
+          !atom_mode(r, key, {{"pipe", StdinMode::Pipe}, {"null", StdinMode::Null}}, spec.in,
+                     error))
         return false;
-      }
     } else if (key == "stdout") {
-      if (!mark(kStdout)) return false;
-      if (r.atom(a) && a == "pipe") {
-        spec.out = StdoutMode::Pipe;
-      } else if (a == "null") {
-        spec.out = StdoutMode::Null;
-      } else {
-        error = "stdout: not pipe or null";
+      if (!mark(kStdout) ||
+          !atom_mode(r, key, {{"pipe", StdoutMode::Pipe}, {"null", StdoutMode::Null}}, spec.out,
+                     error))
         return false;
-      }
     } else if (key == "stderr") {
-      if (!mark(kStderr)) return false;
-      if (r.atom(a) && a == "pipe") {
-        spec.err = StderrMode::Pipe;
-      } else if (a == "stdout") {
-        spec.err = StderrMode::Stdout;
-      } else if (a == "null") {
-        spec.err = StderrMode::Null;
-      } else if (a == "inherit") {
-        spec.err = StderrMode::Inherit;
-      } else {
-        error = "stderr: not pipe, stdout, null or inherit";
+      if (!mark(kStderr) || !atom_mode(r, key,
+                                       {{"pipe", StderrMode::Pipe},
+                                        {"stdout", StderrMode::Stdout},
+                                        {"null", StderrMode::Null},
+                                        {"inherit", StderrMode::Inherit}},
+                                       spec.err, error))
         return false;
-      }
     } else if (key == "kill_timeout") {
       if (!mark(kKillTimeout) || !integer_in(r, "kill_timeout", 0, LONG_MAX, v, error))
         return false;

@@ -230,9 +230,10 @@ std::vector<BadCase> bad_cases() {
   v.push_back({"cd integer", map_term(with(m, "cd", lng(1))), "cd: "});
   v.push_back({"cd other atom", map_term(with(m, "cd", atom("home"))), "cd: "});
   v.push_back({"cd NUL", map_term(with(m, "cd", bin(std::string("/\0", 2)))), "cd: "});
-  v.push_back({"stdin bad", map_term(with(m, "stdin", atom("stdout"))), "stdin: "});
-  v.push_back({"stdout bad", map_term(with(m, "stdout", bin("pipe"))), "stdout: "});
-  v.push_back({"stderr bad", map_term(with(m, "stderr", atom("stderr"))), "stderr: "});
+  v.push_back({"stdin bad", map_term(with(m, "stdin", atom("stdout"))), "stdin: not pipe or null"});
+  v.push_back({"stdout bad", map_term(with(m, "stdout", bin("pipe"))), "stdout: not pipe or null"});
+  v.push_back({"stderr bad", map_term(with(m, "stderr", atom("stderr"))),
+               "stderr: not pipe, stdout, null or inherit"});
   v.push_back({"kill_timeout negative", map_term(with(m, "kill_timeout", lng(-1))),
                "kill_timeout: -1 out of range"});
   v.push_back({"kill_timeout binary", map_term(with(m, "kill_timeout", bin("5"))),
