@@ -36,7 +36,7 @@
     cmd/3
 ]).
 %% Internal: shared with corral_stream and the Elixir layer.
--export([open_normalized/1, open_normalized_pid/1, await_terminal/2, flush_exit/1]).
+-export([open_normalized/1, await_terminal/2, flush_exit/1]).
 
 -export_type([terminal/0, stats/0]).
 

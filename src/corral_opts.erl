@@ -44,10 +44,11 @@ spawn_keys() ->
         pipe_size
     ].
 
-%% Options that only cmd/3 takes.
+%% Options that only cmd/3 takes. (`into' is Elixir's: Corral.cmd/3 turns
+%% it into `fold' before calling corral:cmd/3.)
 -spec cmd_keys() -> [atom()].
 cmd_keys() ->
-    [timeout, input, max_output_size, into, capture_stderr_only, parallelism, fold].
+    [timeout, input, max_output_size, capture_stderr_only, parallelism, fold].
 
 %% @doc Validates `Opts' for an entry point that accepts `Allowed' keys and
 %% returns the request for the spawner plus the remaining settings.
@@ -92,6 +93,8 @@ do_normalize(Cmd, Args, Opts, Allowed, Defaults) ->
             A0 -> text(arg0, A0)
         end,
     CaptureStderrOnly = bool(capture_stderr_only, Get(capture_stderr_only, false)),
+    %% Accepted for System.cmd/3 compatibility; reads never block a scheduler.
+    _ = bool(parallelism, Get(parallelism, false)),
     Stderr =
         case {bool(stderr_to_stdout, Get(stderr_to_stdout, false)), CaptureStderrOnly} of
             {true, _} -> stdout;
@@ -134,7 +137,6 @@ do_normalize(Cmd, Args, Opts, Allowed, Defaults) ->
         input => input(Get(input, undefined)),
         max_output_size => max_output(Get(max_output_size, infinity)),
         capture_stderr_only => CaptureStderrOnly,
-        parallelism => bool(parallelism, Get(parallelism, false)),
         fold => fold(Get(fold, undefined))
     }.
 

@@ -136,6 +136,12 @@ cmd_test_() ->
         ?_assertEqual({<<>>, timeout}, corral:cmd("sleep", ["30"], [{timeout, 50}])),
         ?_assertEqual({error, enoent}, corral:cmd("corral-no-such-cmd", [])),
         ?_assertEqual({<<>>, 0}, corral:cmd("echo", ["x"], [{stdout, null}])),
+        %% `into' is the Elixir layer's; from Erlang it is `fold'.
+        ?_assertEqual({error, {unknown_option, into}}, corral:cmd("true", [], [{into, []}])),
+        ?_assertEqual({<<>>, 0}, corral:cmd("true", [], [{parallelism, true}])),
+        ?_assertEqual(
+            {error, {bad_option, parallelism, yes}}, corral:cmd("true", [], [{parallelism, yes}])
+        ),
         ?_assertEqual(
             {error, {bad_option, stdout, stderr}}, corral:cmd("echo", ["x"], [{stdout, stderr}])
         )
