@@ -1,12 +1,23 @@
-// Starts one child: builds argv/envp, forks, sets the child up and execs it.
+// Starts one child: builds argv/envp, clones, sets the child up and execs it.
 //
-// Everything that allocates happens before fork. Between fork and execve the
-// child uses only async-signal-safe calls; on failure it writes {errno,
-// stage} to a CLOEXEC pipe, whose EOF tells the parent that execve succeeded.
+// Everything that allocates happens before the clone. Between clone and
+// execve the child makes system calls only; on failure it writes {errno,
+// stage} to a CLOEXEC pipe, whose EOF tells the parent that the child has
+// exec'd or exited, and so no longer runs on the parent's memory.
+//
+// On x86-64 the child is cloned with CLONE_VM and without CLONE_VFORK: the
+// spawner goes on serving while the child sets itself up and execs (a vfork
+// wait is the child's whole setup and the first half of execve, most of the
+// spawner's time per spawn under load). The child then runs beside us in our
+// memory, so it must not touch anything we may change: it reads only what
+// the Launch owns, writes only its own stack, and makes raw system calls,
+// which leave our errno (its TLS is ours) and the sanitizers' state alone.
+// Elsewhere it is cloned with CLONE_VFORK, and libc's wrappers are safe.
 #include "child.h"
 
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -19,6 +30,8 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <mutex>
 
 #include "frame.h"
 
@@ -46,12 +59,56 @@ struct StatusRecord {
   int32_t err;
   int32_t stage;
 };
+static_assert(sizeof(StatusRecord) == 8);
 
 // Plan::src[2] values besides an fd.
 constexpr int kDupStdout = -1;  // 2 = the stdout pipe
 constexpr int kKeep = -2;       // 2 stays the spawner's stderr
 
-// Everything the child needs, prepared before fork.
+// The kernel's struct sigaction, for the raw rt_sigaction: glibc's refuses
+// 32 and 33 (its own), yet an ignored disposition of those survives execve
+// like any other.
+struct KernelSigaction {
+  void (*handler)(int);
+  unsigned long flags;
+  void (*restorer)();
+  uint64_t mask;
+};
+
+// The child's code runs on a stack of its own in our address space until
+// execve. AddressSanitizer does not know that stack: its bookkeeping before a
+// noreturn call then reports false stack underflows. The child makes only
+// system calls, so it is built without ASan instrumentation.
+#define CORRAL_CHILD_CODE __attribute__((no_sanitize("address")))
+
+#if defined(__x86_64__)
+constexpr bool kAsyncClone = true;
+// A raw system call: -errno on failure, no errno, no libc, no interceptor.
+CORRAL_CHILD_CODE __attribute__((always_inline)) inline long sys(long n, long a = 0, long b = 0,
+                                                                 long c = 0, long d = 0) {
+  register long r10 asm("r10") = d;
+  long ret;
+  asm volatile("syscall"
+               : "=a"(ret)
+               : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10)
+               : "rcx", "r11", "memory");
+  return ret;
+}
+#else
+// The parent waits (CLONE_VFORK), so libc's errno and wrappers are safe.
+constexpr bool kAsyncClone = true;
+CORRAL_CHILD_CODE inline long sys(long n, long a = 0, long b = 0, long c = 0, long d = 0) {
+  long r = syscall(n, a, b, c, d);
+  return r < 0 ? -errno : r;
+}
+#endif
+
+template <typename T>
+long arg(T* p) {
+  return reinterpret_cast<long>(p);
+}
+
+// Everything the child needs, prepared before the clone.
 struct Plan {
   const char* path;
   char* const* argv;
@@ -64,84 +121,86 @@ struct Plan {
   int cgroup_procs;      // the leaf's cgroup.procs, or -1
   bool set_nofile;       // restore nofile before execve
   rlimit nofile;
+  uint64_t reset_signals;
 };
 
-// The child's code runs on a stack of its own in our address space until
-// execve. AddressSanitizer does not know that stack: its bookkeeping before a
-// noreturn call (_exit) then reports false stack underflows. The child makes
-// only system calls, so it is built without ASan instrumentation.
-#define CORRAL_CHILD_CODE __attribute__((no_sanitize("address")))
-
-CORRAL_CHILD_CODE [[noreturn]] void fail_child(int status_fd, Stage stage) {
-  StatusRecord rec{errno, stage};
-  ssize_t n = write(status_fd, &rec, sizeof rec);
-  (void)n;
-  _exit(127);
+CORRAL_CHILD_CODE [[noreturn]] void child_exit() {
+  for (;;) sys(SYS_exit_group, 127);
 }
 
-// Runs in the child between clone and execve: async-signal-safe calls only,
-// and, since the child shares our memory until execve, no writes to
-// anything but its own stack.
-CORRAL_CHILD_CODE [[noreturn]] void child_main(Plan p) {
+// rc: the failed call's result (-errno).
+CORRAL_CHILD_CODE [[noreturn]] void fail_child(int status_fd, Stage stage, long rc) {
+  StatusRecord rec{static_cast<int32_t>(rc < 0 ? -rc : EIO), stage};
+  (void)sys(SYS_write, status_fd, arg(&rec), sizeof rec);
+  child_exit();
+}
+
+// Runs in the child between clone and execve: see the top of this file.
+CORRAL_CHILD_CODE [[noreturn]] void child_main(const Plan& p) {
+  long rc;
+  int status_fd = p.status_fd;
   // Into the leaf first, so that everything the child does, and every
   // process it forks, is in the cgroup that kills them.
-  if (p.cgroup_procs >= 0 && write(p.cgroup_procs, "0", 1) != 1) fail_child(p.status_fd, kCgroup);
+  if (p.cgroup_procs >= 0 && (rc = sys(SYS_write, p.cgroup_procs, arg("0"), 1)) != 1)
+    fail_child(status_fd, kCgroup, rc);
 
-  // The raw system call: glibc's sigaction refuses 32 and 33 (its own), yet
-  // an ignored disposition of those survives execve like any other.
-  struct {
-    void (*handler)(int);
-    unsigned long flags;
-    void (*restorer)();
-    uint64_t mask;
-  } dfl{SIG_DFL, 0, nullptr, 0};
-  for (int sig = 1; sig < NSIG; sig++) {
-    if (sig != SIGKILL && sig != SIGSTOP) syscall(SYS_rt_sigaction, sig, &dfl, nullptr, 8);
+  // Every signal is blocked (the parent blocked them across the clone), so
+  // no handler of ours runs here; reset them before unblocking.
+  KernelSigaction dfl{SIG_DFL, 0, nullptr, 0};
+  for (int sig = 1; sig <= 64; sig++) {
+    if (sig != SIGKILL && sig != SIGSTOP && ((p.reset_signals >> (sig - 1)) & 1))
+      (void)sys(SYS_rt_sigaction, sig, arg(&dfl), 0, 8);
   }
-  sigset_t none;
-  sigemptyset(&none);
-  if (sigprocmask(SIG_SETMASK, &none, nullptr) < 0) fail_child(p.status_fd, kSigmask);
+  uint64_t none = 0;
+  if ((rc = sys(SYS_rt_sigprocmask, SIG_SETMASK, arg(&none), 0, 8)) < 0)
+    fail_child(status_fd, kSigmask, rc);
 
-  if (setpgid(0, 0) < 0) fail_child(p.status_fd, kSetpgid);
+  if ((rc = sys(SYS_setpgid, 0, 0)) < 0) fail_child(status_fd, kSetpgid, rc);
 
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail_child(p.status_fd, kPdeathsig);
-  if (getppid() != p.parent) _exit(127);  // the spawner died before PDEATHSIG was set
+  if ((rc = sys(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL)) < 0) fail_child(status_fd, kPdeathsig, rc);
+  if (sys(SYS_getppid) != p.parent) child_exit();  // the spawner died before PDEATHSIG was set
 
-  // Move every source above 2 first, so that no dup2 below clobbers another.
-  if (p.status_fd < 3) {
-    p.status_fd = fcntl(p.status_fd, F_DUPFD_CLOEXEC, 3);
-    if (p.status_fd < 0) _exit(127);
+  // Move every source above 2 first, so that no dup below clobbers another.
+  if (status_fd < 3) {
+    rc = sys(SYS_fcntl, status_fd, F_DUPFD_CLOEXEC, 3);
+    if (rc < 0) child_exit();
+    status_fd = static_cast<int>(rc);
   }
-  for (int& fd : p.src) {
-    if (fd >= 0 && fd < 3) {
-      fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-      if (fd < 0) fail_child(p.status_fd, kDup2);
+  int src[3];
+  for (int i = 0; i < 3; i++) {
+    src[i] = p.src[i];
+    if (src[i] >= 0 && src[i] < 3) {
+      if ((rc = sys(SYS_fcntl, src[i], F_DUPFD_CLOEXEC, 3)) < 0) fail_child(status_fd, kDup2, rc);
+      src[i] = static_cast<int>(rc);
     }
   }
   for (int i = 0; i < 3; i++) {
-    if (p.src[i] == kKeep) continue;
-    int from = p.src[i] >= 0 ? p.src[i] : 1;
-    if (dup2(from, i) < 0) fail_child(p.status_fd, kDup2);
+    if (src[i] == kKeep) continue;
+    int from = src[i] >= 0 ? src[i] : 1;  // kDupStdout; never i itself here
+    if ((rc = sys(SYS_dup3, from, i, 0)) < 0) fail_child(status_fd, kDup2, rc);
   }
 
-  if (p.cd && chdir(p.cd) < 0) fail_child(p.status_fd, kChdir);
+  if (p.cd && (rc = sys(SYS_chdir, arg(p.cd))) < 0) fail_child(status_fd, kChdir, rc);
 
   // Everything above 2 closes at exec; the status pipe stays usable until then.
-  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+  if (sys(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
     for (unsigned long fd = 3; fd < p.max_fd; fd++) {
-      if (static_cast<int>(fd) != p.status_fd) close(static_cast<int>(fd));
+      if (static_cast<int>(fd) != status_fd) (void)sys(SYS_close, static_cast<long>(fd));
     }
   }
 
   // The spawner's own soft limit is raised for scale; give the program the
   // one the spawner started with. Open fds above it stay valid until exec.
-  if (p.set_nofile && setrlimit(RLIMIT_NOFILE, &p.nofile) < 0) fail_child(p.status_fd, kRlimit);
+  if (p.set_nofile && (rc = sys(SYS_prlimit64, 0, RLIMIT_NOFILE, arg(&p.nofile), 0)) < 0)
+    fail_child(status_fd, kRlimit, rc);
 
-  execve(p.path, p.argv, p.envp);
-  fail_child(p.status_fd, kExec);
+  rc = sys(SYS_execve, arg(p.path), arg(p.argv), arg(p.envp));
+  fail_child(status_fd, kExec, rc);
 }
 
 CORRAL_CHILD_CODE int clone_entry(void* arg) { child_main(*static_cast<const Plan*>(arg)); }
+
+constexpr unsigned long kCloneFlags = kAsyncClone ? CLONE_VM : CLONE_VM | CLONE_VFORK;
 
 #if defined(__x86_64__)
 // clone3 whose child runs fn(arg) on the given stack and exits with its
@@ -173,11 +232,11 @@ corral_clone3:
     .size corral_clone3, .-corral_clone3
 )");
 
-// CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP: -1 with errno on failure
-// (ENOSYS, E2BIG, EINVAL on kernels before 5.7), and the caller falls back.
+// kCloneFlags | CLONE_INTO_CGROUP: -1 with errno on failure (ENOSYS, E2BIG,
+// EINVAL on kernels before 5.7), and the caller falls back.
 pid_t clone_into_cgroup(const Plan* plan, char* stack, size_t size, int cgroup_dir) {
   clone_args args{};
-  args.flags = CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP;
+  args.flags = kCloneFlags | CLONE_INTO_CGROUP;
   args.exit_signal = SIGCHLD;
   args.stack = reinterpret_cast<uint64_t>(stack);
   args.stack_size = size;
@@ -196,6 +255,47 @@ pid_t clone_into_cgroup(const Plan*, char*, size_t, int) {
 }
 #endif
 
+// Child stacks: 64 KiB above a guard page, kept for reuse, since several
+// children may be between clone and exec at once.
+constexpr size_t kStack = 64 << 10;
+constexpr size_t kGuard = 4096;
+constexpr size_t kKeptStacks = 64;
+std::mutex g_stacks_mu;
+std::vector<char*> g_stacks;
+
+// The lowest usable address of a stack, or nullptr with errno set.
+char* take_stack() {
+  {
+    std::lock_guard<std::mutex> lock(g_stacks_mu);
+    if (!g_stacks.empty()) {
+      char* s = g_stacks.back();
+      g_stacks.pop_back();
+      return s;
+    }
+  }
+  void* m = mmap(nullptr, kStack + kGuard, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (m == MAP_FAILED) return nullptr;
+  if (mprotect(m, kGuard, PROT_NONE) < 0) {
+    int e = errno;
+    munmap(m, kStack + kGuard);
+    errno = e;
+    return nullptr;
+  }
+  return static_cast<char*>(m) + kGuard;
+}
+
+void give_back_stack(char* s) {
+  {
+    std::lock_guard<std::mutex> lock(g_stacks_mu);
+    if (g_stacks.size() < kKeptStacks) {
+      g_stacks.push_back(s);
+      return;
+    }
+  }
+  munmap(s - kGuard, kStack + kGuard);
+}
+
 SpawnResult failure(int err, const char* stage) {
   SpawnResult r;
   r.error = err;
@@ -204,15 +304,26 @@ SpawnResult failure(int err, const char* stage) {
 }
 
 // Makes a CLOEXEC pipe; returns false with errno set.
-bool make_pipe(unique_fd& rd, unique_fd& wr) {
+bool make_pipe(unique_fd& rd, unique_fd& wr, int flags = 0) {
   int p[2];
-  if (pipe2(p, O_CLOEXEC) < 0) return false;
+  if (pipe2(p, O_CLOEXEC | flags) < 0) return false;
   rd.reset(p[0]);
   wr.reset(p[1]);
   return true;
 }
 
 }  // namespace
+
+// What the child reads until it execs; see Launch.
+struct Launch::Memory {
+  SpawnSpec spec;
+  std::vector<char*> argv, envp;
+  Plan plan{};
+  char* stack = nullptr;
+  ~Memory() {
+    if (stack) give_back_stack(stack);
+  }
+};
 
 std::vector<char*> make_cstr_array(const std::vector<std::string>& strs) {
   std::vector<char*> v;
@@ -232,112 +343,220 @@ int pidfd_send_signal(int pidfd, int sig) {
   return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0U));
 }
 
-SpawnResult spawn_child(const SpawnSpec& spec, const ChildContext& ctx) {
-  std::vector<char*> argv = make_cstr_array(spec.argv);
-  std::vector<char*> envp = make_cstr_array(spec.env);
+int handled_signals(uint64_t& ret) {
+  ret = 0;
+  for (int sig = 1; sig <= 64; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    KernelSigaction old{};
+    if (syscall(SYS_rt_sigaction, sig, nullptr, &old, 8) < 0) return -errno;
+    if (old.handler != SIG_DFL) ret |= uint64_t{1} << (sig - 1);
+  }
+  return 0;
+}
 
+// --- Launch -------------------------------------------------------------------
+
+Launch::Launch() = default;
+
+Launch::Launch(Launch&& o) noexcept { *this = std::move(o); }
+
+Launch& Launch::operator=(Launch&& o) noexcept {
+  if (this == &o) return *this;
+  settle();
+  mem_ = std::move(o.mem_);
+  pid_ = std::exchange(o.pid_, -1);
+  child_ = std::move(o.child_);
+  status_ = std::move(o.status_);
+  std::memcpy(rec_, o.rec_, sizeof rec_);
+  got_ = std::exchange(o.got_, 0);
+  error_ = o.error_;
+  stage_ = o.stage_;
+  done_ = std::exchange(o.done_, false);
+  return *this;
+}
+
+Launch::~Launch() { settle(); }
+
+void Launch::settle() {
+  if (!mem_) return;
+  if (!done_ && status_) {
+    // The child may be mid-setup on our memory: stop it and wait for the
+    // EOF that says it is off it.
+    (void)kill(pid_, SIGKILL);
+    int fl = fcntl(status_.get(), F_GETFL);
+    if (fl >= 0) (void)fcntl(status_.get(), F_SETFL, fl & ~O_NONBLOCK);
+    char buf[16];
+    ssize_t n;
+    while ((n = read(status_.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+    }
+    if (n < 0) {
+      (void)mem_.release();  // cannot tell when the child is done with it: leak it
+      return;
+    }
+  }
+  mem_.reset();
+}
+
+Launch::Result Launch::poll() {
+  if (done_) return error_ ? Result::Failed : Result::Execed;
+  for (;;) {
+    char buf[16];
+    ssize_t n = read(status_.get(), buf, sizeof buf);
+    if (n > 0) {
+      size_t take = std::min(static_cast<size_t>(n), sizeof rec_ - got_);
+      std::memcpy(rec_ + got_, buf, take);
+      got_ += take;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Result::Waiting;
+    if (n < 0) {
+      // Cannot happen on our own pipe; stop the child, and since we cannot
+      // tell when it is off our memory, never free that.
+      (void)kill(pid_, SIGKILL);
+      (void)mem_.release();
+      error_ = errno;
+      stage_ = "child";
+    } else if (got_ == sizeof rec_) {
+      StatusRecord rec;
+      std::memcpy(&rec, rec_, sizeof rec);
+      error_ = rec.err != 0 ? rec.err : EIO;
+      stage_ = rec.stage >= 0 && rec.stage < kNumStages ? kStageNames[rec.stage] : "child";
+    } else if (got_ > 0) {
+      error_ = EIO;
+      stage_ = "child";
+    }
+    // EOF with no record: execve succeeded (or the child died before
+    // reporting; its exit status will tell). Either way it is off our memory.
+    done_ = true;
+    status_.reset();
+    mem_.reset();
+    return error_ ? Result::Failed : Result::Execed;
+  }
+}
+
+int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const char*& stage) {
+  auto mem = std::make_unique<Launch::Memory>();
+  mem->spec = std::move(spec);
+  const SpawnSpec& s = mem->spec;
+  mem->argv = make_cstr_array(s.argv);
+  mem->envp = make_cstr_array(s.env);
+
+  auto fail = [&](const char* st) {
+    int e = errno;
+    stage = st;
+    spec = std::move(mem->spec);  // intact for a retry
+    return -e;
+  };
   Child c;
   unique_fd in_r, out_w, err_w, devnull, status_r, status_w;
-  if (spec.in == StdinMode::Pipe && !make_pipe(in_r, c.in)) return failure(errno, "pipe");
-  if (spec.out == StdoutMode::Pipe && !make_pipe(c.out, out_w)) return failure(errno, "pipe");
-  if (spec.err == StderrMode::Pipe && !make_pipe(c.err, err_w)) return failure(errno, "pipe");
-  if (spec.in == StdinMode::Null || spec.out == StdoutMode::Null || spec.err == StderrMode::Null) {
+  if (s.in == StdinMode::Pipe && !make_pipe(in_r, c.in)) return fail("pipe");
+  if (s.out == StdoutMode::Pipe && !make_pipe(c.out, out_w)) return fail("pipe");
+  if (s.err == StderrMode::Pipe && !make_pipe(c.err, err_w)) return fail("pipe");
+  if (s.in == StdinMode::Null || s.out == StdoutMode::Null || s.err == StderrMode::Null) {
     devnull.reset(open("/dev/null", O_RDWR | O_CLOEXEC));
-    if (!devnull) return failure(errno, "devnull");
+    if (!devnull) return fail("devnull");
   }
-  if (spec.pipe_size > 0) {
+  if (s.pipe_size > 0) {
     // Best effort: EPERM above /proc/sys/fs/pipe-max-size is not an error.
-    if (c.in) (void)fcntl(c.in.get(), F_SETPIPE_SZ, spec.pipe_size);
-    if (out_w) (void)fcntl(out_w.get(), F_SETPIPE_SZ, spec.pipe_size);
-    if (err_w) (void)fcntl(err_w.get(), F_SETPIPE_SZ, spec.pipe_size);
+    if (c.in) (void)fcntl(c.in.get(), F_SETPIPE_SZ, s.pipe_size);
+    if (out_w) (void)fcntl(out_w.get(), F_SETPIPE_SZ, s.pipe_size);
+    if (err_w) (void)fcntl(err_w.get(), F_SETPIPE_SZ, s.pipe_size);
   }
-  if (!make_pipe(status_r, status_w)) return failure(errno, "pipe");
+  // Non-blocking at both ends: the child writes 8 bytes into an empty pipe.
+  if (!make_pipe(status_r, status_w, O_NONBLOCK)) return fail("pipe");
 
-  Plan plan{};
-  plan.path = spec.path.c_str();
-  plan.argv = argv.data();
-  plan.envp = envp.data();
-  plan.cd = spec.cd ? spec.cd->c_str() : nullptr;
+  Plan& plan = mem->plan;
+  plan.path = s.path.c_str();
+  plan.argv = mem->argv.data();
+  plan.envp = mem->envp.data();
+  plan.cd = s.cd ? s.cd->c_str() : nullptr;
   plan.src[0] = in_r ? in_r.get() : devnull.get();
   plan.src[1] = out_w ? out_w.get() : devnull.get();
-  plan.src[2] = spec.err == StderrMode::Stdout    ? kDupStdout
-                : spec.err == StderrMode::Inherit ? kKeep
-                : err_w                           ? err_w.get()
-                                                  : devnull.get();
+  plan.src[2] = s.err == StderrMode::Stdout    ? kDupStdout
+                : s.err == StderrMode::Inherit ? kKeep
+                : err_w                        ? err_w.get()
+                                               : devnull.get();
   plan.status_fd = status_w.get();
   plan.parent = getpid();
-  plan.cgroup_procs = ctx.cgroup_procs;
+  plan.cgroup_procs = -1;
   plan.set_nofile = ctx.nofile != nullptr;
   if (ctx.nofile) plan.nofile = *ctx.nofile;
+  plan.reset_signals = ctx.reset_signals;
   rlimit rl{};
   plan.max_fd = 1024;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
     plan.max_fd = rl.rlim_cur < (1UL << 20) ? rl.rlim_cur : (1UL << 20);
+  mem->stack = take_stack();
+  if (!mem->stack) return fail("fork");
 
-  // clone(CLONE_VM | CLONE_VFORK), as posix_spawn does: no page tables are
-  // copied, and we resume only once the child has exec'd or failed, so the
-  // exec-status pipe answers at once. The child runs on its own stack and
-  // writes nothing of ours but errno (ours is not read until it is done).
-  // Every signal is blocked across the clone, so no handler can run on the
-  // shared memory before the child has reset its dispositions.
+  // Every signal is blocked across the clone, so no handler can run in the
+  // child, on our memory, before it has reset its dispositions.
   sigset_t all, old;
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, &old);
-  static char* stack = nullptr;
-  constexpr size_t kStack = 256 << 10;
-  if (!stack) {
-    void* m = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
-                   -1, 0);
-    if (m == MAP_FAILED) {
-      int e = errno;
-      sigprocmask(SIG_SETMASK, &old, nullptr);
-      return failure(e, "fork");
-    }
-    stack = static_cast<char*>(m);
-  }
   pid_t pid = -1;
   int clone_errno = 0;
   if (ctx.cgroup_dir >= 0) {
     // Born in its leaf (clone3 CLONE_INTO_CGROUP): no cgroup move, which
     // takes a global lock, between clone and exec. Plan B (the child writes
     // to cgroup.procs) where the kernel or the architecture lacks it.
-    Plan direct = plan;
-    direct.cgroup_procs = -1;
-    pid = clone_into_cgroup(&direct, stack, kStack, ctx.cgroup_dir);
+    pid = clone_into_cgroup(&plan, mem->stack, kStack, ctx.cgroup_dir);
     clone_errno = errno;
+    if (pid < 0 && ctx.cgroup_procs < 0) {
+      sigprocmask(SIG_SETMASK, &old, nullptr);
+      errno = clone_errno;
+      return fail("clone3");
+    }
   }
   if (pid < 0) {
-    pid = clone(clone_entry, stack + kStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+    plan.cgroup_procs = ctx.cgroup_procs;
+    pid = clone(clone_entry, mem->stack + kStack, static_cast<int>(kCloneFlags) | SIGCHLD, &plan);
     clone_errno = errno;
   }
   sigprocmask(SIG_SETMASK, &old, nullptr);
-  if (pid < 0) return failure(clone_errno, "fork");
+  if (pid < 0) {
+    errno = clone_errno;
+    return fail("fork");
+  }
 
-  c.pid = pid;
   (void)setpgid(pid, pid);  // closes the race with the child's own setpgid
+  // The child has its own copies of these (no CLONE_FILES).
   in_r.reset();
   out_w.reset();
   err_w.reset();
   devnull.reset();
   status_w.reset();
 
-  StatusRecord rec{};
-  ssize_t n;
-  do {
-    n = read(status_r.get(), &rec, sizeof rec);
-  } while (n < 0 && errno == EINTR);
-  if (n == static_cast<ssize_t>(sizeof rec)) {
-    while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
-    const char* stage = rec.stage >= 0 && rec.stage < kNumStages ? kStageNames[rec.stage] : "child";
-    return failure(rec.err, stage);
+  Launch l;
+  l.mem_ = std::move(mem);
+  l.pid_ = pid;
+  c.pid = pid;
+  l.child_ = std::move(c);
+  l.status_ = std::move(status_r);
+  ret = std::move(l);
+  return 0;
+}
+
+SpawnResult spawn_child(const SpawnSpec& spec, const ChildContext& ctx) {
+  Launch l;
+  const char* stage = "";
+  SpawnSpec copy = spec;
+  if (int rc = start_child(std::move(copy), ctx, l, stage); rc < 0) return failure(-rc, stage);
+  Launch::Result r;
+  while ((r = l.poll()) == Launch::Result::Waiting) {
+    pollfd pfd{l.status_fd(), POLLIN, 0};
+    (void)::poll(&pfd, 1, -1);
   }
-  // EOF: execve succeeded (or the child died before reporting; its exit status
-  // will tell).
-  SpawnResult r;
-  r.ok = true;
-  r.child = std::move(c);
-  return r;
+  if (r == Launch::Result::Failed) {
+    while (waitpid(l.pid(), nullptr, 0) < 0 && errno == EINTR) {
+    }
+    return failure(l.error(), l.stage());
+  }
+  SpawnResult res;
+  res.ok = true;
+  res.child = std::move(l.child());
+  return res;
 }
 
 int raise_nofile_limit(rlimit& ret_original) {

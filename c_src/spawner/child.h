@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -66,21 +67,86 @@ struct SpawnResult {
 // back from the spawner's own settings.
 struct ChildContext {
   // The leaf's cgroup.procs, opened O_WRONLY|O_CLOEXEC; the child writes "0"
-  // to it before any other step (stage "cgroup"). -1: no cgroup.
+  // to it before any other step (stage "cgroup"). -1: no cgroup, or the
+  // child is cloned straight into cgroup_dir.
   int cgroup_procs = -1;
-  // The leaf's directory (O_RDONLY|O_DIRECTORY): the child is then cloned
-  // straight into it with clone3(CLONE_INTO_CGROUP) and cgroup_procs is only
-  // the fallback for kernels without it. -1: no cgroup.
+  // The leaf's directory (O_RDONLY|O_DIRECTORY): the child is cloned
+  // straight into it with clone3(CLONE_INTO_CGROUP). If the kernel or the
+  // architecture cannot, the child moves itself in through cgroup_procs; if
+  // that is -1 too, the start fails with stage "clone3" and the caller
+  // retries with cgroup_procs. -1: no cgroup.
   int cgroup_dir = -1;
   // Restored with setrlimit(RLIMIT_NOFILE) just before execve (stage
   // "rlimit"), undoing raise_nofile_limit. nullptr: inherit ours.
   const rlimit* nofile = nullptr;
+  // Signals (bit sig-1) whose disposition the child resets to SIG_DFL: those
+  // the caller ignores or handles. Default: all of them, which costs the
+  // child some 60 system calls; see handled_signals().
+  uint64_t reset_signals = ~uint64_t{0};
 };
 
-// Forks and execs spec. Returns once the child has exec'd (ok) or failed
-// before exec (the failed child is reaped here). The child becomes a process
-// group leader and gets SIGKILL when the calling thread dies. All signal
-// dispositions and the signal mask are reset in the child.
+// The signals (bit sig-1) whose disposition in this process is not SIG_DFL,
+// for ChildContext::reset_signals. 0 or -errno.
+int handled_signals(uint64_t& ret);
+
+// A child between clone and execve. Where the platform allows (x86-64), the
+// child is cloned with CLONE_VM but without CLONE_VFORK: the caller goes on
+// at once while the child sets itself up on a stack and with argv/envp that
+// this object owns, so it must outlive the child's use of them. The
+// exec-status pipe tells when that use ends: poll() returns Execed or
+// Failed only after its EOF, which comes once the child has exec'd or
+// exited. Destroying a Launch still Waiting SIGKILLs the child and waits
+// for that EOF.
+class Launch {
+ public:
+  enum class Result { Waiting, Execed, Failed };
+
+  Launch();
+  ~Launch();
+  Launch(Launch&&) noexcept;
+  Launch& operator=(Launch&&) noexcept;
+
+  explicit operator bool() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  // The read end of the exec-status pipe (O_NONBLOCK), to wait on.
+  int status_fd() const { return status_.get(); }
+  // The parent ends of the child's pipes; valid from the start.
+  Child& child() { return child_; }
+
+  // Reads the status pipe. Waiting until its EOF; then Execed, or Failed
+  // with error() and stage() (the failed child is then exiting; reap it).
+  Result poll();
+  int error() const { return error_; }
+  const char* stage() const { return stage_; }
+
+ private:
+  friend int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret,
+                         const char*& stage);
+  struct Memory;
+  // Frees mem_ once the child is off it, SIGKILLing a child still Waiting.
+  void settle();
+  std::unique_ptr<Memory> mem_;
+  pid_t pid_ = -1;
+  Child child_;
+  unique_fd status_;
+  char rec_[8] = {};
+  size_t got_ = 0;
+  int error_ = 0;
+  const char* stage_ = "";
+  bool done_ = false;
+};
+
+// Starts spec: pipes, clone, and the child's setup and execve run on. Returns
+// 0 with ret filled (spec moved from), or -errno with stage set when nothing
+// was started ("pipe", "devnull", "fork", or "clone3": see
+// ChildContext::cgroup_dir), and spec left as it was.
+int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const char*& stage);
+
+// start_child, then waits for the exec-status pipe. Returns once the child
+// has exec'd (ok) or failed before exec (the failed child is reaped here).
+// The child becomes a process group leader and gets SIGKILL when the calling
+// thread dies. The signal mask and the dispositions in
+// ctx.reset_signals are reset in the child.
 SpawnResult spawn_child(const SpawnSpec& spec, const ChildContext& ctx = {});
 
 // Raises this process's RLIMIT_NOFILE soft limit to its hard limit (capped by

@@ -3,6 +3,7 @@
 #include "spawner.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -20,9 +21,11 @@
 namespace corral::spawner {
 namespace {
 
-// epoll_event.data.u64 for the two fixed fds; control sockets use the pid.
+// epoll_event.data.u64 for the two fixed fds; control sockets use the pid,
+// exec-status pipes the pid with kLaunchBit.
 constexpr uint64_t kRequestTag = UINT64_MAX;
 constexpr uint64_t kSignalTag = UINT64_MAX - 1;
+constexpr uint64_t kLaunchBit = uint64_t{1} << 32;
 
 // How often the draining set is polled, and when we stop waiting for a
 // process group and cgroup to empty after its leader was reaped.
@@ -96,6 +99,11 @@ int Spawner::init() {
   } else {
     nofile_known_ = true;
   }
+  // Children reset only the dispositions we changed (normally none).
+  if (int rc = handled_signals(reset_signals_); rc < 0) {
+    logf("cannot read signal dispositions: %s", strerror(-rc));
+    reset_signals_ = ~uint64_t{0};
+  }
   // A leaf cgroup per child catches descendants that leave the process group
   // (setsid, double fork). Without one, process groups are all we have.
   std::string why;
@@ -121,6 +129,8 @@ int Spawner::run() {
         on_request();
       } else if (tag == kSignalTag) {
         on_sigchld();
+      } else if (tag & kLaunchBit) {
+        on_launch(static_cast<pid_t>(tag & ~kLaunchBit));
       } else {
         on_ctl(static_cast<pid_t>(tag));
       }
@@ -177,16 +187,24 @@ int Spawner::take_leaf(cgroup::Dir& leaf, unique_fd& procs, unique_fd& dir) {
   } else if (int rc = make_leaf(leaf, false); rc < 0) {
     return rc;
   }
+  if (use_clone3_) {
+    // The directory itself, for clone3(CLONE_INTO_CGROUP).
+    dir.reset(open(leaf.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir) return 0;
+  }
+  // Without it the child moves itself in through cgroup.procs.
   int rc = leaf.open_procs();
   if (rc < 0) {
     logf("cannot open %s/cgroup.procs: %s", leaf.path().c_str(), strerror(-rc));
     return rc;
   }
   procs.reset(rc);
-  // The directory itself, for clone3(CLONE_INTO_CGROUP); without it the
-  // child moves itself in through cgroup.procs.
-  dir.reset(open(leaf.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   return 0;
+}
+
+// A leaf no child of ours was ever killed in, and that is empty now.
+void Spawner::give_back_leaf(cgroup::Dir& leaf) {
+  if (leaf && clean_leaves_.size() < kCleanLeaves) clean_leaves_.push_back(std::move(leaf));
 }
 
 // Keeps one leaf ready, made after a spawn has been answered, so that the
@@ -231,57 +249,129 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
       return;
     }
   }
+  auto p = std::make_unique<Pending>();
+  p->stop_signal = spec.stop_signal;
+  p->kill_timeout_ms = spec.kill_timeout_ms;
   ChildContext ctx;
   ctx.cgroup_procs = procs.get();
   ctx.cgroup_dir = dir.get();
   ctx.nofile = nofile_known_ ? &nofile_ : nullptr;
-  SpawnResult res = spawn_child(spec, ctx);
+  ctx.reset_signals = reset_signals_;
+  const char* stage = "";
+  int rc = start_child(std::move(spec), ctx, p->launch, stage);
+  if (rc < 0 && strcmp(stage, "clone3") == 0) {
+    // No clone3(CLONE_INTO_CGROUP) here (ENOSYS, E2BIG, EINVAL before 5.7):
+    // from now on the child moves itself in. Other errors fall back once.
+    if (rc == -ENOSYS || rc == -E2BIG || rc == -EINVAL) {
+      logf("clone3(CLONE_INTO_CGROUP): %s; children join their cgroup themselves", strerror(-rc));
+      use_clone3_ = false;
+    }
+    int prc = leaf.open_procs();
+    if (prc < 0) {
+      send_error(ctl.get(), -prc, "cgroup");
+      return;
+    }
+    procs.reset(prc);
+    ctx.cgroup_procs = procs.get();
+    rc = start_child(std::move(spec), ctx, p->launch, stage);
+  }
   procs.reset();
   dir.reset();
-  if (!res.ok) {
-    send_error(ctl.get(), res.error, res.stage);
+  if (rc < 0) {
+    send_error(ctl.get(), -rc, stage);
     return;
   }
-  Child& c = res.child;
+  pid_t pid = p->launch.pid();
+  p->ctl = std::move(ctl);
+  p->leaf = std::move(leaf);
+  // A pid can only come back once its old owner was reaped; finish that.
+  if (pending_.count(pid)) on_launch(pid);
+  Pending& ref = *p;
+  pending_.emplace(pid, std::move(p));
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kLaunchBit | static_cast<uint64_t>(pid);
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, ref.launch.status_fd(), &ev) < 0) {
+    // Wait here instead; the child is at most an execve away.
+    logf("cannot watch the exec status of pid %d: %s", static_cast<int>(pid), strerror(errno));
+    while (ref.launch.poll() == Launch::Result::Waiting) {
+      pollfd pfd{ref.launch.status_fd(), POLLIN, 0};
+      (void)poll(&pfd, 1, -1);
+    }
+    on_launch(pid);
+  }
+}
+
+// The exec-status pipe of a pending child is readable: once it ends, the
+// child has exec'd (send its pipes) or failed (send the error).
+void Spawner::on_launch(pid_t pid) {
+  auto it = pending_.find(pid);
+  if (it == pending_.end()) return;  // stale event
+  Launch::Result r = it->second->launch.poll();
+  if (r == Launch::Result::Waiting) return;
+  // The pipe is closed, and so out of the epoll set.
+  std::unique_ptr<Pending> p = std::move(it->second);
+  pending_.erase(it);
+  if (r == Launch::Result::Failed) {
+    // The child is exiting; reap it so that its leaf is empty.
+    if (!p->reaped) {
+      while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
+    send_error(p->ctl.get(), p->launch.error(), p->launch.stage());
+    give_back_leaf(p->leaf);
+    return;
+  }
+  launched(pid, *p);
+}
+
+void Spawner::launched(pid_t pid, Pending& p) {
   // A pid can only be reused once its old group is empty; finish that record.
-  if (children_.count(c.pid)) finish(c.pid);
+  if (children_.count(pid)) finish(pid);
 
   auto t = std::make_unique<Tracked>();
-  t->pid = c.pid;
-  t->stop_signal = spec.stop_signal;
-  t->kill_timeout_ms = spec.kill_timeout_ms;
+  t->pid = pid;
+  t->stop_signal = p.stop_signal;
+  t->kill_timeout_ms = p.kill_timeout_ms;
 
+  Child& c = p.launch.child();
   frame::Frame out;
   out.type = frame::Type::Fds;
-  out.a = c.pid;
+  out.a = pid;
   out.b = c.mask();
-  out.payload = leaf.path();  // the driver kills it itself if we die
-  t->leaf = std::move(leaf);
+  out.payload = p.leaf.path();  // the driver kills it itself if we die
+  t->leaf = std::move(p.leaf);
   int pipes[3];
   size_t n = 0;
-  for (const unique_fd* p : {&c.in, &c.out, &c.err})
-    if (*p) pipes[n++] = p->get();
-  int rc = frame::send_frame(ctl.get(), out, pipes, n);
+  for (const unique_fd* fd : {&c.in, &c.out, &c.err})
+    if (*fd) pipes[n++] = fd->get();
+  int rc = frame::send_frame(p.ctl.get(), out, pipes, n);
   c.in.reset();  // keep no copy of the child's pipes
   c.out.reset();
   c.err.reset();
 
   Tracked& ref = *t;
-  children_.emplace(c.pid, std::move(t));
+  children_.emplace(pid, std::move(t));
+  bool watching = false;
   if (rc < 0) {
-    logf("cannot send Fds for pid %d: %s", static_cast<int>(c.pid), strerror(-rc));
-    escalate(ref);
-    return;
+    logf("cannot send Fds for pid %d: %s", static_cast<int>(pid), strerror(-rc));
+  } else {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = static_cast<uint64_t>(pid);
+    if (!set_nonblock(p.ctl.get()) ||
+        epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, p.ctl.get(), &ev) < 0) {
+      logf("cannot watch the control socket of pid %d: %s", static_cast<int>(pid), strerror(errno));
+    } else {
+      ref.ctl = std::move(p.ctl);
+      watching = true;
+    }
   }
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.u64 = static_cast<uint64_t>(c.pid);
-  if (!set_nonblock(ctl.get()) || epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, ctl.get(), &ev) < 0) {
-    logf("cannot watch the control socket of pid %d: %s", static_cast<int>(c.pid), strerror(errno));
+  if (p.reaped) {
+    leader_reaped(ref, p.status);  // it already ran and exited
+  } else if (!watching) {
     escalate(ref);
-    return;
   }
-  ref.ctl = std::move(ctl);
 }
 
 // --- control sockets --------------------------------------------------------
@@ -393,6 +483,12 @@ void Spawner::reap() {
     int status;
     pid_t pid = waitpid(-1, &status, WNOHANG);
     if (pid <= 0) return;  // 0: none ready; -1: ECHILD
+    if (auto pit = pending_.find(pid); pit != pending_.end()) {
+      // Exited before we read its exec status: keep the status for then.
+      pit->second->reaped = true;
+      pit->second->status = status;
+      continue;
+    }
     auto it = children_.find(pid);
     // Unknown pids are orphans that came to us as subreaper: just reaped.
     if (it != children_.end() && it->second->state != State::Draining)
@@ -465,6 +561,11 @@ void Spawner::finish(pid_t pid) {
 }
 
 void Spawner::kill_everything() {
+  for (auto& [pid, p] : pending_) {
+    (void)kill(-pid, SIGKILL);
+    (void)kill(pid, SIGKILL);
+  }
+  pending_.clear();  // waits for each to be off our memory
   for (auto& [pid, t] : children_) {
     (void)kill(-pid, SIGKILL);
     if (t->state != State::Draining) signal_leader(*t, SIGKILL);

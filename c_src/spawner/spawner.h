@@ -61,10 +61,24 @@ class Spawner {
     Clock::time_point drain_started;
   };
 
+  // A child between clone and exec, until its exec-status pipe ends.
+  struct Pending {
+    Launch launch;
+    unique_fd ctl;
+    cgroup::Dir leaf;
+    int stop_signal = 15;
+    int64_t kill_timeout_ms = 0;
+    bool reaped = false;  // it exited (and was reaped) before we heard
+    int status = 0;
+  };
+
   void on_request();
   void handle_spawn(frame::Frame& f, std::vector<int>& fds);
+  void on_launch(pid_t pid);
+  void launched(pid_t pid, Pending& p);
   int make_leaf(cgroup::Dir& leaf, bool quiet);
   int take_leaf(cgroup::Dir& leaf, unique_fd& procs, unique_fd& dir);
+  void give_back_leaf(cgroup::Dir& leaf);
   void prepare_spare();
   void on_ctl(pid_t pid);
   void on_sigchld();
@@ -92,11 +106,16 @@ class Spawner {
   // the leaf was never cgroup.kill'ed. (Declared after base_, so destroyed
   // before it.)
   std::vector<cgroup::Dir> clean_leaves_;
+  std::unordered_map<pid_t, std::unique_ptr<Pending>> pending_;
   std::unordered_map<pid_t, std::unique_ptr<Tracked>> children_;
   Deadlines deadlines_;
   std::unordered_set<pid_t> draining_;
   rlimit nofile_{};  // RLIMIT_NOFILE as we started, for children
   bool nofile_known_ = false;
+  uint64_t reset_signals_ = ~uint64_t{0};  // our non-default dispositions
+  // clone3(CLONE_INTO_CGROUP) works here; once it fails as unsupported,
+  // children join their leaf through cgroup.procs.
+  bool use_clone3_ = true;
   bool done_ = false;
 };
 

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -12,9 +13,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "frame.h"
@@ -309,6 +312,174 @@ TEST(Child, CgroupJoinFailureIsASetupError) {
   ASSERT_FALSE(r.ok);
   EXPECT_EQ(r.error, EBADF);
   EXPECT_STREQ(r.stage, "cgroup");
+}
+
+// A pipe whose buffer is full: a child told to join a "cgroup" through its
+// write end blocks there, before exec, until the test reads.
+struct FullPipe {
+  unique_fd rd, wr;
+  FullPipe() {
+    int p[2];
+    EXPECT_EQ(pipe2(p, O_CLOEXEC), 0);
+    rd.reset(p[0]);
+    wr.reset(p[1]);
+    fcntl(wr.get(), F_SETFL, O_NONBLOCK);
+    std::string chunk(4096, 'x');
+    while (write(wr.get(), chunk.data(), chunk.size()) > 0) {
+    }
+    fcntl(wr.get(), F_SETFL, 0);  // the child's writes block
+  }
+  void drain() {
+    fcntl(rd.get(), F_SETFL, O_NONBLOCK);
+    char buf[4096];
+    while (read(rd.get(), buf, sizeof buf) > 0) {
+    }
+  }
+};
+
+Launch::Result wait_launch(Launch& l) {
+  Launch::Result r;
+  while ((r = l.poll()) == Launch::Result::Waiting) {
+    pollfd pfd{l.status_fd(), POLLIN, 0};
+    EXPECT_EQ(::poll(&pfd, 1, 10000), 1) << "no exec status within 10 s";
+  }
+  return r;
+}
+
+#if defined(__x86_64__)
+TEST(Launch, ReturnsBeforeTheChildExecs) {
+  FullPipe block;
+  ChildContext ctx;
+  ctx.cgroup_procs = block.wr.get();
+  SpawnSpec s = sh("echo ran");
+  Launch l;
+  const char* stage = "";
+  // The child blocks in its setup until the pipe is drained: a start that
+  // waited for exec (vfork) would return only after the helper drains it.
+  std::thread helper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    block.drain();
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  int rc = start_child(std::move(s), ctx, l, stage);
+  auto took = std::chrono::steady_clock::now() - t0;
+  bool waiting = rc == 0 && l.poll() == Launch::Result::Waiting;
+  helper.join();
+  ASSERT_EQ(rc, 0) << stage;
+  EXPECT_LT(took, std::chrono::milliseconds(1000)) << "start_child waited for the child's setup";
+  EXPECT_TRUE(waiting) << "the status pipe ended while the child was blocked";
+  EXPECT_EQ(wait_launch(l), Launch::Result::Execed);
+  EXPECT_EQ(l.status_fd(), -1) << "the status pipe is closed once it ends";
+  EXPECT_EQ(read_all(l.child().out.get()), "ran\n");
+  EXPECT_EQ(wait_for(l.pid()), 0);
+}
+
+TEST(Launch, DestroyedWhileWaitingKillsTheChild) {
+  FullPipe block;
+  ChildContext ctx;
+  ctx.cgroup_procs = block.wr.get();
+  pid_t pid;
+  {
+    Launch l;
+    const char* stage = "";
+    ASSERT_EQ(start_child(sh("echo ran"), ctx, l, stage), 0) << stage;
+    pid = l.pid();
+    usleep(20 * 1000);
+    ASSERT_EQ(l.poll(), Launch::Result::Waiting);
+  }  // SIGKILLs the child and waits until it is off our memory
+  int st = wait_for(pid);
+  ASSERT_TRUE(WIFSIGNALED(st)) << st;
+  EXPECT_EQ(WTERMSIG(st), SIGKILL);
+}
+#endif
+
+TEST(Launch, ManyInFlightEachGetsItsOwnStatusAndOutput) {
+  // Several children between clone and exec at once, each on its own stack
+  // and argv: every one must run its own command.
+  constexpr int kN = 24;
+  std::vector<Launch> ls(kN);
+  for (int i = 0; i < kN; i++) {
+    const char* stage = "";
+    ASSERT_EQ(start_child(sh("echo " + std::to_string(i) + "; exit " + std::to_string(i)), {},
+                          ls[i], stage),
+              0)
+        << stage;
+  }
+  for (int i = 0; i < kN; i++) {
+    ASSERT_EQ(wait_launch(ls[i]), Launch::Result::Execed) << i;
+    EXPECT_EQ(read_all(ls[i].child().out.get()), std::to_string(i) + "\n");
+    int st = wait_for(ls[i].pid());
+    ASSERT_TRUE(WIFEXITED(st));
+    EXPECT_EQ(WEXITSTATUS(st), i);
+  }
+}
+
+TEST(Launch, ExecFailureIsReportedAfterTheStatusPipeEnds) {
+  SpawnSpec s;
+  s.path = "/nonexistent/prog";
+  s.argv = {"prog"};
+  Launch l;
+  const char* stage = "";
+  ASSERT_EQ(start_child(std::move(s), {}, l, stage), 0) << stage;
+  EXPECT_EQ(wait_launch(l), Launch::Result::Failed);
+  EXPECT_EQ(l.error(), ENOENT);
+  EXPECT_STREQ(l.stage(), "exec");
+  int st = wait_for(l.pid());
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 127);
+}
+
+TEST(Launch, Clone3FailureWithoutFallbackLeavesTheSpecIntact) {
+  // Not a cgroup directory: clone3(CLONE_INTO_CGROUP) refuses it (or the
+  // platform has no clone3 at all), and without a cgroup.procs to fall back
+  // on the start fails with stage "clone3", ready to be retried.
+  unique_fd notcg(open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(notcg);
+  ChildContext ctx;
+  ctx.cgroup_dir = notcg.get();
+  SpawnSpec s = sh("echo retried");
+  Launch l;
+  const char* stage = "";
+  int rc = start_child(std::move(s), ctx, l, stage);
+  ASSERT_LT(rc, 0);
+  EXPECT_STREQ(stage, "clone3");
+  EXPECT_FALSE(l);
+  ASSERT_EQ(s.argv.size(), 3u) << "the spec was consumed by a failed start";
+  EXPECT_EQ(s.argv[2], "echo retried");
+
+  int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);  // a "cgroup.procs" that takes "0"
+  ASSERT_GE(devnull, 0);
+  ctx.cgroup_procs = devnull;
+  ASSERT_EQ(start_child(std::move(s), ctx, l, stage), 0) << stage;
+  close(devnull);
+  EXPECT_EQ(wait_launch(l), Launch::Result::Execed);
+  EXPECT_EQ(read_all(l.child().out.get()), "retried\n");
+  EXPECT_EQ(wait_for(l.pid()), 0);
+}
+
+TEST(Launch, HandledSignalsListsOnlyNonDefaultDispositions) {
+  struct sigaction ign {
+  }, old_usr2{};
+  ign.sa_handler = SIG_IGN;
+  uint64_t before = 0, during = 0;
+  ASSERT_EQ(handled_signals(before), 0);
+  ASSERT_EQ(sigaction(SIGUSR2, &ign, &old_usr2), 0);
+  int rc = handled_signals(during);
+  sigaction(SIGUSR2, &old_usr2, nullptr);
+  ASSERT_EQ(rc, 0);
+  uint64_t bit = uint64_t{1} << (SIGUSR2 - 1);
+  EXPECT_EQ(before & bit, 0u);
+  EXPECT_EQ(during, before | bit);
+
+  // And a child given that mask gets SIGUSR2 back to default.
+  ASSERT_EQ(sigaction(SIGUSR2, &ign, &old_usr2), 0);
+  ChildContext ctx;
+  ctx.reset_signals = during;
+  SpawnResult r = spawn_child(sh("grep '^SigIgn' /proc/self/status"), ctx);
+  sigaction(SIGUSR2, &old_usr2, nullptr);
+  ASSERT_TRUE(r.ok) << r.stage;
+  EXPECT_EQ(read_all(r.child.out.get()), "SigIgn:\t0000000000000000\n");
+  EXPECT_EQ(wait_for(r.child.pid), 0);
 }
 
 }  // namespace

@@ -454,6 +454,28 @@ TEST_F(SpawnerTest, ManyChildrenEachGetTheirOwnExit) {
   }
 }
 
+TEST_F(SpawnerTest, PipelinedRequestsEachGetFdsThenTheirOwnExit) {
+  // All requests sent before any answer is read: many children are between
+  // clone and exec at once, and some exit (and are reaped) before the
+  // spawner has read their exec status. Each must still get its Fds first,
+  // then its own exit status.
+  constexpr int kN = 64;
+  std::vector<Handle> hs(kN);
+  for (int i = 0; i < kN; i++)
+    hs[i].ctl = send_spawn(encode({"/bin/sh", {"sh", "-c", "exit " + std::to_string(i % 50)}}));
+  for (int i = 0; i < kN; i++) {
+    frame::Frame f;
+    std::vector<int> fds;
+    ASSERT_EQ(recv(hs[i].ctl, f, fds), 1) << i;
+    ASSERT_EQ(f.type, frame::Type::Fds) << i << ": errno " << f.a << " at " << f.payload;
+    for (int fd : fds) close(fd);
+    int st = expect_exit(hs[i]);
+    ASSERT_TRUE(WIFEXITED(st)) << i;
+    EXPECT_EQ(WEXITSTATUS(st), i % 50);
+  }
+  EXPECT_TRUE(spawner_alive());
+}
+
 TEST_F(SpawnerTest, RequestEofKillsChildrenAndExits) {
   // Become a subreaper so the orphaned child comes to us and we see its status.
   ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
