@@ -121,14 +121,13 @@ do_normalize(Cmd, Args, Opts, Allowed, Defaults) ->
         stop_signal => signal(stop_signal, Get(stop_signal, sigterm)),
         pipe_size => non_neg_int(pipe_size, Get(pipe_size, ?DEFAULT_PIPE_SIZE))
     },
-    %% The child starts in the VM's current directory, as with System.cmd/3,
-    %% not in the spawner's (the VM may have changed directory since the
-    %% spawner started); a relative `cd' is taken from there too.
-    {ok, Cwd} = file:get_cwd(),
+    %% Without `cd' the child starts in the VM's current directory, as with
+    %% System.cmd/3, and a relative `cd' is taken from there: the driver
+    %% sends the VM's directory with the request (see corral_drv.cpp).
     Request =
         case Get(cd, undefined) of
-            undefined -> Request0#{cd => unicode:characters_to_binary(Cwd)};
-            Dir -> Request0#{cd => text(cd, filename:absname(text(cd, Dir), Cwd))}
+            undefined -> Request0;
+            Dir -> Request0#{cd => cd(Dir)}
         end,
     #{
         request => Request,
@@ -151,8 +150,17 @@ executable(Cmd) ->
         _ ->
             case os:find_executable(binary_to_list(Name)) of
                 false -> throw({corral_opts, enoent});
-                Found -> unicode:characters_to_binary(filename:absname(Found))
+                Found -> unicode:characters_to_binary(absolute(Found))
             end
+    end.
+
+%% filename:absname/1 asks for the current directory (a dirty I/O call)
+%% even for a path that is absolute already, as PATH's entries nearly
+%% always are.
+absolute(Path) ->
+    case filename:pathtype(Path) of
+        absolute -> Path;
+        _ -> filename:absname(Path)
     end.
 
 args(Args) when is_list(Args) ->
@@ -175,6 +183,12 @@ text(Name, V) when is_binary(V); is_list(V) ->
     end;
 text(Name, V) ->
     bad(Name, V).
+
+cd(Dir) ->
+    case text(cd, Dir) of
+        <<>> -> bad(cd, Dir);
+        B -> B
+    end.
 
 %% The complete environment of the child, built here from the VM's current
 %% one (os:env/0, so os:putenv/2 and System.put_env/2 are honoured).

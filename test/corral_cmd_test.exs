@@ -87,6 +87,24 @@ defmodule Corral.CmdTest do
       end
     end
 
+    test "a removed current directory is still the child's (System.cmd fails there)" do
+      old = File.cwd!()
+
+      dir =
+        Path.join(System.tmp_dir!(), "corral_removed_cwd_#{System.unique_integer([:positive])}")
+
+      File.mkdir_p!(dir)
+
+      try do
+        File.cd!(dir)
+        File.rmdir!(dir)
+        assert {"#{dir} (deleted)\n", 0} == Corral.cmd("readlink", ["/proc/self/cwd"])
+        assert {"", 0} = Corral.cmd("ls", [])
+      after
+        File.cd!(old)
+      end
+    end
+
     test "env sets and unsets variables and inherits the rest" do
       System.put_env("CORRAL_INHERITED", "yes")
       System.put_env("CORRAL_DROPPED", "no")

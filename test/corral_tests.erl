@@ -105,6 +105,7 @@ open_errors_test_() ->
         ?_assertEqual({error, {enoent, chdir}}, corral:open("pwd", [], [{cd, "/no/such/dir"}])),
         ?_assertEqual({error, {bad_option, args, <<"a", 0>>}}, corral:open("echo", [<<"a", 0>>], [])),
         ?_assertEqual({error, {bad_option, window, 0}}, corral:open("true", [], [{window, 0}])),
+        ?_assertEqual({error, {bad_option, cd, ""}}, corral:open("pwd", [], [{cd, ""}])),
         ?_assertEqual({error, {unknown_option, colour}}, corral:open("true", [], [{colour, red}])),
         ?_assertEqual(
             {error, {unknown_option, timeout}}, corral:open("true", [], [{timeout, 5}])

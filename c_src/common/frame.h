@@ -5,7 +5,8 @@
 // payload; file descriptors travel beside it as SCM_RIGHTS.
 //
 //   request socket (one per VM), driver -> spawner:
-//     Spawn   payload = term_to_binary(option map), fds = [ctl]
+//     Spawn   payload = term_to_binary(option map), then the VM's working
+//             directory when b > 0: b = the term's length; fds = [ctl]
 //   control socket (one per child), spawner -> driver:
 //     Fds     a = os pid, b = which pipes follow (kFd* bits),
 //             fds = the parent ends, in the order stdin, stdout, stderr,

@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -582,6 +583,15 @@ ErlDrvSSizeT op_spawn(Port* p, const char* buf, ErlDrvSizeT len, char** rbuf) {
   Frame f;
   f.type = Type::Spawn;
   f.payload.assign(buf + 12 + plen, len - 12 - plen);
+  // The child starts in the VM's working directory, as with System.cmd/3,
+  // and a relative cd is taken from there: getcwd here is one system call,
+  // where file:get_cwd/0 would be a trip through a dirty I/O scheduler. A
+  // cwd getcwd cannot name (removed, or too long) is reached through /proc.
+  char cwd[PATH_MAX];
+  if (!getcwd(cwd, sizeof cwd) || cwd[0] != '/')
+    snprintf(cwd, sizeof cwd, "/proc/%d/cwd", static_cast<int>(getpid()));
+  f.b = static_cast<int64_t>(f.payload.size());
+  f.payload.append(cwd);
   if (f.payload.size() + sizeof(corral::frame::Header) > corral::frame::kMaxFrame)
     return reply_errno(rbuf, E2BIG);
 

@@ -340,4 +340,15 @@ bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error
   return true;
 }
 
+void resolve_cd(SpawnSpec& spec, std::string_view cwd) {
+  if (cwd.empty()) return;
+  if (!spec.cd) {
+    spec.cd = std::string(cwd);
+  } else if (spec.cd->front() != '/') {
+    std::string abs(cwd);
+    if (abs.back() != '/') abs += '/';
+    spec.cd = abs + *spec.cd;
+  }
+}
+
 }  // namespace corral::spawner

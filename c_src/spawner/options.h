@@ -35,4 +35,9 @@ struct SpawnSpec {
 // names the offending key (for logs and tests; on the wire it is only EINVAL).
 bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error);
 
+// Makes spec.cd absolute against cwd, the VM's working directory (which the
+// driver sends with each request): no cd becomes cwd, a relative one is
+// taken from cwd, an absolute one stays. An empty cwd changes nothing.
+void resolve_cd(SpawnSpec& spec, std::string_view cwd);
+
 }  // namespace corral::spawner

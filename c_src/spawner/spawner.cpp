@@ -234,11 +234,17 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   }
   SpawnSpec spec;
   std::string why;
-  if (!decode_spawn_spec(f.payload, spec, why)) {
+  std::string_view term = f.payload, cwd;
+  if (f.b > 0 && static_cast<uint64_t>(f.b) <= f.payload.size()) {
+    term = term.substr(0, static_cast<size_t>(f.b));
+    cwd = std::string_view(f.payload).substr(static_cast<size_t>(f.b));
+  }
+  if (!decode_spawn_spec(term, spec, why)) {
     logf("bad spawn request: %s", why.c_str());
     send_error(ctl.get(), EINVAL, "decode");
     return;
   }
+  resolve_cd(spec, cwd);
 
   // The leaf is removed by its destructor if anything below fails.
   cgroup::Dir leaf;

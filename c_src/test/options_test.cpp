@@ -316,5 +316,27 @@ TEST(Options, RandomBytesNeverCrash) {
   EXPECT_LT(accepted, 400);
 }
 
+TEST(ResolveCd, AgainstTheVmsDirectory) {
+  SpawnSpec none, rel, abs, keep;
+  rel.cd = "bin";
+  abs.cd = "/tmp";
+  resolve_cd(none, "/usr");
+  resolve_cd(rel, "/usr");
+  resolve_cd(abs, "/usr");
+  EXPECT_EQ(none.cd, "/usr");
+  EXPECT_EQ(rel.cd, "/usr/bin");
+  EXPECT_EQ(abs.cd, "/tmp");
+  SpawnSpec root;
+  root.cd = "etc";
+  resolve_cd(root, "/");
+  EXPECT_EQ(root.cd, "/etc");
+  keep.cd = "rel";
+  resolve_cd(keep, "");  // no directory sent: nothing changes
+  EXPECT_EQ(keep.cd, "rel");
+  SpawnSpec unset;
+  resolve_cd(unset, "");
+  EXPECT_FALSE(unset.cd.has_value());
+}
+
 }  // namespace
 }  // namespace corral::spawner
