@@ -64,8 +64,9 @@ std::string unescape(std::string_view s) {
   return out;
 }
 
-int read_file(const std::string& path, std::string& ret) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+// Reads path, relative to the directory `at` (or AT_FDCWD).
+int read_file(const std::string& path, std::string& ret, int at = AT_FDCWD) {
+  int fd = openat(at, path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
   ret.clear();
   char buf[4096];
@@ -230,9 +231,9 @@ int own_v2_dir(std::string& ret) {
   return v2_dir(m, path, ret);
 }
 
-int populated(const std::string& dir) {
+int populated(const std::string& dir, int at) {
   std::string text;
-  if (int rc = read_file(dir + "/cgroup.events", text); rc < 0) return rc;
+  if (int rc = read_file(dir + "/cgroup.events", text, at); rc < 0) return rc;
   return parse_populated(text);
 }
 
@@ -302,6 +303,12 @@ int Dir::make(std::string path, Dir& ret) {
   ret = Dir();
   ret.path_ = std::move(path);
   return 0;
+}
+
+std::string_view Dir::name() const {
+  size_t slash = path_.rfind('/');
+  return slash == std::string::npos ? std::string_view(path_)
+                                    : std::string_view(path_).substr(slash + 1);
 }
 
 int Dir::open_procs() const {

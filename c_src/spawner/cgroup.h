@@ -7,6 +7,7 @@
 // Functions return 0 (or a count) on success and -errno on failure.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -46,7 +47,8 @@ int own_v2_dir(std::string& ret);
 
 // Whether the cgroup at dir (or any cgroup below it) has live processes.
 // Zombies do not count. 1, 0 or -errno.
-int populated(const std::string& dir);
+// With `at` a directory fd, dir is relative to it: a shorter path walk.
+int populated(const std::string& dir, int at = AT_FDCWD);
 
 // SIGKILLs every process in dir and below, by cgroup.kill, or, on kernels
 // before 5.14 that lack it, by signalling each pid in each cgroup.procs.
@@ -85,6 +87,10 @@ class Dir {
   // to the fd moves itself in. Returns the fd or -errno.
   int open_procs() const;
   int populated() const { return cgroup::populated(path_); }
+  // The same, through `parent`, an fd of the directory that holds this one.
+  int populated(int parent) const { return cgroup::populated(std::string(name()), parent); }
+  // The last component of path().
+  std::string_view name() const;
   int kill() const { return kill_all(path_); }
 
   // rmdir, giving up ownership on success (and on ENOENT). 0 or -errno.

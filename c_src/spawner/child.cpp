@@ -453,9 +453,12 @@ int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const ch
   if (s.in == StdinMode::Pipe && !make_pipe(in_r, c.in)) return fail("pipe");
   if (s.out == StdoutMode::Pipe && !make_pipe(c.out, out_w)) return fail("pipe");
   if (s.err == StderrMode::Pipe && !make_pipe(c.err, err_w)) return fail("pipe");
-  if (s.in == StdinMode::Null || s.out == StdoutMode::Null || s.err == StderrMode::Null) {
+  int null_fd = ctx.devnull;
+  if (null_fd < 0 &&
+      (s.in == StdinMode::Null || s.out == StdoutMode::Null || s.err == StderrMode::Null)) {
     devnull.reset(open("/dev/null", O_RDWR | O_CLOEXEC));
     if (!devnull) return fail("devnull");
+    null_fd = devnull.get();
   }
   if (s.pipe_size > 0) {
     // Best effort: EPERM above /proc/sys/fs/pipe-max-size is not an error.
@@ -471,12 +474,12 @@ int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const ch
   plan.argv = mem->argv.data();
   plan.envp = mem->envp.data();
   plan.cd = s.cd ? s.cd->c_str() : nullptr;
-  plan.src[0] = in_r ? in_r.get() : devnull.get();
-  plan.src[1] = out_w ? out_w.get() : devnull.get();
+  plan.src[0] = in_r ? in_r.get() : null_fd;
+  plan.src[1] = out_w ? out_w.get() : null_fd;
   plan.src[2] = s.err == StderrMode::Stdout    ? kDupStdout
                 : s.err == StderrMode::Inherit ? kKeep
                 : err_w                        ? err_w.get()
-                                               : devnull.get();
+                                               : null_fd;
   plan.status_fd = status_w.get();
   plan.parent = getpid();
   plan.cgroup_procs = -1;

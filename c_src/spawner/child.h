@@ -83,6 +83,8 @@ struct ChildContext {
   // the caller ignores or handles. Default: all of them, which costs the
   // child some 60 system calls; see handled_signals().
   uint64_t reset_signals = ~uint64_t{0};
+  // /dev/null opened O_RDWR, for null stdio. -1: opened for each child.
+  int devnull = -1;
 };
 
 // The signals (bit sig-1) whose disposition in this process is not SIG_DFL,

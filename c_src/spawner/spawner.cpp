@@ -107,8 +107,13 @@ int Spawner::init() {
   // A leaf cgroup per child catches descendants that leave the process group
   // (setsid, double fork). Without one, process groups are all we have.
   std::string why;
-  if (cgroup::make_base(getpid(), base_, why) < 0)
+  if (cgroup::make_base(getpid(), base_, why) < 0) {
     logf("no cgroup containment, using process groups only: %s", why.c_str());
+  } else {
+    base_fd_.reset(open(base_.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!base_fd_) logf("cannot open %s: %s", base_.path().c_str(), strerror(errno));
+  }
+  devnull_.reset(open("/dev/null", O_RDWR | O_CLOEXEC));
   return 0;
 }
 
@@ -189,7 +194,9 @@ int Spawner::take_leaf(cgroup::Dir& leaf, unique_fd& procs, unique_fd& dir) {
   }
   if (use_clone3_) {
     // The directory itself, for clone3(CLONE_INTO_CGROUP).
-    dir.reset(open(leaf.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    dir.reset(base_fd_ ? openat(base_fd_.get(), std::string(leaf.name()).c_str(),
+                                O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                       : open(leaf.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (dir) return 0;
   }
   // Without it the child moves itself in through cgroup.procs.
@@ -263,6 +270,7 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   ctx.cgroup_dir = dir.get();
   ctx.nofile = nofile_known_ ? &nofile_ : nullptr;
   ctx.reset_signals = reset_signals_;
+  ctx.devnull = devnull_.get();
   const char* stage = "";
   int rc = start_child(std::move(spec), ctx, p->launch, stage);
   if (rc < 0 && strcmp(stage, "clone3") == 0) {
@@ -511,13 +519,23 @@ void Spawner::leader_reaped(Tracked& t, int status) {
   // and so does everything in the leaf, in the group or not. Never reuse a
   // killed leaf: later children cloned into it would die at birth. A leaf
   // that is already empty needs no kill, and can serve another child.
-  (void)kill(-t.pid, SIGKILL);
-  if (t.leaf && t.leaf.populated() != 0) {
+  bool group_empty = kill(-t.pid, SIGKILL) < 0 && errno == ESRCH;
+  int populated = leaf_populated(t);
+  if (populated != 0) {
     t.leaf_killed = true;
     if (int rc = t.leaf.kill(); rc < 0)
       logf("cannot kill cgroup %s: %s", t.leaf.path().c_str(), strerror(-rc));
   }
+  if (group_empty && populated == 0) {
+    finish(t.pid);  // the usual case: nothing outlived the leader
+    return;
+  }
   draining_.insert(t.pid);
+}
+
+int Spawner::leaf_populated(const Tracked& t) const {
+  if (!t.leaf) return 0;
+  return base_fd_ ? t.leaf.populated(base_fd_.get()) : t.leaf.populated();
 }
 
 void Spawner::check_draining() {
@@ -529,7 +547,7 @@ void Spawner::check_draining() {
     const Tracked& t = *children_.at(pid);
     bool group_empty = kill(-pid, 0) < 0 && errno == ESRCH;
     // An unreadable cgroup.events cannot be waited on; do not hang on it.
-    bool leaf_empty = group_empty && (!t.leaf || t.leaf.populated() <= 0);
+    bool leaf_empty = group_empty && leaf_populated(t) <= 0;
     if (group_empty && leaf_empty) {
       done.push_back(pid);
     } else if (now - t.drain_started >= kDrainLimit) {

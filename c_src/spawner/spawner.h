@@ -90,7 +90,10 @@ class Spawner {
   void escalate(Tracked& t);
   void signal_leader(Tracked& t, int sig);
   void owner_gone(Tracked& t);
+  // Finishes t at once when its group and leaf are empty, else drains it.
   void leader_reaped(Tracked& t, int status);
+  // 1, 0, or -errno (no leaf: 0).
+  int leaf_populated(const Tracked& t) const;
   void finish(pid_t pid);
   void clear_deadline(Tracked& t);
   void kill_everything();
@@ -100,6 +103,8 @@ class Spawner {
   unique_fd sigfd_;
   // Declared before children_, so destroyed after their leaves.
   cgroup::Dir base_;        // <own v2 cgroup>/corral.<pid>, or empty
+  unique_fd base_fd_;       // base_ opened, for short relative path walks
+  unique_fd devnull_;       // /dev/null, for children's null stdio
   uint64_t next_leaf_ = 0;  // leaves are c0, c1, ...; never reused
   // Leaves ready for the next spawns: made ahead of time, or given back by
   // a child whose tree was already gone when its leader was reaped, so that
