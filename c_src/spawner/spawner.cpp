@@ -299,7 +299,10 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   p->ctl = std::move(ctl);
   p->leaf = std::move(leaf);
   // A pid can only come back once its old owner was reaped; finish that.
-  if (pending_.count(pid)) on_launch(pid);
+  if (pending_.count(pid)) {
+    on_launch(pid);
+    pending_.erase(pid);
+  }
   Pending& ref = *p;
   pending_.emplace(pid, std::move(p));
   epoll_event ev{};
