@@ -21,13 +21,16 @@ FIXTURES := $(patsubst test/fixtures/%.c,test/fixtures/bin/%,$(wildcard test/fix
 
 export MIX_ENV ?= dev
 
-.PHONY: all deps native erlang elixir fixtures test ctest ctest-asan eunit exunit demo bench \
-	format clean
+.PHONY: all deps native erlang elixir fixtures test ctest ctest-asan eunit exunit rebar3 demo \
+	bench format clean
 
 all: native erlang elixir
 
+# DEPS=native checks only what the driver and the spawner need (the rebar3
+# pre-hook of an Erlang-only project); the default checks everything.
+DEPS ?= all
 deps:
-	@sh scripts/deps.sh
+	@sh scripts/deps.sh $(DEPS)
 
 native: deps
 	@cmake -S c_src -B build/native -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
@@ -47,7 +50,7 @@ fixtures: deps
 	@for f in test/fixtures/*.c; do [ -e "$$f" ] || continue; \
 		cc -O1 -Wall -Wextra -o test/fixtures/bin/$$(basename $$f .c) $$f || exit 1; done
 
-test: ctest ctest-asan eunit exunit
+test: ctest ctest-asan eunit exunit rebar3
 
 ctest: native
 	@cd build/native && ctest --output-on-failure -j$(JOBS)
@@ -66,6 +69,13 @@ eunit: erlang fixtures
 
 exunit: native fixtures
 	@MIX_ENV=test mix test
+
+# The build an Erlang-only project gets: rebar3 compile (whose pre-hook runs
+# make native), then the EUnit suite through rebar3.
+rebar3: fixtures
+	@sh scripts/deps.sh all rebar3
+	@REBAR_COLOR=none rebar3 compile
+	@REBAR_COLOR=none rebar3 eunit
 
 demo: native
 	@mix run examples/tour.exs
