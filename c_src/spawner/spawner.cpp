@@ -39,6 +39,10 @@ constexpr auto kFinalWait = std::chrono::seconds(1);
 
 // Frames handled per readiness event, so one busy socket cannot starve others.
 constexpr int kBatch = 32;
+// Children between clone and exec at once: each holds a stack and a few fds
+// here. Requests wait in their socket above this. The tests lower it through
+// CORRAL_SPAWNER_MAX_PENDING to drive the pause and the resume.
+constexpr size_t kMaxPending = 64;
 
 void logf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 void logf(const char* fmt, ...) {
@@ -99,6 +103,10 @@ int Spawner::init() {
   } else {
     nofile_known_ = true;
   }
+  if (const char* v = getenv("CORRAL_SPAWNER_MAX_PENDING")) {
+    long n = strtol(v, nullptr, 10);
+    if (n >= 1 && static_cast<size_t>(n) <= kMaxPending) max_pending_ = static_cast<size_t>(n);
+  }
   // Children reset only the dispositions we changed (normally none).
   if (int rc = handled_signals(reset_signals_); rc < 0) {
     logf("cannot read signal dispositions: %s", strerror(-rc));
@@ -131,7 +139,11 @@ int Spawner::run() {
     for (int i = 0; i < n && !done_; i++) {
       uint64_t tag = events[i].data.u64;
       if (tag == kRequestTag) {
-        on_request();
+        // While paused only a hang-up is watched for: the VM is gone.
+        if (request_paused_ && (events[i].events & (EPOLLRDHUP | EPOLLHUP)))
+          done_ = true;
+        else
+          on_request();
       } else if (tag == kSignalTag) {
         on_sigchld();
       } else if (tag & kLaunchBit) {
@@ -151,8 +163,21 @@ int Spawner::run() {
 
 // --- requests ---------------------------------------------------------------
 
+// Stops or resumes reading requests (but never stops noticing the VM's end).
+void Spawner::pause_requests(bool pause) {
+  if (pause == request_paused_) return;
+  epoll_event ev{};
+  ev.events = pause ? EPOLLRDHUP : EPOLLIN;
+  ev.data.u64 = kRequestTag;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, request_.get(), &ev) == 0) request_paused_ = pause;
+}
+
 void Spawner::on_request() {
   for (int i = 0; i < kBatch; i++) {
+    if (pending_.size() >= max_pending_) {
+      pause_requests(true);  // resumed by on_launch
+      return;
+    }
     frame::Frame f;
     std::vector<int> fds;
     int rc = frame::recv_frame(request_.get(), f, fds);
@@ -329,6 +354,7 @@ void Spawner::on_launch(pid_t pid) {
   // The pipe is closed, and so out of the epoll set.
   std::unique_ptr<Pending> p = std::move(it->second);
   pending_.erase(it);
+  if (request_paused_ && pending_.size() <= max_pending_ / 2) pause_requests(false);
   if (r == Launch::Result::Failed) {
     // The child is exiting; reap it so that its leaf is empty.
     if (!p->reaped) {

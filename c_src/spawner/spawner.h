@@ -73,6 +73,7 @@ class Spawner {
   };
 
   void on_request();
+  void pause_requests(bool pause);
   void handle_spawn(frame::Frame& f, std::vector<int>& fds);
   void on_launch(pid_t pid);
   void launched(pid_t pid, Pending& p);
@@ -122,6 +123,8 @@ class Spawner {
   // children join their leaf through cgroup.procs.
   bool use_clone3_ = true;
   bool done_ = false;
+  size_t max_pending_ = 64;      // children between clone and exec at most
+  bool request_paused_ = false;  // max_pending_ reached: requests wait
 };
 
 }  // namespace corral::spawner

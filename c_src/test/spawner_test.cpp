@@ -476,6 +476,36 @@ TEST_F(SpawnerTest, PipelinedRequestsEachGetFdsThenTheirOwnExit) {
   EXPECT_TRUE(spawner_alive());
 }
 
+TEST_F(SpawnerTest, RequestsWaitWhileTooManyChildrenAreBeforeExec) {
+  // With at most one child between clone and exec, the spawner stops reading
+  // requests after each spawn and resumes once the exec status is in: every
+  // pipelined request must still be served, in order.
+  stop_spawner();
+  setenv("CORRAL_SPAWNER_MAX_PENDING", "1", 1);
+  start_spawner();
+  unsetenv("CORRAL_SPAWNER_MAX_PENDING");
+  constexpr int kN = 40;
+  std::vector<Handle> hs(kN);
+  for (int i = 0; i < kN; i++)
+    hs[i].ctl = send_spawn(encode({"/bin/sh", {"sh", "-c", "exit " + std::to_string(i)}}));
+  for (int i = 0; i < kN; i++) {
+    frame::Frame f;
+    std::vector<int> fds;
+    ASSERT_EQ(recv(hs[i].ctl, f, fds), 1) << i;
+    ASSERT_EQ(f.type, frame::Type::Fds) << i;
+    for (int fd : fds) close(fd);
+    int st = expect_exit(hs[i]);
+    ASSERT_TRUE(WIFEXITED(st)) << i;
+    EXPECT_EQ(WEXITSTATUS(st), i);
+  }
+  // Paused or not, the end of the request socket still stops the spawner.
+  Handle last;
+  start(sh("sleep 30"), last);
+  pid_t child = last.pid;
+  stop_spawner();
+  EXPECT_TRUE(dead(child));
+}
+
 TEST_F(SpawnerTest, RequestEofKillsChildrenAndExits) {
   // Become a subreaper so the orphaned child comes to us and we see its status.
   ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
