@@ -27,7 +27,7 @@ defmodule Corral do
 
   From `System.cmd/3`: `:into` (default `""`), `:cd`, `:env` (a `nil` value
   unsets the variable), `:arg0`, `:stderr_to_stdout`, `:parallelism`
-  (accepted; Corral's reads never block a scheduler).
+  (the port's flag, as there; the VM's `+spp` default otherwise).
 
   From MuonTrap: `:timeout` (ms), `:delay_to_sigkill` (ms between the stop
   signal and SIGKILL, default 5000; `:kill_timeout` is the same),

@@ -107,9 +107,9 @@ open_normalized(N) ->
 
 %% @private
 -spec open_normalized_pid(corral_opts:normalized()) -> {ok, port(), pos_integer()} | {error, term()}.
-open_normalized_pid(#{request := Request, window := Window}) ->
+open_normalized_pid(#{request := Request, window := Window} = N) ->
     SpawnerPath = ensure_driver(),
-    Port = open_port({spawn_driver, "corral_drv"}, [binary]),
+    Port = open_port({spawn_driver, "corral_drv"}, [binary | maps:get(port_opts, N, [])]),
     Blob = term_to_binary(Request),
     Msg = <<Window:64/native, (byte_size(SpawnerPath)):32/native, SpawnerPath/binary, Blob/binary>>,
     case port_control(Port, ?OP_SPAWN, Msg) of

@@ -93,8 +93,13 @@ do_normalize(Cmd, Args, Opts, Allowed, Defaults) ->
             A0 -> text(arg0, A0)
         end,
     CaptureStderrOnly = bool(capture_stderr_only, Get(capture_stderr_only, false)),
-    %% Accepted for System.cmd/3 compatibility; reads never block a scheduler.
-    _ = bool(parallelism, Get(parallelism, false)),
+    %% As with System.cmd/3: the port's `parallelism' flag; the VM's default
+    %% (+spp) when not given.
+    PortOpts =
+        case Get(parallelism, undefined) of
+            undefined -> [];
+            P -> [{parallelism, bool(parallelism, P)}]
+        end,
     Stderr =
         case {bool(stderr_to_stdout, Get(stderr_to_stdout, false)), CaptureStderrOnly} of
             {true, _} -> stdout;
@@ -132,6 +137,7 @@ do_normalize(Cmd, Args, Opts, Allowed, Defaults) ->
     #{
         request => Request,
         window => Window,
+        port_opts => PortOpts,
         timeout => timeout_value(Get(timeout, infinity)),
         input => input(Get(input, undefined)),
         max_output_size => max_output(Get(max_output_size, infinity)),

@@ -148,6 +148,22 @@ cmd_test_() ->
         )
     ].
 
+%% parallelism is the port's flag, as with System.cmd/3 (seen from an input
+%% fun, which is given the port while the child waits for its stdin).
+cmd_parallelism_reaches_the_port_test() ->
+    Self = self(),
+    Flag = fun(Opts) ->
+        Input = fun(Port) -> Self ! {flag, erlang:port_info(Port, parallelism)} end,
+        {<<>>, 0} = corral:cmd("cat", [], [{input, Input} | Opts]),
+        receive
+            {flag, {parallelism, B}} -> B
+        after 5000 -> error(no_flag)
+        end
+    end,
+    ?assertEqual(true, Flag([{parallelism, true}])),
+    ?assertEqual(false, Flag([{parallelism, false}])),
+    ?assertEqual(erlang:system_info(port_parallelism), Flag([])).
+
 cmd_input_fun_test() ->
     Feed = fun(Port) -> [ok = corral:write(Port, integer_to_list(I)) || I <- lists:seq(1, 5)] end,
     ?assertEqual({<<"12345">>, 0}, corral:cmd("cat", [], [{input, Feed}])).
