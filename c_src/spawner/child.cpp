@@ -435,7 +435,7 @@ Launch::Result Launch::poll() {
   }
 }
 
-int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const char*& stage) {
+int start_child(SpawnSpec spec, const ChildContext& ctx, Launch& ret, const char*& stage) {
   auto mem = std::make_unique<Launch::Memory>();
   mem->spec = std::move(spec);
   const SpawnSpec& s = mem->spec;
@@ -443,10 +443,8 @@ int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const ch
   mem->envp = make_cstr_array(s.env);
 
   auto fail = [&](const char* st) {
-    int e = errno;
     stage = st;
-    spec = std::move(mem->spec);  // intact for a retry
-    return -e;
+    return -errno;
   };
   Child c;
   unique_fd in_r, out_w, err_w, devnull, status_r, status_w;
@@ -506,14 +504,21 @@ int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const ch
     // to cgroup.procs) where the kernel or the architecture lacks it.
     pid = clone_into_cgroup(&plan, mem->stack, kStack, ctx.cgroup_dir);
     clone_errno = errno;
-    if (pid < 0 && ctx.cgroup_procs < 0) {
-      sigprocmask(SIG_SETMASK, &old, nullptr);
-      errno = clone_errno;
-      return fail("clone3");
+    if (pid < 0) {
+      int procs = ctx.cgroup_procs;
+      if (procs < 0 && ctx.cgroup_procs_fallback) procs = ctx.cgroup_procs_fallback(clone_errno);
+      if (procs < 0) {
+        sigprocmask(SIG_SETMASK, &old, nullptr);
+        bool have_fallback = ctx.cgroup_procs >= 0 || ctx.cgroup_procs_fallback;
+        errno = have_fallback ? -procs : clone_errno;
+        return fail(have_fallback ? "cgroup" : "clone3");
+      }
+      plan.cgroup_procs = procs;
     }
+  } else {
+    plan.cgroup_procs = ctx.cgroup_procs;
   }
   if (pid < 0) {
-    plan.cgroup_procs = ctx.cgroup_procs;
     pid = clone(clone_entry, mem->stack + kStack, static_cast<int>(kCloneFlags) | SIGCHLD, &plan);
     clone_errno = errno;
   }
@@ -544,8 +549,7 @@ int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const ch
 SpawnResult spawn_child(const SpawnSpec& spec, const ChildContext& ctx) {
   Launch l;
   const char* stage = "";
-  SpawnSpec copy = spec;
-  if (int rc = start_child(std::move(copy), ctx, l, stage); rc < 0) return failure(-rc, stage);
+  if (int rc = start_child(spec, ctx, l, stage); rc < 0) return failure(-rc, stage);
   Launch::Result r;
   while ((r = l.poll()) == Launch::Result::Waiting) {
     pollfd pfd{l.status_fd(), POLLIN, 0};

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -71,11 +72,13 @@ struct ChildContext {
   // child is cloned straight into cgroup_dir.
   int cgroup_procs = -1;
   // The leaf's directory (O_RDONLY|O_DIRECTORY): the child is cloned
-  // straight into it with clone3(CLONE_INTO_CGROUP). If the kernel or the
-  // architecture cannot, the child moves itself in through cgroup_procs; if
-  // that is -1 too, the start fails with stage "clone3" and the caller
-  // retries with cgroup_procs. -1: no cgroup.
+  // straight into it with clone3(CLONE_INTO_CGROUP). -1: no cgroup.
   int cgroup_dir = -1;
+  // When that clone3 fails and cgroup_procs is -1: called with its errno,
+  // returns the leaf's cgroup.procs (still the caller's to close) or -errno
+  // (the start then fails with stage "cgroup"). Without it the start fails
+  // with stage "clone3".
+  std::function<int(int clone3_errno)> cgroup_procs_fallback;
   // Restored with setrlimit(RLIMIT_NOFILE) just before execve (stage
   // "rlimit"), undoing raise_nofile_limit. nullptr: inherit ours.
   const rlimit* nofile = nullptr;
@@ -122,8 +125,7 @@ class Launch {
   const char* stage() const { return stage_; }
 
  private:
-  friend int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret,
-                         const char*& stage);
+  friend int start_child(SpawnSpec spec, const ChildContext& ctx, Launch& ret, const char*& stage);
   struct Memory;
   // Frees mem_ once the child is off it, SIGKILLing a child still Waiting.
   void settle();
@@ -139,10 +141,9 @@ class Launch {
 };
 
 // Starts spec: pipes, clone, and the child's setup and execve run on. Returns
-// 0 with ret filled (spec moved from), or -errno with stage set when nothing
-// was started ("pipe", "devnull", "fork", or "clone3": see
-// ChildContext::cgroup_dir), and spec left as it was.
-int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const char*& stage);
+// 0 with ret filled, or -errno with stage set when nothing was started
+// ("pipe", "devnull", "fork", "clone3" or "cgroup": see ChildContext).
+int start_child(SpawnSpec spec, const ChildContext& ctx, Launch& ret, const char*& stage);
 
 // start_child, then waits for the exec-status pipe. Returns once the child
 // has exec'd (ok) or failed before exec (the failed child is reaped here).

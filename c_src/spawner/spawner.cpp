@@ -296,24 +296,19 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   ctx.nofile = nofile_known_ ? &nofile_ : nullptr;
   ctx.reset_signals = reset_signals_;
   ctx.devnull = devnull_.get();
-  const char* stage = "";
-  int rc = start_child(std::move(spec), ctx, p->launch, stage);
-  if (rc < 0 && strcmp(stage, "clone3") == 0) {
+  ctx.cgroup_procs_fallback = [&](int err) {
     // No clone3(CLONE_INTO_CGROUP) here (ENOSYS, E2BIG, EINVAL before 5.7):
-    // from now on the child moves itself in. Other errors fall back once.
-    if (rc == -ENOSYS || rc == -E2BIG || rc == -EINVAL) {
-      logf("clone3(CLONE_INTO_CGROUP): %s; children join their cgroup themselves", strerror(-rc));
+    // from now on children move themselves in. Other errors fall back once.
+    if (use_clone3_ && (err == ENOSYS || err == E2BIG || err == EINVAL)) {
+      logf("clone3(CLONE_INTO_CGROUP): %s; children join their cgroup themselves", strerror(err));
       use_clone3_ = false;
     }
     int prc = leaf.open_procs();
-    if (prc < 0) {
-      send_error(ctl.get(), -prc, "cgroup");
-      return;
-    }
-    procs.reset(prc);
-    ctx.cgroup_procs = procs.get();
-    rc = start_child(std::move(spec), ctx, p->launch, stage);
-  }
+    if (prc >= 0) procs.reset(prc);
+    return prc;
+  };
+  const char* stage = "";
+  int rc = start_child(std::move(spec), ctx, p->launch, stage);
   procs.reset();
   dir.reset();
   if (rc < 0) {

@@ -429,31 +429,37 @@ TEST(Launch, ExecFailureIsReportedAfterTheStatusPipeEnds) {
   EXPECT_EQ(WEXITSTATUS(st), 127);
 }
 
-TEST(Launch, Clone3FailureWithoutFallbackLeavesTheSpecIntact) {
+TEST(Launch, Clone3FailureFallsBackToCgroupProcs) {
   // Not a cgroup directory: clone3(CLONE_INTO_CGROUP) refuses it (or the
-  // platform has no clone3 at all), and without a cgroup.procs to fall back
-  // on the start fails with stage "clone3", ready to be retried.
+  // platform has no clone3 at all). Without a fallback the start fails with
+  // stage "clone3"; with one, the child joins through what it returns.
   unique_fd notcg(open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   ASSERT_TRUE(notcg);
   ChildContext ctx;
   ctx.cgroup_dir = notcg.get();
-  SpawnSpec s = sh("echo retried");
   Launch l;
   const char* stage = "";
-  int rc = start_child(std::move(s), ctx, l, stage);
-  ASSERT_LT(rc, 0);
+  EXPECT_LT(start_child(sh("echo no"), ctx, l, stage), 0);
   EXPECT_STREQ(stage, "clone3");
   EXPECT_FALSE(l);
-  ASSERT_EQ(s.argv.size(), 3u) << "the spec was consumed by a failed start";
-  EXPECT_EQ(s.argv[2], "echo retried");
 
-  int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);  // a "cgroup.procs" that takes "0"
-  ASSERT_GE(devnull, 0);
-  ctx.cgroup_procs = devnull;
-  ASSERT_EQ(start_child(std::move(s), ctx, l, stage), 0) << stage;
-  close(devnull);
+  int asked = 0, seen_errno = 0;
+  ctx.cgroup_procs_fallback = [&](int err) {
+    asked++;
+    seen_errno = err;
+    return -EACCES;
+  };
+  EXPECT_EQ(start_child(sh("echo no"), ctx, l, stage), -EACCES);
+  EXPECT_STREQ(stage, "cgroup");
+  EXPECT_EQ(asked, 1);
+  EXPECT_GT(seen_errno, 0);
+
+  unique_fd devnull(open("/dev/null", O_WRONLY | O_CLOEXEC));  // takes the "0"
+  ASSERT_TRUE(devnull);
+  ctx.cgroup_procs_fallback = [&](int) { return devnull.get(); };
+  ASSERT_EQ(start_child(sh("echo joined"), ctx, l, stage), 0) << stage;
   EXPECT_EQ(wait_launch(l), Launch::Result::Execed);
-  EXPECT_EQ(read_all(l.child().out.get()), "retried\n");
+  EXPECT_EQ(read_all(l.child().out.get()), "joined\n");
   EXPECT_EQ(wait_for(l.pid()), 0);
 }
 
