@@ -26,6 +26,13 @@ namespace {
 constexpr uint64_t kRequestTag = UINT64_MAX;
 constexpr uint64_t kSignalTag = UINT64_MAX - 1;
 constexpr uint64_t kLaunchBit = uint64_t{1} << 32;
+constexpr uint64_t kPidfdBit = uint64_t{1} << 33;
+
+// fds kept free of pidfds: the fixed ones, and the pipes, status pipes and
+// control sockets of children between clone and exec. A running child needs
+// its control socket; its pidfd only makes its exit cheap to find, so
+// pidfds give way (are closed) as children fill the fd table.
+constexpr size_t kFdReserve = 64 + 5 * 64;
 
 // How often the draining set is polled, and when we stop waiting for a
 // process group and cgroup to empty after its leader was reaped.
@@ -103,6 +110,8 @@ int Spawner::init() {
   } else {
     nofile_known_ = true;
   }
+  if (rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0)
+    fd_limit_ = rl.rlim_cur == RLIM_INFINITY ? SIZE_MAX : static_cast<size_t>(rl.rlim_cur);
   if (const char* v = getenv("CORRAL_SPAWNER_MAX_PENDING")) {
     long n = strtol(v, nullptr, 10);
     if (n >= 1 && static_cast<size_t>(n) <= kMaxPending) max_pending_ = static_cast<size_t>(n);
@@ -148,6 +157,8 @@ int Spawner::run() {
         on_sigchld();
       } else if (tag & kLaunchBit) {
         on_launch(static_cast<pid_t>(tag & ~kLaunchBit));
+      } else if (tag & kPidfdBit) {
+        on_pidfd(static_cast<pid_t>(tag & ~kPidfdBit));
       } else {
         on_ctl(static_cast<pid_t>(tag));
       }
@@ -407,9 +418,57 @@ void Spawner::launched(pid_t pid, Pending& p) {
   }
   if (p.reaped) {
     leader_reaped(ref, p.status);  // it already ran and exited
-  } else if (!watching) {
-    escalate(ref);
+    return;
   }
+  watch_exit(ref);
+  if (!watching) escalate(ref);
+}
+
+// Gives t a pidfd in the epoll set when the fd table has room, taking one
+// from another child when it has not. A child left without one is found by
+// scanning on SIGCHLD; since its SIGCHLD may have come while it was between
+// clone and exec, look once now.
+void Spawner::watch_exit(Tracked& t) {
+  bool room = fd_limit_ > kFdReserve &&
+              children_.size() + pidfd_holders_.size() + 1 <= fd_limit_ - kFdReserve;
+  if (room) {
+    t.pidfd.reset(pidfd_open(t.pid));
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kPidfdBit | static_cast<uint64_t>(t.pid);
+    if (t.pidfd && epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, t.pidfd.get(), &ev) == 0) {
+      pidfd_holders_.insert(t.pid);
+      return;
+    }
+    t.pidfd.reset();
+  } else if (!pidfd_holders_.empty() &&
+             children_.size() + pidfd_holders_.size() > fd_limit_ - kFdReserve) {
+    // Keep room for control sockets: another child gives its pidfd up.
+    auto it = children_.find(*pidfd_holders_.begin());
+    if (it != children_.end()) unwatch_exit(*it->second);
+  }
+  t.unwatched = true;
+  unwatched_++;
+  int status;
+  if (waitpid(t.pid, &status, WNOHANG) == t.pid) on_reaped(t.pid, status);
+}
+
+// t stops holding a pidfd (its exit is then found by scanning).
+void Spawner::unwatch_exit(Tracked& t) {
+  if (!t.pidfd) return;
+  t.pidfd.reset();  // and so out of the epoll set
+  pidfd_holders_.erase(t.pid);
+  if (t.state != State::Draining) {
+    t.unwatched = true;
+    unwatched_++;
+  }
+}
+
+void Spawner::on_pidfd(pid_t pid) {
+  auto it = children_.find(pid);
+  if (it == children_.end() || !it->second->pidfd) return;  // stale event
+  int status;
+  if (waitpid(pid, &status, WNOHANG) == pid) on_reaped(pid, status);
 }
 
 // --- control sockets --------------------------------------------------------
@@ -448,10 +507,10 @@ void Spawner::owner_gone(Tracked& t) {
 
 void Spawner::signal_leader(Tracked& t, int sig) {
   // Only called before the leader is reaped: as its unreaped parent we pin
-  // its pid, so neither the pidfd opened here nor kill() can reach another
-  // process. The pidfd is opened on demand rather than held, so that a
-  // running child costs the spawner one fd (its control socket), not two.
-  unique_fd pidfd(pidfd_open(t.pid));
+  // its pid, so neither the pidfd nor kill() can reach another process. A
+  // child without a held pidfd (see watch_exit) gets one opened for this.
+  if (t.pidfd && pidfd_send_signal(t.pidfd.get(), sig) == 0) return;
+  unique_fd pidfd(t.pidfd ? -1 : pidfd_open(t.pid));
   if (pidfd && pidfd_send_signal(pidfd.get(), sig) == 0) return;
   (void)kill(t.pid, sig);
 }
@@ -508,34 +567,62 @@ int Spawner::epoll_timeout() const {
 
 // --- reaping ----------------------------------------------------------------
 
+// waitpid(-1) walks all of our children in the kernel, so with thousands
+// running it is avoided: a child with a pidfd is reaped when that fires, a
+// child between clone and exec when its exec status ends, and the pid a
+// SIGCHLD names is reaped by itself (O(1)). A scan of all is left for when
+// a child runs without a pidfd, and for orphans (escapees that came to us
+// as subreaper): SIGCHLDs merge, so one orphan's exit may hide another's.
 void Spawner::on_sigchld() {
+  bool scan = unwatched_ > 0;
   signalfd_siginfo si;
   while (read(sigfd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+    auto pid = static_cast<pid_t>(si.ssi_pid);
+    if (pending_.count(pid)) continue;  // its exec status tells
+    if (auto it = children_.find(pid); it != children_.end() && it->second->pidfd) continue;
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      scan = scan || !children_.count(pid);  // an orphan: there may be more
+      on_reaped(pid, status);
+    }
+    // ECHILD: reaped already, through its pidfd.
   }
-  reap();
+  if (scan) reap_all();
   if (!draining_.empty()) check_draining();
 }
 
-void Spawner::reap() {
+void Spawner::reap_all() {
   for (;;) {
     int status;
     pid_t pid = waitpid(-1, &status, WNOHANG);
     if (pid <= 0) return;  // 0: none ready; -1: ECHILD
-    if (auto pit = pending_.find(pid); pit != pending_.end()) {
-      // Exited before we read its exec status: keep the status for then.
-      pit->second->reaped = true;
-      pit->second->status = status;
-      continue;
-    }
-    auto it = children_.find(pid);
-    // Unknown pids are orphans that came to us as subreaper: just reaped.
-    if (it != children_.end() && it->second->state != State::Draining)
-      leader_reaped(*it->second, status);
+    on_reaped(pid, status);
   }
+}
+
+void Spawner::on_reaped(pid_t pid, int status) {
+  if (auto pit = pending_.find(pid); pit != pending_.end()) {
+    // Exited before we read its exec status: keep the status for then.
+    pit->second->reaped = true;
+    pit->second->status = status;
+    return;
+  }
+  auto it = children_.find(pid);
+  // Unknown pids are orphans that came to us as subreaper: just reaped.
+  if (it != children_.end() && it->second->state != State::Draining)
+    leader_reaped(*it->second, status);
 }
 
 void Spawner::leader_reaped(Tracked& t, int status) {
   t.status = status;
+  if (t.pidfd) {
+    t.pidfd.reset();
+    pidfd_holders_.erase(t.pid);
+  }
+  if (t.unwatched) {
+    t.unwatched = false;
+    unwatched_--;
+  }
   clear_deadline(t);
   t.state = State::Draining;
   t.drain_started = Clock::now();
@@ -564,7 +651,7 @@ int Spawner::leaf_populated(const Tracked& t) const {
 
 void Spawner::check_draining() {
   // Killed escapees were reparented to us; reap them before judging.
-  reap();
+  reap_all();
   auto now = Clock::now();
   std::vector<pid_t> done;
   for (pid_t pid : draining_) {
@@ -628,6 +715,8 @@ void Spawner::kill_everything() {
   children_.clear();
   draining_.clear();
   deadlines_.clear();
+  pidfd_holders_.clear();
+  unwatched_ = 0;
 }
 
 }  // namespace corral::spawner

@@ -50,6 +50,10 @@ class Spawner {
   struct Tracked {
     pid_t pid = -1;  // also the process group id
     unique_fd ctl;   // empty once the owner is gone
+    // Readable once the leader exits, until it is reaped: the exit found in
+    // O(1). Without one (fds are short) SIGCHLD means a scan of all.
+    unique_fd pidfd;
+    bool unwatched = false;  // running without a pidfd: counted in unwatched_
     int stop_signal = 15;
     int64_t kill_timeout_ms = 0;
     cgroup::Dir leaf;          // empty when cgroups are not used
@@ -83,7 +87,12 @@ class Spawner {
   void prepare_spare();
   void on_ctl(pid_t pid);
   void on_sigchld();
-  void reap();
+  void on_pidfd(pid_t pid);
+  // waitpid(-1) until none is left: O(children) in the kernel per call.
+  void reap_all();
+  void on_reaped(pid_t pid, int status);
+  void watch_exit(Tracked& t);
+  void unwatch_exit(Tracked& t);
   void check_draining();
   void fire_deadlines();
   int epoll_timeout() const;
@@ -123,7 +132,11 @@ class Spawner {
   // children join their leaf through cgroup.procs.
   bool use_clone3_ = true;
   bool done_ = false;
-  size_t max_pending_ = 64;      // children between clone and exec at most
+  size_t max_pending_ = 64;  // children between clone and exec at most
+  size_t fd_limit_ = 1024;   // our RLIMIT_NOFILE soft limit, once raised
+  // Children holding a pidfd, and those running without one.
+  std::unordered_set<pid_t> pidfd_holders_;
+  size_t unwatched_ = 0;
   bool request_paused_ = false;  // max_pending_ reached: requests wait
 };
 
