@@ -48,12 +48,17 @@ enum Stage : int32_t {
   kCloseFds,
   kRlimit,
   kExec,
+  kFiles,
   kNumStages,
 };
 
 const char* const kStageNames[kNumStages] = {
-    "cgroup", "sigmask", "setpgid", "pdeathsig", "dup2", "chdir", "closefds", "rlimit", "exec",
+    "cgroup", "sigmask",  "setpgid", "pdeathsig", "dup2",
+    "chdir",  "closefds", "rlimit",  "exec",      "files",
 };
+
+// The first byte a CLONE_FILES child writes once it has a table of its own.
+constexpr char kUnshared = 'u';
 
 struct StatusRecord {
   int32_t err;
@@ -122,6 +127,7 @@ struct Plan {
   bool set_nofile;       // restore nofile before execve
   rlimit nofile;
   uint64_t reset_signals;
+  int share_below;  // > 0: cloned with CLONE_FILES; unshare keeping fds below
 };
 
 CORRAL_CHILD_CODE [[noreturn]] void child_exit() {
@@ -139,6 +145,16 @@ CORRAL_CHILD_CODE [[noreturn]] void fail_child(int status_fd, Stage stage, long 
 CORRAL_CHILD_CODE [[noreturn]] void child_main(const Plan& p) {
   long rc;
   int status_fd = p.status_fd;
+  if (p.share_below > 0) {
+    // Our fd table is the spawner's: take our own before touching any fd,
+    // copying only the low fds (ours among them), then tell the spawner,
+    // which may close its copies from then on.
+    rc = sys(SYS_close_range, p.share_below, ~0U, CLOSE_RANGE_UNSHARE);
+    if (rc < 0) rc = sys(SYS_unshare, CLONE_FILES);  // kernels before 5.9
+    if (rc < 0) fail_child(status_fd, kFiles, rc);
+    char u = kUnshared;
+    (void)sys(SYS_write, status_fd, arg(&u), 1);
+  }
   // Into the leaf first, so that everything the child does, and every
   // process it forks, is in the cgroup that kills them.
   if (p.cgroup_procs >= 0 && (rc = sys(SYS_write, p.cgroup_procs, arg("0"), 1)) != 1)
@@ -202,6 +218,10 @@ CORRAL_CHILD_CODE int clone_entry(void* arg) { child_main(*static_cast<const Pla
 
 constexpr unsigned long kCloneFlags = kAsyncClone ? CLONE_VM : CLONE_VM | CLONE_VFORK;
 
+unsigned long clone_flags(const Plan& p) {
+  return kCloneFlags | (p.share_below > 0 ? CLONE_FILES : 0);
+}
+
 #if defined(__x86_64__)
 // clone3 whose child runs fn(arg) on the given stack and exits with its
 // result: glibc 2.36 exports no clone3 wrapper. The syscall keeps r8 and r9,
@@ -236,7 +256,7 @@ corral_clone3:
 // EINVAL on kernels before 5.7), and the caller falls back.
 pid_t clone_into_cgroup(const Plan* plan, char* stack, size_t size, int cgroup_dir) {
   clone_args args{};
-  args.flags = kCloneFlags | CLONE_INTO_CGROUP;
+  args.flags = clone_flags(*plan) | CLONE_INTO_CGROUP;
   args.exit_signal = SIGCHLD;
   args.stack = reinterpret_cast<uint64_t>(stack);
   args.stack_size = size;
@@ -367,6 +387,8 @@ Launch& Launch::operator=(Launch&& o) noexcept {
   pid_ = std::exchange(o.pid_, -1);
   child_ = std::move(o.child_);
   status_ = std::move(o.status_);
+  held_ = std::move(o.held_);
+  shared_ = std::exchange(o.shared_, false);
   std::memcpy(rec_, o.rec_, sizeof rec_);
   got_ = std::exchange(o.got_, 0);
   error_ = o.error_;
@@ -381,8 +403,16 @@ void Launch::settle() {
   if (!mem_) return;
   if (!done_ && status_) {
     // The child may be mid-setup on our memory: stop it and wait for the
-    // EOF that says it is off it.
+    // EOF that says it is off it. A child that still shares our fd table
+    // holds the status pipe only through our copy: wait for its death
+    // instead (as a zombie it is off our memory), then close that.
     (void)kill(pid_, SIGKILL);
+    if (!held_.empty()) {
+      siginfo_t si;
+      while (waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED | WNOWAIT) < 0 && errno == EINTR) {
+      }
+      held_.clear();
+    }
     int fl = fcntl(status_.get(), F_GETFL);
     if (fl >= 0) (void)fcntl(status_.get(), F_SETFL, fl & ~O_NONBLOCK);
     char buf[16];
@@ -403,9 +433,23 @@ Launch::Result Launch::poll() {
     char buf[16];
     ssize_t n = read(status_.get(), buf, sizeof buf);
     if (n > 0) {
-      size_t take = std::min(static_cast<size_t>(n), sizeof rec_ - got_);
-      std::memcpy(rec_ + got_, buf, take);
+      const char* b = buf;
+      size_t len = static_cast<size_t>(n);
+      if (shared_ && !held_.empty() && got_ == 0 && b[0] == kUnshared) {
+        held_.clear();  // the child has its own table now
+        b++;
+        len--;
+      }
+      size_t take = std::min(len, sizeof rec_ - got_);
+      std::memcpy(rec_ + got_, b, take);
       got_ += take;
+      if (got_ == sizeof rec_ && !held_.empty()) {
+        // It failed before it had its own table (stage "files"), so the
+        // status pipe ends only once we close our copies; it may still be
+        // on our memory then, so that is never freed.
+        held_.clear();
+        (void)mem_.release();
+      }
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -484,6 +528,12 @@ int start_child(SpawnSpec spec, const ChildContext& ctx, Launch& ret, const char
   plan.set_nofile = ctx.nofile != nullptr;
   if (ctx.nofile) plan.nofile = *ctx.nofile;
   plan.reset_signals = ctx.reset_signals;
+  // Share our table only if every fd the child uses lies below the bound.
+  plan.share_below = 0;
+  if (ctx.share_fds_below > 3) {
+    int top = std::max({status_w.get(), plan.src[0], plan.src[1], plan.src[2], ctx.cgroup_procs});
+    if (top < ctx.share_fds_below) plan.share_below = ctx.share_fds_below;
+  }
   rlimit rl{};
   plan.max_fd = 1024;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
@@ -518,8 +568,20 @@ int start_child(SpawnSpec spec, const ChildContext& ctx, Launch& ret, const char
   } else {
     plan.cgroup_procs = ctx.cgroup_procs;
   }
+  unique_fd procs_copy;
+  if (pid < 0 && plan.share_below > 0 && plan.cgroup_procs >= 0) {
+    // The caller closes its cgroup.procs when we return, which in a shared
+    // table would close the child's: give the child a copy of ours to hold.
+    procs_copy.reset(fcntl(plan.cgroup_procs, F_DUPFD_CLOEXEC, 3));
+    if (procs_copy && procs_copy.get() < plan.share_below) {
+      plan.cgroup_procs = procs_copy.get();
+    } else {
+      plan.share_below = 0;  // copy the whole table instead
+    }
+  }
   if (pid < 0) {
-    pid = clone(clone_entry, mem->stack + kStack, static_cast<int>(kCloneFlags) | SIGCHLD, &plan);
+    pid = clone(clone_entry, mem->stack + kStack, static_cast<int>(clone_flags(plan)) | SIGCHLD,
+                &plan);
     clone_errno = errno;
   }
   sigprocmask(SIG_SETMASK, &old, nullptr);
@@ -529,14 +591,21 @@ int start_child(SpawnSpec spec, const ChildContext& ctx, Launch& ret, const char
   }
 
   (void)setpgid(pid, pid);  // closes the race with the child's own setpgid
-  // The child has its own copies of these (no CLONE_FILES).
+  Launch l;
+  if (plan.share_below > 0) {
+    // Shared table: these are the child's until it has its own.
+    l.shared_ = true;
+    for (unique_fd* fd : {&in_r, &out_w, &err_w, &devnull, &status_w, &procs_copy})
+      if (*fd) l.held_.push_back(std::move(*fd));
+  }
+  // Otherwise the child has its own copies of these.
   in_r.reset();
   out_w.reset();
   err_w.reset();
   devnull.reset();
   status_w.reset();
+  procs_copy.reset();
 
-  Launch l;
   l.mem_ = std::move(mem);
   l.pid_ = pid;
   c.pid = pid;

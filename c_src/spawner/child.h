@@ -88,6 +88,13 @@ struct ChildContext {
   uint64_t reset_signals = ~uint64_t{0};
   // /dev/null opened O_RDWR, for null stdio. -1: opened for each child.
   int devnull = -1;
+  // > 0: the child is cloned with CLONE_FILES and, as its first step, takes
+  // a table of its own holding only our fds below this number
+  // (close_range(CLOSE_RANGE_UNSHARE)), so that it neither copies nor, at
+  // exec, closes the thousands a busy spawner holds above it. Every fd the
+  // child needs must then be below it; if one is not, that child copies
+  // the whole table as usual. 0: copy the whole table.
+  int share_fds_below = 0;
 };
 
 // The signals (bit sig-1) whose disposition in this process is not SIG_DFL,
@@ -133,6 +140,11 @@ class Launch {
   pid_t pid_ = -1;
   Child child_;
   unique_fd status_;
+  // With CLONE_FILES: our copies of the child's ends (its pipes, the status
+  // pipe's write end), which are its own until it has its own table. The
+  // child says so with a first byte 'u' on the status pipe.
+  std::vector<unique_fd> held_;
+  bool shared_ = false;
   char rec_[8] = {};
   size_t got_ = 0;
   int error_ = 0;

@@ -33,6 +33,8 @@ constexpr uint64_t kPidfdBit = uint64_t{1} << 33;
 // its control socket; its pidfd only makes its exit cheap to find, so
 // pidfds give way (are closed) as children fill the fd table.
 constexpr size_t kFdReserve = 64 + 5 * 64;
+// The fds a child being started may use lie below this (see share_below_).
+constexpr size_t kShareBelow = 1024;
 
 // How often the draining set is polled, and when we stop waiting for a
 // process group and cgroup to empty after its leader was reaped.
@@ -112,6 +114,10 @@ int Spawner::init() {
   }
   if (rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0)
     fd_limit_ = rl.rlim_cur == RLIM_INFINITY ? SIZE_MAX : static_cast<size_t>(rl.rlim_cur);
+  // A child copies our fd table at clone and closes it at exec: with 10,000
+  // children running that is 10,000+ fds per spawn. Keep the low 1024 for
+  // the fixed fds and the children being started, and the rest out of reach.
+  if (fd_limit_ >= 4 * kShareBelow) share_below_ = static_cast<int>(kShareBelow);
   if (const char* v = getenv("CORRAL_SPAWNER_MAX_PENDING")) {
     long n = strtol(v, nullptr, 10);
     if (n >= 1 && static_cast<size_t>(n) <= kMaxPending) max_pending_ = static_cast<size_t>(n);
@@ -307,6 +313,7 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   ctx.nofile = nofile_known_ ? &nofile_ : nullptr;
   ctx.reset_signals = reset_signals_;
   ctx.devnull = devnull_.get();
+  ctx.share_fds_below = share_below_;
   ctx.cgroup_procs_fallback = [&](int err) {
     // No clone3(CLONE_INTO_CGROUP) here (ENOSYS, E2BIG, EINVAL before 5.7):
     // from now on children move themselves in. Other errors fall back once.
@@ -408,6 +415,7 @@ void Spawner::launched(pid_t pid, Pending& p) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = static_cast<uint64_t>(pid);
+    move_up(p.ctl);
     if (!set_nonblock(p.ctl.get()) ||
         epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, p.ctl.get(), &ev) < 0) {
       logf("cannot watch the control socket of pid %d: %s", static_cast<int>(pid), strerror(errno));
@@ -433,6 +441,7 @@ void Spawner::watch_exit(Tracked& t) {
               children_.size() + pidfd_holders_.size() + 1 <= fd_limit_ - kFdReserve;
   if (room) {
     t.pidfd.reset(pidfd_open(t.pid));
+    if (t.pidfd) move_up(t.pidfd);
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = kPidfdBit | static_cast<uint64_t>(t.pid);
@@ -451,6 +460,12 @@ void Spawner::watch_exit(Tracked& t) {
   unwatched_++;
   int status;
   if (waitpid(t.pid, &status, WNOHANG) == t.pid) on_reaped(t.pid, status);
+}
+
+void Spawner::move_up(unique_fd& fd) const {
+  if (share_below_ == 0 || fd.get() >= share_below_) return;
+  int high = fcntl(fd.get(), F_DUPFD_CLOEXEC, share_below_);
+  if (high >= 0) fd.reset(high);
 }
 
 // t stops holding a pidfd (its exit is then found by scanning).

@@ -92,6 +92,8 @@ class Spawner {
   void reap_all();
   void on_reaped(pid_t pid, int status);
   void watch_exit(Tracked& t);
+  // Moves a long-lived fd above share_below_ (best effort).
+  void move_up(unique_fd& fd) const;
   void unwatch_exit(Tracked& t);
   void check_draining();
   void fire_deadlines();
@@ -134,6 +136,10 @@ class Spawner {
   bool done_ = false;
   size_t max_pending_ = 64;  // children between clone and exec at most
   size_t fd_limit_ = 1024;   // our RLIMIT_NOFILE soft limit, once raised
+  // Children share our fd table until they take the fds below this one
+  // (ChildContext::share_fds_below); the fds a running child costs us are
+  // moved above it. 0 where the fd limit leaves no room for that.
+  int share_below_ = 0;
   // Children holding a pidfd, and those running without one.
   std::unordered_set<pid_t> pidfd_holders_;
   size_t unwatched_ = 0;

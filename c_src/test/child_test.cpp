@@ -2,6 +2,7 @@
 // fd hygiene, process groups and signal state in the child.
 #include "child.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -12,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -390,6 +392,69 @@ TEST(Launch, DestroyedWhileWaitingKillsTheChild) {
   int st = wait_for(pid);
   ASSERT_TRUE(WIFSIGNALED(st)) << st;
   EXPECT_EQ(WTERMSIG(st), SIGKILL);
+}
+#endif
+
+#if defined(__x86_64__)
+// The fds a child holds while blocked in its setup (before exec).
+std::vector<int> fds_of(pid_t pid) {
+  std::vector<int> out;
+  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d))
+      if (e->d_name[0] != '.') out.push_back(atoi(e->d_name));
+    closedir(d);
+  }
+  return out;
+}
+
+TEST(Launch, SharedTableChildTakesOnlyTheLowFds) {
+  // An fd far above the bound, as a spawner's thousand control sockets are:
+  // a child that shares our table and takes its own copies only the fds
+  // below the bound, so it never holds this one; a child that copies the
+  // table at clone holds it until exec.
+  unique_fd high(fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 900));
+  ASSERT_GE(high.get(), 900);
+  for (int share : {0, 512}) {
+    FullPipe block;
+    ChildContext ctx;
+    ctx.cgroup_procs = block.wr.get();
+    ctx.share_fds_below = share;
+    Launch l;
+    const char* stage = "";
+    ASSERT_EQ(start_child(sh("echo ran"), ctx, l, stage), 0) << stage;
+    // It blocks in its setup, after taking its own table (which, shared,
+    // /proc shows as ours until then): give it up to 2 s to get there.
+    auto holds_high = [&] {
+      std::vector<int> fds = fds_of(l.pid());
+      return std::find(fds.begin(), fds.end(), high.get()) != fds.end();
+    };
+    bool held = holds_high();
+    for (int i = 0; i < 400 && held == (share > 0); i++) {
+      usleep(5000);
+      held = holds_high();
+    }
+    EXPECT_EQ(held, share == 0) << "share_fds_below " << share;
+    block.drain();
+    EXPECT_EQ(wait_launch(l), Launch::Result::Execed);
+    EXPECT_EQ(read_all(l.child().out.get()), "ran\n");
+    EXPECT_EQ(wait_for(l.pid()), 0);
+  }
+}
+
+TEST(Launch, SharedTableChildThatFailsReportsItsStage) {
+  ChildContext ctx;
+  ctx.share_fds_below = 512;
+  SpawnSpec s;
+  s.path = "/nonexistent/prog";
+  s.argv = {"prog"};
+  Launch l;
+  const char* stage = "";
+  ASSERT_EQ(start_child(std::move(s), ctx, l, stage), 0) << stage;
+  EXPECT_EQ(wait_launch(l), Launch::Result::Failed);
+  EXPECT_EQ(l.error(), ENOENT);
+  EXPECT_STREQ(l.stage(), "exec");
+  EXPECT_EQ(WEXITSTATUS(wait_for(l.pid())), 127);
 }
 #endif
 

@@ -1,4 +1,5 @@
 // End-to-end tests of the corral_spawner binary over its socket protocol.
+#include <dirent.h>
 #include <ei.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -504,6 +505,39 @@ TEST_F(SpawnerTest, RequestsWaitWhileTooManyChildrenAreBeforeExec) {
   pid_t child = last.pid;
   stop_spawner();
   EXPECT_TRUE(dead(child));
+}
+
+TEST_F(SpawnerTest, RunningChildrenCostFdsAboveTheSharedRange) {
+  // Each running child costs the spawner a control socket (and a pidfd);
+  // those live at 1024 and above, so that children being started, which
+  // take only the fds below 1024, do not copy them. With a low fd limit
+  // there is no such range and nothing moves.
+  constexpr int kN = 40;
+  std::vector<Handle> hs(kN);
+  for (int i = 0; i < kN; i++) start(sh("sleep 30"), hs[i]);
+  std::string limits = slurp("/proc/" + std::to_string(pid_) + "/limits");
+  size_t at = limits.find("Max open files");
+  ASSERT_NE(at, std::string::npos);
+  long soft = strtol(limits.c_str() + at + strlen("Max open files"), nullptr, 10);
+  int low = 0, high = 0;
+  std::string dir = "/proc/" + std::to_string(pid_) + "/fd";
+  DIR* d = opendir(dir.c_str());
+  ASSERT_NE(d, nullptr);
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    (atoi(e->d_name) >= 1024 ? high : low)++;
+  }
+  closedir(d);
+  if (soft < 4096) {
+    EXPECT_EQ(high, 0) << "fd limit " << soft;
+  } else {
+    EXPECT_GE(high, kN) << "control sockets and pidfds should sit at 1024 and above";
+    EXPECT_LT(low, 32) << "the low range holds only the spawner's fixed fds";
+  }
+  for (auto& h : hs) {
+    send_ctl(h, frame::Type::Signal, SIGKILL);
+    expect_exit(h);
+  }
 }
 
 TEST_F(SpawnerTest, RequestEofKillsChildrenAndExits) {
