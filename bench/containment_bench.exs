@@ -244,9 +244,15 @@ defmodule Corral.ContainmentBench do
     {:ok, _} = wait_all_dead(pilot_pids, "sleep", t0, 1000, 30_000)
     Process.sleep(200)
 
-    # What the fd limits allow, each side keeping a reserve.
+    # What the fd limits allow, each side keeping a reserve. In the spawner a
+    # child's pidfd gives way when the fd table fills; its control socket
+    # cannot, so one fd per child counts there.
     vm_cap = div(vm_soft - fd_count("self") - @vm_fd_reserve, vm_pc)
-    sp_cap = div(sp_soft - fd_count(sp) - @spawner_fd_reserve, sp_pc)
+    sp_cap = sp_soft - fd_count(sp) - @spawner_fd_reserve
+
+    # Spawn latency with nothing else running, for the runs below.
+    idle_corral = median_us(&corral_true/0)
+    idle_port = median_us(&port_true/0)
     planned = Enum.min([target, vm_cap, sp_cap])
 
     limiting =
@@ -259,7 +265,8 @@ defmodule Corral.ContainmentBench do
     IO.puts(
       "Options stdin: :null, stdout: :null, stderr: :null, so a child costs " <>
         "the VM #{vm_pc} fd(s) (its control socket) instead of 4;\n" <>
-        "the spawner measured #{sp_pc} fds/child (100-child pilot). fd room: VM #{vm_cap} " <>
+        "the spawner measured #{sp_pc} fds/child (100-child pilot: control socket and pidfd; " <>
+        "the pidfds give way as its fd table fills). fd room: VM #{vm_cap} " <>
         "children, spawner #{sp_cap} (keeping #{@vm_fd_reserve}/#{@spawner_fd_reserve} fds free).\n" <>
         "A child's cgroup: #{containment}"
     )
@@ -282,6 +289,7 @@ defmodule Corral.ContainmentBench do
         fmt(r.vm_fd_pc, 2),
         fmt(r.helper_fd_pc, 2),
         fmt(r.open_us / r.n, 0),
+        fmt(r.busy_us, 0),
         r.gone,
         "#{r.survivors}",
         r.fds_after
@@ -296,6 +304,7 @@ defmodule Corral.ContainmentBench do
         ratio(r.vm_fd_pc, port.vm_fd_pc),
         ratio(r.helper_fd_pc, port.helper_fd_pc),
         ratio(r.open_us / r.n, port.open_us / port.n),
+        ratio(r.busy_us, port.busy_us),
         "",
         "",
         ""
@@ -312,6 +321,7 @@ defmodule Corral.ContainmentBench do
         "VM fds/child",
         "helper fds/child",
         "open µs/child",
+        "spawn µs while open",
         "all gone after close",
         "survivors",
         "fds after (VM/helper)"
@@ -332,6 +342,9 @@ defmodule Corral.ContainmentBench do
         "\"all gone\" = until the last sleep is dead or reaped (1 ms polls); survivors = live " <>
         "`sleep` children of the spawner or of our pids,\ncounted over all of /proc after that. " <>
         "fds after = the VM's and the helper's fd count after the close, minus before the opens.\n" <>
+        "spawn µs while open = median of 200 spawns of /bin/true (:corral.cmd, or open_port + " <>
+        "exit_status) with the N sleeps running; with none running: Corral " <>
+        "#{fmt(idle_corral, 0)} µs, open_port #{fmt(idle_port, 0)} µs.\n" <>
         "open_port: #{port.survivors} of #{port.n} sleeps still running #{port.check_ms} ms " <>
         "after Port.close/1; the script then SIGKILLed them (#{port.left_after_kill} left)."
     )
@@ -353,7 +366,35 @@ defmodule Corral.ContainmentBench do
     {big.n >= target and big.survivors == 0 and small.survivors == 0 and big.close_ms != nil,
      "concurrency: #{big.n}/#{target} children#{reason}; #{big.survivors} survivors, " <>
        "all gone #{big.gone} after killing the owners (target: #{target}, 0 survivors); " <>
-       "open #{ratio(big.open_us / big.n, port.open_us / port.n)} open_port's time per child"}
+       "open #{ratio(big.open_us / big.n, port.open_us / port.n)} open_port's time per child; " <>
+       "spawn latency with #{big.n} running #{fmt(big.busy_us, 0)} µs " <>
+       "(#{ratio(big.busy_us, idle_corral)} of none running)"}
+  end
+
+  defp corral_true do
+    {"", 0} = :corral.cmd("/bin/true", [])
+  end
+
+  defp port_true do
+    p = Port.open({:spawn_executable, "/bin/true"}, [:exit_status, :binary])
+
+    receive do
+      {^p, {:exit_status, 0}} -> :ok
+    after
+      10_000 -> raise "open_port: /bin/true gave no exit status in 10 s"
+    end
+  end
+
+  # Median wall time of n sequential calls of f, in µs.
+  defp median_us(f, n \\ 200) do
+    ts =
+      for _ <- 1..n do
+        t0 = System.monotonic_time(:nanosecond)
+        f.()
+        (System.monotonic_time(:nanosecond) - t0) / 1000
+      end
+
+    ts |> Enum.sort() |> Enum.at(div(n, 2))
   end
 
   defp cgroup_of(pid) do
@@ -391,8 +432,10 @@ defmodule Corral.ContainmentBench do
 
     Process.sleep(300)
     sp1 = spawner()
+    busy_us = median_us(&corral_true/0)
 
     r = %{
+      busy_us: busy_us,
       n: n,
       open_us: open_us,
       errors: errors,
@@ -523,8 +566,10 @@ defmodule Corral.ContainmentBench do
       end
 
     Process.sleep(300)
+    busy_us = median_us(&port_true/0)
 
     r = %{
+      busy_us: busy_us,
       n: n,
       open_us: us,
       mem_pc: (vm_memory() - mem0) / n,
