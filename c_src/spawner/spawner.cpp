@@ -437,8 +437,8 @@ void Spawner::launched(pid_t pid, Pending& p) {
 // scanning on SIGCHLD; since its SIGCHLD may have come while it was between
 // clone and exec, look once now.
 void Spawner::watch_exit(Tracked& t) {
-  bool room = fd_limit_ > kFdReserve &&
-              children_.size() + pidfd_holders_.size() + 1 <= fd_limit_ - kFdReserve;
+  size_t budget = fd_limit_ > kFdReserve ? fd_limit_ - kFdReserve : 0;
+  bool room = children_.size() + pidfd_holders_.size() + 1 <= budget;
   if (room) {
     t.pidfd.reset(pidfd_open(t.pid));
     if (t.pidfd) move_up(t.pidfd);
@@ -450,8 +450,7 @@ void Spawner::watch_exit(Tracked& t) {
       return;
     }
     t.pidfd.reset();
-  } else if (!pidfd_holders_.empty() &&
-             children_.size() + pidfd_holders_.size() > fd_limit_ - kFdReserve) {
+  } else if (!pidfd_holders_.empty() && children_.size() + pidfd_holders_.size() > budget) {
     // Keep room for control sockets: another child gives its pidfd up.
     auto it = children_.find(*pidfd_holders_.begin());
     if (it != children_.end()) unwatch_exit(*it->second);
@@ -473,10 +472,13 @@ void Spawner::unwatch_exit(Tracked& t) {
   if (!t.pidfd) return;
   t.pidfd.reset();  // and so out of the epoll set
   pidfd_holders_.erase(t.pid);
-  if (t.state != State::Draining) {
-    t.unwatched = true;
-    unwatched_++;
-  }
+  if (t.state == State::Draining) return;
+  t.unwatched = true;
+  unwatched_++;
+  // Its exit may be in already, its SIGCHLD passed over for the pidfd's
+  // event that was just dropped: look once now.
+  int status;
+  if (waitpid(t.pid, &status, WNOHANG) == t.pid) on_reaped(t.pid, status);
 }
 
 void Spawner::on_pidfd(pid_t pid) {

@@ -197,16 +197,17 @@ class SpawnerTest : public ::testing::Test {
 
   // Starts a spawner on a fresh request socket; nofile_soft > 0 sets its
   // RLIMIT_NOFILE soft limit first, as a VM might.
-  void start_spawner(rlim_t nofile_soft = 0) {
+  void start_spawner(rlim_t nofile_soft = 0, rlim_t nofile_hard = 0) {
     int sp[2];
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
     pid_ = fork();
     ASSERT_GE(pid_, 0);
     if (pid_ == 0) {
-      if (nofile_soft > 0) {
+      if (nofile_soft > 0 || nofile_hard > 0) {
         rlimit rl{};
         getrlimit(RLIMIT_NOFILE, &rl);
-        rl.rlim_cur = nofile_soft;
+        if (nofile_hard > 0) rl.rlim_max = nofile_hard;
+        rl.rlim_cur = nofile_soft > 0 ? nofile_soft : rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0) _exit(125);
       }
       if (sp[1] == 3) {
@@ -538,6 +539,46 @@ TEST_F(SpawnerTest, RunningChildrenCostFdsAboveTheSharedRange) {
     send_ctl(h, frame::Type::Signal, SIGKILL);
     expect_exit(h);
   }
+}
+
+TEST_F(SpawnerTest, ExitsAreFoundWhenPidfdsGiveWay) {
+  // A hard fd limit of 420 leaves the spawner room for about 36 pidfds
+  // (420 - 384 reserved): of 60 running children the first get one, later
+  // ones take it from others or go without, and their exits are found by
+  // scanning. Every child must still get its own Exit.
+  stop_spawner();
+  start_spawner(0, 420);
+  constexpr int kN = 60;
+  std::vector<Handle> hs(kN);
+  auto count_pidfds = [&] {
+    int n = 0;
+    std::string dir = "/proc/" + std::to_string(pid_) + "/fd";
+    DIR* d = opendir(dir.c_str());
+    if (!d) return -1;
+    while (dirent* e = readdir(d)) {
+      char target[256] = {};
+      std::string link = dir + "/" + e->d_name;
+      if (readlink(link.c_str(), target, sizeof target - 1) > 0 && strstr(target, "pidfd")) n++;
+    }
+    closedir(d);
+    return n;
+  };
+  auto cmd = [](int i) { return sh("sleep 0.5; exit " + std::to_string(i)); };
+  for (int i = 0; i < 10; i++) start(cmd(i), hs[i]);
+  EXPECT_EQ(count_pidfds(), 10) << "10 children, room for 36: each holds a pidfd";
+  for (int i = 10; i < kN; i++) start(cmd(i), hs[i]);
+  EXPECT_EQ(count_pidfds(), 0) << "60 control sockets leave no room: pidfds gave way";
+  for (int i = 0; i < kN; i++) {
+    int st = expect_exit(hs[i]);
+    ASSERT_TRUE(WIFEXITED(st)) << i;
+    EXPECT_EQ(WEXITSTATUS(st), i);
+  }
+  // And once they are gone, new children get pidfds again and still exit.
+  Handle again;
+  start(sh("exit 7"), again);
+  int st = expect_exit(again);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 7);
 }
 
 TEST_F(SpawnerTest, RequestEofKillsChildrenAndExits) {
