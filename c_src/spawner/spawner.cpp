@@ -40,6 +40,8 @@ constexpr size_t kShareBelow = 1024;
 // process group and cgroup to empty after its leader was reaped.
 constexpr auto kDrainTick = std::chrono::milliseconds(20);
 constexpr auto kDrainLimit = std::chrono::seconds(2);
+// How soon a scan follows a SIGCHLD while some child has no pidfd.
+constexpr auto kScanDelay = std::chrono::milliseconds(20);
 
 // Clean leaves kept for reuse.
 constexpr size_t kCleanLeaves = 16;
@@ -172,6 +174,10 @@ int Spawner::run() {
     if (done_) break;
     prepare_spare();
     fire_deadlines();
+    if (scan_pending_ && Clock::now() >= scan_at_) {
+      scan_pending_ = false;
+      reap_all();
+    }
     if (!draining_.empty()) check_draining();
   }
   kill_everything();
@@ -570,15 +576,21 @@ void Spawner::fire_deadlines() {
 }
 
 int Spawner::epoll_timeout() const {
-  if (deadlines_.empty() && draining_.empty()) return -1;
+  if (deadlines_.empty() && draining_.empty() && !scan_pending_) return -1;
   auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(kDrainLimit);
-  if (!draining_.empty()) wait = kDrainTick;
-  if (!deadlines_.empty()) {
-    auto left = deadlines_.begin()->first - Clock::now();
-    // Round up, so that we never wake just before a deadline and spin.
-    auto ms = std::chrono::ceil<std::chrono::milliseconds>(left);
-    if (draining_.empty() || ms < wait) wait = ms;
+  bool bounded = false;
+  if (!draining_.empty()) {
+    wait = kDrainTick;
+    bounded = true;
   }
+  // Round up, so that we never wake just before a deadline and spin.
+  auto until = [&](Clock::time_point t) {
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(t - Clock::now());
+    if (!bounded || ms < wait) wait = ms;
+    bounded = true;
+  };
+  if (!deadlines_.empty()) until(deadlines_.begin()->first);
+  if (scan_pending_) until(scan_at_);
   return static_cast<int>(std::clamp<int64_t>(wait.count(), 0, INT_MAX));
 }
 
@@ -591,7 +603,7 @@ int Spawner::epoll_timeout() const {
 // a child runs without a pidfd, and for orphans (escapees that came to us
 // as subreaper): SIGCHLDs merge, so one orphan's exit may hide another's.
 void Spawner::on_sigchld() {
-  bool scan = unwatched_ > 0;
+  bool orphan = false;
   signalfd_siginfo si;
   while (read(sigfd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
     auto pid = static_cast<pid_t>(si.ssi_pid);
@@ -599,12 +611,19 @@ void Spawner::on_sigchld() {
     if (auto it = children_.find(pid); it != children_.end() && it->second->pidfd) continue;
     int status;
     if (waitpid(pid, &status, WNOHANG) == pid) {
-      scan = scan || !children_.count(pid);  // an orphan: there may be more
+      orphan = orphan || !children_.count(pid);  // there may be more
       on_reaped(pid, status);
     }
     // ECHILD: reaped already, through its pidfd.
   }
-  if (scan) reap_all();
+  if (orphan) {
+    reap_all();
+  } else if (unwatched_ > 0 && !scan_pending_) {
+    // A child without a pidfd whose SIGCHLD merged into this one is found
+    // by a scan shortly: one per kScanDelay at most, however many exits.
+    scan_pending_ = true;
+    scan_at_ = Clock::now() + kScanDelay;
+  }
   if (!draining_.empty()) check_draining();
 }
 

@@ -143,6 +143,8 @@ class Spawner {
   // Children holding a pidfd, and those running without one.
   std::unordered_set<pid_t> pidfd_holders_;
   size_t unwatched_ = 0;
+  bool scan_pending_ = false;  // a scan for merged SIGCHLDs is due at scan_at_
+  Clock::time_point scan_at_;
   bool request_paused_ = false;  // max_pending_ reached: requests wait
 };
 

@@ -564,10 +564,13 @@ TEST_F(SpawnerTest, ExitsAreFoundWhenPidfdsGiveWay) {
     return n;
   };
   auto cmd = [](int i) { return sh("sleep 0.5; exit " + std::to_string(i)); };
+  // (A child's pidfd is opened just after its Fds frame is sent.)
   for (int i = 0; i < 10; i++) start(cmd(i), hs[i]);
-  EXPECT_EQ(count_pidfds(), 10) << "10 children, room for 36: each holds a pidfd";
+  EXPECT_TRUE(eventually([&] { return count_pidfds() == 10; }, 200ms))
+      << count_pidfds() << " pidfds; 10 children with room for 36 should each hold one";
   for (int i = 10; i < kN; i++) start(cmd(i), hs[i]);
-  EXPECT_EQ(count_pidfds(), 0) << "60 control sockets leave no room: pidfds gave way";
+  EXPECT_TRUE(eventually([&] { return count_pidfds() == 0; }, 200ms))
+      << count_pidfds() << " pidfds; 60 control sockets leave no room, pidfds should give way";
   for (int i = 0; i < kN; i++) {
     int st = expect_exit(hs[i]);
     ASSERT_TRUE(WIFEXITED(st)) << i;
