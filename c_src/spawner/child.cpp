@@ -130,19 +130,19 @@ struct Plan {
   int share_below;  // > 0: cloned with CLONE_FILES; unshare keeping fds below
 };
 
-CORRAL_CHILD_CODE [[noreturn]] void child_exit() {
+[[noreturn]] CORRAL_CHILD_CODE void child_exit() {
   for (;;) sys(SYS_exit_group, 127);
 }
 
 // rc: the failed call's result (-errno).
-CORRAL_CHILD_CODE [[noreturn]] void fail_child(int status_fd, Stage stage, long rc) {
+[[noreturn]] CORRAL_CHILD_CODE void fail_child(int status_fd, Stage stage, long rc) {
   StatusRecord rec{static_cast<int32_t>(rc < 0 ? -rc : EIO), stage};
   (void)sys(SYS_write, status_fd, arg(&rec), sizeof rec);
   child_exit();
 }
 
 // Runs in the child between clone and execve: see the top of this file.
-CORRAL_CHILD_CODE [[noreturn]] void child_main(const Plan& p) {
+[[noreturn]] CORRAL_CHILD_CODE void child_main(const Plan& p) {
   long rc;
   int status_fd = p.status_fd;
   if (p.share_below > 0) {
