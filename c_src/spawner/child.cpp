@@ -13,6 +13,12 @@
 // the Launch owns, writes only its own stack, and makes raw system calls,
 // which leave our errno (its TLS is ours) and the sanitizers' state alone.
 // Elsewhere it is cloned with CLONE_VFORK, and libc's wrappers are safe.
+//
+// With ChildContext::share_fds_below the child also shares our fd table
+// (CLONE_FILES) until its first step takes a copy of the low fds only, so
+// that a spawner holding thousands of fds does not have them copied at each
+// clone and closed at each exec; Launch keeps our copies of the child's
+// ends until the child's 'u' says it has its own.
 #include "child.h"
 
 #include <fcntl.h>
