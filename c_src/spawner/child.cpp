@@ -485,6 +485,15 @@ Launch::Result Launch::poll() {
   }
 }
 
+Launch::Result Launch::wait() {
+  Result r;
+  while ((r = poll()) == Result::Waiting) {
+    pollfd pfd{status_.get(), POLLIN, 0};
+    (void)::poll(&pfd, 1, -1);
+  }
+  return r;
+}
+
 int start_child(SpawnSpec spec, const ChildContext& ctx, Launch& ret, const char*& stage) {
   auto mem = std::make_unique<Launch::Memory>();
   mem->spec = std::move(spec);
@@ -625,12 +634,7 @@ SpawnResult spawn_child(const SpawnSpec& spec, const ChildContext& ctx) {
   Launch l;
   const char* stage = "";
   if (int rc = start_child(spec, ctx, l, stage); rc < 0) return failure(-rc, stage);
-  Launch::Result r;
-  while ((r = l.poll()) == Launch::Result::Waiting) {
-    pollfd pfd{l.status_fd(), POLLIN, 0};
-    (void)::poll(&pfd, 1, -1);
-  }
-  if (r == Launch::Result::Failed) {
+  if (l.wait() == Launch::Result::Failed) {
     while (waitpid(l.pid(), nullptr, 0) < 0 && errno == EINTR) {
     }
     return failure(l.error(), l.stage());

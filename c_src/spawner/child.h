@@ -128,6 +128,8 @@ class Launch {
   // Reads the status pipe. Waiting until its EOF; then Execed, or Failed
   // with error() and stage() (the failed child is then exiting; reap it).
   Result poll();
+  // poll() until it is not Waiting, blocking in between.
+  Result wait();
   int error() const { return error_; }
   const char* stage() const { return stage_; }
 

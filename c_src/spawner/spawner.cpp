@@ -3,7 +3,6 @@
 #include "spawner.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -29,10 +28,10 @@ constexpr uint64_t kLaunchBit = uint64_t{1} << 32;
 constexpr uint64_t kPidfdBit = uint64_t{1} << 33;
 
 // fds kept free of pidfds: the fixed ones, and the pipes, status pipes and
-// control sockets of children between clone and exec. A running child needs
-// its control socket; its pidfd only makes its exit cheap to find, so
-// pidfds give way (are closed) as children fill the fd table.
-constexpr size_t kFdReserve = 64 + 5 * 64;
+// control sockets of children between clone and exec (5 each). A running
+// child needs its control socket; its pidfd only makes its exit cheap to
+// find, so pidfds give way (are closed) as children fill the fd table.
+constexpr size_t kFdReserve = 64 + 5 * Spawner::kMaxPending;
 // The fds a child being started may use lie below this (see share_below_).
 constexpr size_t kShareBelow = 1024;
 
@@ -50,10 +49,6 @@ constexpr auto kFinalWait = std::chrono::seconds(1);
 
 // Frames handled per readiness event, so one busy socket cannot starve others.
 constexpr int kBatch = 32;
-// Children between clone and exec at once: each holds a stack and a few fds
-// here. Requests wait in their socket above this. The tests lower it through
-// CORRAL_SPAWNER_MAX_PENDING to drive the pause and the resume.
-constexpr size_t kMaxPending = 64;
 
 void logf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 void logf(const char* fmt, ...) {
@@ -320,17 +315,19 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   ctx.reset_signals = reset_signals_;
   ctx.devnull = devnull_.get();
   ctx.share_fds_below = share_below_;
-  ctx.cgroup_procs_fallback = [&](int err) {
-    // No clone3(CLONE_INTO_CGROUP) here (ENOSYS, E2BIG, EINVAL before 5.7):
-    // from now on children move themselves in. Other errors fall back once.
-    if (use_clone3_ && (err == ENOSYS || err == E2BIG || err == EINVAL)) {
-      logf("clone3(CLONE_INTO_CGROUP): %s; children join their cgroup themselves", strerror(err));
-      use_clone3_ = false;
-    }
-    int prc = leaf.open_procs();
-    if (prc >= 0) procs.reset(prc);
-    return prc;
-  };
+  if (dir) {
+    ctx.cgroup_procs_fallback = [&](int err) {
+      // No clone3(CLONE_INTO_CGROUP) here (ENOSYS, E2BIG, EINVAL before 5.7):
+      // from now on children move themselves in. Other errors fall back once.
+      if (use_clone3_ && (err == ENOSYS || err == E2BIG || err == EINVAL)) {
+        logf("clone3(CLONE_INTO_CGROUP): %s; children join their cgroup themselves", strerror(err));
+        use_clone3_ = false;
+      }
+      int prc = leaf.open_procs();
+      if (prc >= 0) procs.reset(prc);
+      return prc;
+    };
+  }
   const char* stage = "";
   int rc = start_child(std::move(spec), ctx, p->launch, stage);
   procs.reset();
@@ -355,10 +352,7 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, ref.launch.status_fd(), &ev) < 0) {
     // Wait here instead; the child is at most an execve away.
     logf("cannot watch the exec status of pid %d: %s", static_cast<int>(pid), strerror(errno));
-    while (ref.launch.poll() == Launch::Result::Waiting) {
-      pollfd pfd{ref.launch.status_fd(), POLLIN, 0};
-      (void)poll(&pfd, 1, -1);
-    }
+    (void)ref.launch.wait();
     on_launch(pid);
   }
 }
@@ -463,8 +457,7 @@ void Spawner::watch_exit(Tracked& t) {
   }
   t.unwatched = true;
   unwatched_++;
-  int status;
-  if (waitpid(t.pid, &status, WNOHANG) == t.pid) on_reaped(t.pid, status);
+  (void)reap_one(t.pid);
 }
 
 void Spawner::move_up(unique_fd& fd) const {
@@ -483,15 +476,13 @@ void Spawner::unwatch_exit(Tracked& t) {
   unwatched_++;
   // Its exit may be in already, its SIGCHLD passed over for the pidfd's
   // event that was just dropped: look once now.
-  int status;
-  if (waitpid(t.pid, &status, WNOHANG) == t.pid) on_reaped(t.pid, status);
+  (void)reap_one(t.pid);
 }
 
 void Spawner::on_pidfd(pid_t pid) {
   auto it = children_.find(pid);
   if (it == children_.end() || !it->second->pidfd) return;  // stale event
-  int status;
-  if (waitpid(pid, &status, WNOHANG) == pid) on_reaped(pid, status);
+  (void)reap_one(pid);
 }
 
 // --- control sockets --------------------------------------------------------
@@ -609,12 +600,9 @@ void Spawner::on_sigchld() {
     auto pid = static_cast<pid_t>(si.ssi_pid);
     if (pending_.count(pid)) continue;  // its exec status tells
     if (auto it = children_.find(pid); it != children_.end() && it->second->pidfd) continue;
-    int status;
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      orphan = orphan || !children_.count(pid);  // there may be more
-      on_reaped(pid, status);
-    }
-    // ECHILD: reaped already, through its pidfd.
+    bool ours = children_.count(pid) > 0;
+    if (reap_one(pid)) orphan = orphan || !ours;  // an orphan: there may be more
+    // Not reaped: done already, through its pidfd.
   }
   if (orphan) {
     reap_all();
@@ -625,6 +613,13 @@ void Spawner::on_sigchld() {
     scan_at_ = Clock::now() + kScanDelay;
   }
   if (!draining_.empty()) check_draining();
+}
+
+bool Spawner::reap_one(pid_t pid) {
+  int status;
+  if (waitpid(pid, &status, WNOHANG) != pid) return false;
+  on_reaped(pid, status);
+  return true;
 }
 
 void Spawner::reap_all() {

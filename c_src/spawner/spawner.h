@@ -21,6 +21,11 @@ namespace corral::spawner {
 
 class Spawner {
  public:
+  // Children between clone and exec at once: each holds a stack and a few
+  // fds here. Requests wait in their socket above this. The tests lower it
+  // through CORRAL_SPAWNER_MAX_PENDING to drive the pause and the resume.
+  static constexpr size_t kMaxPending = 64;
+
   // request: the request socket (SOCK_SEQPACKET) from the driver.
   explicit Spawner(unique_fd request);
   ~Spawner();
@@ -91,6 +96,8 @@ class Spawner {
   // waitpid(-1) until none is left: O(children) in the kernel per call.
   void reap_all();
   void on_reaped(pid_t pid, int status);
+  // waitpid(pid, WNOHANG), O(1): true if it had exited and is now reaped.
+  bool reap_one(pid_t pid);
   void watch_exit(Tracked& t);
   // Moves a long-lived fd above share_below_ (best effort).
   void move_up(unique_fd& fd) const;
@@ -134,8 +141,8 @@ class Spawner {
   // children join their leaf through cgroup.procs.
   bool use_clone3_ = true;
   bool done_ = false;
-  size_t max_pending_ = 64;  // children between clone and exec at most
-  size_t fd_limit_ = 1024;   // our RLIMIT_NOFILE soft limit, once raised
+  size_t max_pending_ = kMaxPending;
+  size_t fd_limit_ = 1024;  // our RLIMIT_NOFILE soft limit, once raised
   // Children share our fd table until they take the fds below this one
   // (ChildContext::share_fds_below); the fds a running child costs us are
   // moved above it. 0 where the fd limit leaves no room for that.
