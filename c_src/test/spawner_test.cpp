@@ -179,6 +179,22 @@ pid_t read_pid_line(int fd) {
 // non-interactive shell is not a group leader, so $! is the escapee's pid.
 std::string escape_script(const std::string& then) { return "setsid sleep 30 & echo $!; " + then; }
 
+// pid's open fds, each with what /proc says it is (its link target).
+std::vector<std::pair<int, std::string>> open_fds(pid_t pid) {
+  std::vector<std::pair<int, std::string>> out;
+  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* d = opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    char target[256] = {};
+    ssize_t n = readlink((dir + "/" + e->d_name).c_str(), target, sizeof target - 1);
+    out.emplace_back(atoi(e->d_name), n > 0 ? target : "");
+  }
+  closedir(d);
+  return out;
+}
+
 // A child as the driver sees it: its control socket and pipe ends.
 struct Handle {
   int ctl = -1;
@@ -288,6 +304,36 @@ class SpawnerTest : public ::testing::Test {
     frame::Frame eof;
     EXPECT_EQ(recv(h.ctl, eof, fds, 2000ms), 0) << "ctl not closed after Exit";
     return static_cast<int>(f.a);
+  }
+
+  // Sends n Spawn requests for `sh -c "exit status(i)"` before reading any
+  // answer, then expects each to get its Fds and then its own exit status.
+  template <typename F>
+  void expect_pipelined_exits(int n, F status) {
+    std::vector<Handle> hs(n);
+    for (int i = 0; i < n; i++)
+      hs[i].ctl =
+          send_spawn(encode({"/bin/sh", {"sh", "-c", "exit " + std::to_string(status(i))}}));
+    for (int i = 0; i < n; i++) {
+      frame::Frame f;
+      std::vector<int> fds;
+      ASSERT_EQ(recv(hs[i].ctl, f, fds), 1) << i;
+      ASSERT_EQ(f.type, frame::Type::Fds) << i << ": errno " << f.a << " at " << f.payload;
+      for (int fd : fds) close(fd);
+      int st = expect_exit(hs[i]);
+      ASSERT_TRUE(WIFEXITED(st)) << i;
+      EXPECT_EQ(WEXITSTATUS(st), status(i));
+    }
+  }
+
+  // Starts a child whose background job leaves its session (escape_script)
+  // and waits until it has; esc is the escapee's pid.
+  void start_escaping(const std::string& then, Handle& h, pid_t& esc) {
+    start(sh(escape_script(then)), h);
+    esc = read_pid_line(h.out);
+    ASSERT_GT(esc, 0);
+    ASSERT_TRUE(eventually([&] { return getsid(esc) == esc; }))
+        << "the escapee did not leave the session";
   }
 
   void send_ctl(const Handle& h, frame::Type type, int64_t a = 0) {
@@ -461,20 +507,7 @@ TEST_F(SpawnerTest, PipelinedRequestsEachGetFdsThenTheirOwnExit) {
   // clone and exec at once, and some exit (and are reaped) before the
   // spawner has read their exec status. Each must still get its Fds first,
   // then its own exit status.
-  constexpr int kN = 64;
-  std::vector<Handle> hs(kN);
-  for (int i = 0; i < kN; i++)
-    hs[i].ctl = send_spawn(encode({"/bin/sh", {"sh", "-c", "exit " + std::to_string(i % 50)}}));
-  for (int i = 0; i < kN; i++) {
-    frame::Frame f;
-    std::vector<int> fds;
-    ASSERT_EQ(recv(hs[i].ctl, f, fds), 1) << i;
-    ASSERT_EQ(f.type, frame::Type::Fds) << i << ": errno " << f.a << " at " << f.payload;
-    for (int fd : fds) close(fd);
-    int st = expect_exit(hs[i]);
-    ASSERT_TRUE(WIFEXITED(st)) << i;
-    EXPECT_EQ(WEXITSTATUS(st), i % 50);
-  }
+  expect_pipelined_exits(64, [](int i) { return i % 50; });
   EXPECT_TRUE(spawner_alive());
 }
 
@@ -486,20 +519,7 @@ TEST_F(SpawnerTest, RequestsWaitWhileTooManyChildrenAreBeforeExec) {
   setenv("CORRAL_SPAWNER_MAX_PENDING", "1", 1);
   start_spawner();
   unsetenv("CORRAL_SPAWNER_MAX_PENDING");
-  constexpr int kN = 40;
-  std::vector<Handle> hs(kN);
-  for (int i = 0; i < kN; i++)
-    hs[i].ctl = send_spawn(encode({"/bin/sh", {"sh", "-c", "exit " + std::to_string(i)}}));
-  for (int i = 0; i < kN; i++) {
-    frame::Frame f;
-    std::vector<int> fds;
-    ASSERT_EQ(recv(hs[i].ctl, f, fds), 1) << i;
-    ASSERT_EQ(f.type, frame::Type::Fds) << i;
-    for (int fd : fds) close(fd);
-    int st = expect_exit(hs[i]);
-    ASSERT_TRUE(WIFEXITED(st)) << i;
-    EXPECT_EQ(WEXITSTATUS(st), i);
-  }
+  ASSERT_NO_FATAL_FAILURE(expect_pipelined_exits(40, [](int i) { return i; }));
   // Paused or not, the end of the request socket still stops the spawner.
   Handle last;
   start(sh("sleep 30"), last);
@@ -521,14 +541,8 @@ TEST_F(SpawnerTest, RunningChildrenCostFdsAboveTheSharedRange) {
   ASSERT_NE(at, std::string::npos);
   long soft = strtol(limits.c_str() + at + strlen("Max open files"), nullptr, 10);
   int low = 0, high = 0;
-  std::string dir = "/proc/" + std::to_string(pid_) + "/fd";
-  DIR* d = opendir(dir.c_str());
-  ASSERT_NE(d, nullptr);
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    (atoi(e->d_name) >= 1024 ? high : low)++;
-  }
-  closedir(d);
+  for (const auto& [fd, what] : open_fds(pid_)) (fd >= 1024 ? high : low)++;
+  ASSERT_GT(low + high, 0) << "cannot list the spawner's fds";
   if (soft < 4096) {
     EXPECT_EQ(high, 0) << "fd limit " << soft;
   } else {
@@ -552,15 +566,7 @@ TEST_F(SpawnerTest, ExitsAreFoundWhenPidfdsGiveWay) {
   std::vector<Handle> hs(kN);
   auto count_pidfds = [&] {
     int n = 0;
-    std::string dir = "/proc/" + std::to_string(pid_) + "/fd";
-    DIR* d = opendir(dir.c_str());
-    if (!d) return -1;
-    while (dirent* e = readdir(d)) {
-      char target[256] = {};
-      std::string link = dir + "/" + e->d_name;
-      if (readlink(link.c_str(), target, sizeof target - 1) > 0 && strstr(target, "pidfd")) n++;
-    }
-    closedir(d);
+    for (const auto& [fd, what] : open_fds(pid_)) n += what.find("pidfd") != std::string::npos;
     return n;
   };
   auto cmd = [](int i) { return sh("sleep 0.5; exit " + std::to_string(i)); };
@@ -623,11 +629,8 @@ TEST_F(SpawnerTest, StopKillsAnEscapeeBeforeExit) {
   std::string why, own = writable_v2_dir(why);
   if (own.empty()) GTEST_SKIP() << why;
   Handle h;
-  start(sh(escape_script("exec sleep 30")), h);
-  pid_t esc = read_pid_line(h.out);
-  ASSERT_GT(esc, 0);
-  ASSERT_TRUE(eventually([&] { return getsid(esc) == esc; }))
-      << "the escapee did not leave the session";
+  pid_t esc;
+  ASSERT_NO_FATAL_FAILURE(start_escaping("exec sleep 30", h, esc));
   ASSERT_NE(getpgid(esc), h.pid);
   expect_in_leaf(own, base(own), h, esc);
   send_ctl(h, frame::Type::Stop);
@@ -643,13 +646,10 @@ TEST_F(SpawnerTest, LeaderExitKillsAnEscapeeBeforeExit) {
   std::string why, own = writable_v2_dir(why);
   if (own.empty()) GTEST_SKIP() << why;
   Handle h;
-  start(sh(escape_script("read x || exit 0")), h);
-  pid_t esc = read_pid_line(h.out);
-  ASSERT_GT(esc, 0);
+  pid_t esc;
   // Only once it has left the group is it an escapee: before that the
   // group's SIGKILL takes it, the leaf is clean, and it is kept for reuse.
-  ASSERT_TRUE(eventually([&] { return getsid(esc) == esc; }))
-      << "the escapee did not leave the session";
+  ASSERT_NO_FATAL_FAILURE(start_escaping("read x || exit 0", h, esc));
   expect_in_leaf(own, base(own), h, esc);
   close(h.in);  // the leader exits 0; the escapee would sleep on
   h.in = -1;
@@ -693,11 +693,9 @@ TEST_F(SpawnerTest, CleanLeavesAreReusedKilledOnesAreNot) {
   ASSERT_TRUE(WIFEXITED(st));
   ASSERT_TRUE(exists(a.cgroup)) << "a clean leaf was not kept";
   Handle b;
-  start(sh(escape_script("exec sleep 30")), b);
+  pid_t esc;
+  ASSERT_NO_FATAL_FAILURE(start_escaping("exec sleep 30", b, esc));
   EXPECT_EQ(b.cgroup, a.cgroup) << "the clean leaf was not reused";
-  pid_t esc = read_pid_line(b.out);
-  ASSERT_GT(esc, 0);
-  ASSERT_TRUE(eventually([&] { return getsid(esc) == esc; }));
   send_ctl(b, frame::Type::Signal, SIGKILL);  // the group dies, the escapee lives on
   expect_exit(b);
   EXPECT_TRUE(dead(esc));
@@ -713,9 +711,8 @@ TEST_F(SpawnerTest, RequestEofKillsEscapeesAndRemovesTheBase) {
   if (own.empty()) GTEST_SKIP() << why;
   std::string b = base(own);
   Handle h;
-  start(sh(escape_script("exec sleep 30")), h);
-  pid_t esc = read_pid_line(h.out);
-  ASSERT_GT(esc, 0);
+  pid_t esc;
+  ASSERT_NO_FATAL_FAILURE(start_escaping("exec sleep 30", h, esc));
   expect_in_leaf(own, b, h, esc);
   close(req_);
   req_ = -1;
