@@ -52,14 +52,6 @@ defmodule Corral.ContainmentBench do
   defp header do
     {nproc, 0} = System.cmd("nproc", [])
     {uname, 0} = System.cmd("uname", ["-srm"])
-    otp = :erlang.system_info(:otp_release) |> to_string()
-
-    otp_full =
-      case File.read(Path.join([:code.root_dir(), "releases", otp, "OTP_VERSION"])) do
-        {:ok, v} -> String.trim(v)
-        _ -> otp
-      end
-
     {soft, hard} = nofile_limit("self")
 
     IO.puts("Corral containment benchmarks")
@@ -67,7 +59,7 @@ defmodule Corral.ContainmentBench do
     IO.puts("  kernel:   #{String.trim(uname)}")
 
     IO.puts(
-      "  OTP #{otp_full} (ERTS #{:erlang.system_info(:version)}), Elixir #{System.version()}, " <>
+      "  OTP #{otp_version()} (ERTS #{:erlang.system_info(:version)}), Elixir #{System.version()}, " <>
         "MIX_ENV=#{Mix.env()}"
     )
 
@@ -78,13 +70,6 @@ defmodule Corral.ContainmentBench do
     )
 
     IO.puts("  load average at start: #{loadavg()}")
-  end
-
-  defp loadavg do
-    case File.read("/proc/loadavg") do
-      {:ok, l} -> l |> String.split() |> Enum.take(3) |> Enum.join(" ")
-      _ -> "unknown"
-    end
   end
 
   ## /proc

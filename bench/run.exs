@@ -50,13 +50,6 @@ defmodule Corral.Bench do
 
   defp header do
     {uname, 0} = System.cmd("uname", ["-srm"])
-    otp = :erlang.system_info(:otp_release) |> to_string()
-
-    otp_full =
-      case File.read(Path.join([:code.root_dir(), "releases", otp, "OTP_VERSION"])) do
-        {:ok, v} -> String.trim(v)
-        _ -> otp
-      end
 
     cpu =
       case File.read("/proc/cpuinfo") do
@@ -76,16 +69,10 @@ defmodule Corral.Bench do
       "  machine: #{:erlang.system_info(:logical_processors_available)} CPUs (nproc), #{cpu}"
     )
 
-    load =
-      case File.read("/proc/loadavg") do
-        {:ok, l} -> l |> String.split() |> Enum.take(3) |> Enum.join(" ")
-        _ -> "unknown"
-      end
-
-    IO.puts("  kernel:  #{String.trim(uname)}, load average #{load} at start")
+    IO.puts("  kernel:  #{String.trim(uname)}, load average #{loadavg()} at start")
 
     IO.puts(
-      "  OTP #{otp_full} (ERTS #{:erlang.system_info(:version)}), Elixir #{System.version()}, " <>
+      "  OTP #{otp_version()} (ERTS #{:erlang.system_info(:version)}), Elixir #{System.version()}, " <>
         "#{System.schedulers_online()} schedulers, MIX_ENV=#{Mix.env()}"
     )
   end

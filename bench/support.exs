@@ -82,4 +82,22 @@ defmodule Corral.BenchSupport do
       v -> String.to_integer(v)
     end
   end
+
+  @doc "The OTP version in full (e.g. 25.2.3), from the release's OTP_VERSION."
+  def otp_version do
+    otp = :erlang.system_info(:otp_release) |> to_string()
+
+    case File.read(Path.join([:code.root_dir(), "releases", otp, "OTP_VERSION"])) do
+      {:ok, v} -> String.trim(v)
+      _ -> otp
+    end
+  end
+
+  @doc "The 1, 5 and 15 minute load averages, or \"unknown\"."
+  def loadavg do
+    case File.read("/proc/loadavg") do
+      {:ok, l} -> l |> String.split() |> Enum.take(3) |> Enum.join(" ")
+      _ -> "unknown"
+    end
+  end
 end
