@@ -1,0 +1,245 @@
+# The harness: runs the scenario table (bench/run.exs), each scenario
+# printing its own detail table as it goes, then writes one row per
+# scenario as a Markdown table and a gnuplot chart.
+#
+# A scenario is a map:
+#   name       what `make bench ONLY=name` selects (a prefix selects several)
+#   what       what is measured, and how
+#   unit       :us, :ms, :mbps, :per_s, :bytes, :fds, :count or :kib
+#   better     :lower or :higher
+#   baselines  labels of the baselines, in the order run/0 returns them; the
+#              first is the one the ratio is taken against
+#   target     nil, {:ratio, op, x} or {:value, op, x} (op :<=, :>=, :<, :==),
+#              or {:text, description} when run/0 decides through :ok
+#   run        fn returning %{corral: x, baselines: [x | nil]} and optionally
+#              ok: false (a condition besides the target failed)
+defmodule Bench.Harness do
+  @moduledoc false
+  import Bench
+
+  @results Path.expand("results", __DIR__)
+
+  def main(scenarios) do
+    started = now_ns()
+    only = System.get_env("CORRAL_BENCH_ONLY", "")
+    info = machine()
+    IO.puts("Corral benchmarks\n" <> Enum.map_join(info, "\n", &("  " <> &1)))
+
+    rows =
+      for s <- select(scenarios, only) do
+        IO.puts("\n== #{s.name}: #{s.what} ==")
+        row(s, guarded(s.run))
+      end
+
+    secs = (now_ns() - started) / 1.0e9
+    info = info ++ ["load average at end: #{loadavg()}; total time #{fmt(secs, 0)} s"]
+    IO.puts("\n== Summary ==")
+
+    table(
+      ["scenario", "Corral", "ratio", "target", "result"],
+      for(r <- rows, do: [r.name, r.corral, r.ratio_text, r.target, r.result])
+    )
+
+    # A partial or quick run must not overwrite the figures the README shows.
+    dir = if only == "" and not quick?(), do: @results, else: Path.join(out_dir(), "results")
+    File.mkdir_p!(dir)
+    File.write!(Path.join(dir, "results.md"), markdown(info, rows))
+    chart(dir, rows)
+    IO.puts("\nWrote #{Path.relative_to_cwd(dir)}/results.md and results.svg")
+    if Enum.any?(rows, &(&1.result == "FAILED")), do: System.halt(1)
+  end
+
+  defp select(scenarios, ""), do: scenarios
+
+  defp select(scenarios, only) do
+    wanted = String.split(only, ",", trim: true)
+
+    picked =
+      Enum.filter(scenarios, fn s -> Enum.any?(wanted, &String.starts_with?(s.name, &1)) end)
+
+    if picked == [],
+      do:
+        raise(
+          "ONLY=#{only} names no scenario; the scenarios: #{Enum.map_join(scenarios, ", ", & &1.name)}"
+        )
+
+    picked
+  end
+
+  defp guarded(fun) do
+    {:ok, fun.()}
+  rescue
+    e -> failed(Exception.message(e))
+  catch
+    kind, reason -> failed(Exception.format_banner(kind, reason))
+  end
+
+  defp failed(msg) do
+    IO.puts("FAILED: " <> msg)
+    {:failed, msg |> String.split("\n") |> hd()}
+  end
+
+  ## One summary row per scenario
+
+  defp row(s, {:failed, msg}) do
+    %{
+      name: s.name,
+      what: s.what,
+      corral: "FAILED: #{msg}",
+      baselines: "",
+      ratio: nil,
+      ratio_text: "",
+      target: target_text(s),
+      result: "FAILED",
+      better: s.better,
+      chart_target: nil
+    }
+  end
+
+  defp row(s, {:ok, r}) do
+    ref = List.first(r.baselines)
+    ratio = if is_number(ref) and ref != 0, do: r.corral / ref
+    met = target_met(s.target, r.corral, ratio)
+
+    result =
+      cond do
+        s.target == nil and not Map.has_key?(r, :ok) -> "—"
+        met != false and Map.get(r, :ok, true) -> "pass"
+        true -> "miss"
+      end
+
+    baselines =
+      Enum.zip(s.baselines, r.baselines)
+      |> Enum.reject(fn {_, v} -> v == nil end)
+      |> Enum.map_join("; ", fn {label, v} -> "#{label} #{show(v, s.unit)}" end)
+
+    %{
+      name: s.name,
+      what: s.what,
+      corral: show(r.corral, s.unit),
+      baselines: baselines,
+      ratio: ratio,
+      ratio_text: if(ratio, do: fmt(ratio, 2) <> "×", else: "—"),
+      target: target_text(s),
+      result: result,
+      better: s.better,
+      chart_target: match?({:ratio, _, _}, s.target) && elem(s.target, 2)
+    }
+  end
+
+  defp target_met({:ratio, _, _}, _, nil), do: false
+  defp target_met({:ratio, op, x}, _, ratio), do: apply(Kernel, op, [ratio, x])
+  defp target_met({:value, op, x}, v, _), do: apply(Kernel, op, [v, x])
+  defp target_met(_, _, _), do: nil
+
+  defp target_text(%{target: nil}), do: "—"
+  defp target_text(%{target: {:text, t}}), do: t
+  defp target_text(%{target: {:ratio, op, x}}), do: "#{op_text(op)} #{fmt(x, 2)}×"
+  defp target_text(%{target: {:value, op, x}, unit: u}), do: "#{op_text(op)} #{show(x, u)}"
+
+  defp op_text(op), do: %{<=: "≤", >=: "≥", <: "<", ==: "="}[op]
+
+  defp show(v, :us), do: fmt(v, 0) <> " µs"
+  defp show(v, :ms), do: fmt(v, 2) <> " ms"
+  defp show(v, :mbps), do: fmt(v, 0) <> " MB/s"
+  defp show(v, :per_s), do: fmt(v, 0) <> "/s"
+  defp show(v, :bytes), do: size(v)
+  defp show(v, :fds), do: fmt(v, 2)
+  defp show(v, :count), do: fmt(v, 0)
+  defp show(v, :kib), do: fmt(v, 0) <> " KiB"
+
+  ## Output
+
+  defp markdown(info, rows) do
+    cell = &String.replace(to_string(&1), "|", "\\|")
+
+    lines =
+      for r <- rows do
+        "| `#{r.name}` | " <>
+          Enum.map_join(
+            [r.what, r.corral, r.baselines, r.ratio_text, r.target, r.result],
+            " | ",
+            cell
+          ) <>
+          " |"
+      end
+
+    """
+    # Corral benchmarks
+
+    #{Enum.map_join(info, "\n", &("- " <> &1))}
+
+    Ratio = Corral ÷ the first baseline listed (MB = 10^6 bytes).
+
+    | scenario | measures | Corral | baselines | ratio | target | result |
+    |---|---|---:|---|---:|---|---|
+    #{Enum.join(lines, "\n")}
+
+    ![Corral ÷ baseline per scenario](results.svg)
+    """
+  end
+
+  # Bars of the ratio per scenario on a log scale, the target ratios marked
+  # (bench/chart.gp draws them).
+  defp chart(dir, rows) do
+    rows = Enum.filter(rows, & &1.ratio)
+    data = Path.join(out_dir(), "chart.tsv")
+    svg = Path.join(dir, "results.svg")
+
+    File.write!(
+      data,
+      Enum.map(rows, fn r ->
+        arrow = if r.better == :lower, do: "↓", else: "↑"
+
+        Enum.join(["#{r.name} #{arrow}", r.ratio, r.chart_target || "NaN", r.result], "\t") <>
+          "\n"
+      end)
+    )
+
+    xs = Enum.flat_map(rows, &[&1.ratio, &1.chart_target || 1.0]) ++ [1.0]
+
+    vars =
+      "data='#{data}'; out='#{svg}'; n=#{max(length(rows), 1)}; " <>
+        "xmin=#{Enum.min(xs) / 3}; xmax=#{Enum.max(xs) * 3}"
+
+    case System.cmd("gnuplot", ["-e", vars, Path.expand("chart.gp", __DIR__)],
+           stderr_to_stdout: true
+         ) do
+      {_, 0} -> :ok
+      {out, n} -> IO.puts("gnuplot failed (#{n}), no chart: #{out}")
+    end
+  end
+
+  ## The machine
+
+  defp machine do
+    {uname, 0} = System.cmd("uname", ["-srm"])
+
+    [_, cpu] =
+      Regex.run(~r/^model name\s*:\s*(.+)$/m, File.read!("/proc/cpuinfo")) || [nil, "unknown CPU"]
+
+    otp = :erlang.system_info(:otp_release) |> to_string()
+
+    otp =
+      case File.read(Path.join([:code.root_dir(), "releases", otp, "OTP_VERSION"])) do
+        {:ok, v} -> String.trim(v)
+        _ -> otp
+      end
+
+    [
+      "#{DateTime.utc_now() |> DateTime.truncate(:second)}" <>
+        if(quick?(), do: " (QUICK: short counts, not figures)", else: ""),
+      "#{:erlang.system_info(:logical_processors_available)} CPUs, #{cpu}, kernel #{String.trim(uname)}",
+      "OTP #{otp} (ERTS #{:erlang.system_info(:version)}), Elixir #{System.version()}, " <>
+        "#{System.schedulers_online()} schedulers, MIX_ENV=#{Mix.env()}, ulimit -n #{nofile_limit("self")}",
+      "load average at start: #{loadavg()}"
+    ]
+  end
+
+  defp loadavg do
+    case File.read("/proc/loadavg") do
+      {:ok, l} -> l |> String.split() |> Enum.take(3) |> Enum.join(" ")
+      _ -> "unknown"
+    end
+  end
+end

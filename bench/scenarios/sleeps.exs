@@ -1,0 +1,408 @@
+# Containment: many concurrent `sleep 60` children (one measurement that
+# several scenarios read), and how fast a killed owner's tree is gone.
+defmodule Bench.Sleeps do
+  @moduledoc false
+  import Bench
+
+  @tree Path.expand("../../test/fixtures/bin/tree", __DIR__)
+
+  @doc "The measurement of 1,000 and 10,000 Corral sleeps and 1,000 open_port ones, made once."
+  def run, do: once(:sleeps, &measure/0)
+
+  # fds kept free in the VM (for /proc reads, System.cmd, ...) and in the
+  # spawner (what it opens while spawning one child).
+  @vm_reserve 64
+  @spawner_reserve 32
+
+  defp measure do
+    target = n(10_000, 300)
+    small_n = n(1000, 100)
+    true = corral_true()
+    sp = vm_child("corral_spawner")
+
+    # With stdio :null a child costs the VM one fd (its control socket); in
+    # the spawner its pidfd gives way as the fd table fills, its control
+    # socket cannot.
+    room =
+      min(
+        nofile_limit("self") - fd_count("self") - @vm_reserve,
+        nofile_limit(sp) - fd_count(sp) - @spawner_reserve
+      )
+
+    planned = min(target, room)
+
+    if planned < target,
+      do: IO.puts("=> #{target} is out of reach: the fd limits allow #{planned}")
+
+    idle = median_us(fn -> true = corral_true() end)
+    idle_port = median_us(fn -> true = port_true() end)
+    small = corral_sleeps(small_n, 1, 30_000)
+    big = corral_sleeps(planned, 8, 75_000)
+    port = port_sleeps(small_n)
+
+    row = fn name, r ->
+      [
+        name,
+        size(r.mem_pc),
+        size(r.helper_rss_pc),
+        fmt(r.vm_fd_pc, 2),
+        fmt(r.helper_fd_pc, 2),
+        fmt(r.open_us / r.n, 0),
+        fmt(r.busy_us, 0),
+        r.gone,
+        r.survivors,
+        r.fds_after
+      ]
+    end
+
+    vs = fn name, r ->
+      [
+        name
+        | for(
+            k <- [:mem_pc, :helper_rss_pc, :vm_fd_pc, :helper_fd_pc, :open_pc, :busy_us],
+            do: ratio(r[k], port[k])
+          )
+      ] ++ ["", "", ""]
+    end
+
+    table(
+      [
+        "variant",
+        "VM mem/child",
+        "helper RSS/child",
+        "VM fds/child",
+        "helper fds/child",
+        "open µs/child",
+        "spawn µs while open",
+        "all gone after close",
+        "survivors",
+        "fds after (VM/helper)"
+      ],
+      [
+        row.("Corral, #{small.n}, 1 owner", small),
+        row.("Corral, #{big.n}, 8 owners", big),
+        row.("open_port, #{port.n}, 1 owner", port),
+        vs.("ratio Corral #{small.n} / open_port", small),
+        vs.("ratio Corral #{big.n} / open_port", big)
+      ]
+    )
+
+    IO.puts("""
+    helper = corral_spawner for Corral, erl_child_setup for open_port. VM mem = :erlang.memory(:total)
+    delta after a GC; RSS = VmRSS delta; open µs = wall time to open all / N. Corral close =
+    Process.exit(owner, :kill) for every owner; "all gone" = until the last sleep is dead or reaped
+    (1 ms polls); survivors = live sleeps of the spawner or of our pids after that. fds after = fd
+    counts after the close minus before the opens. spawn µs while open = median of 200 spawns of
+    /bin/true with the N sleeps running; with none running: Corral #{fmt(idle, 0)} µs, open_port \
+    #{fmt(idle_port, 0)} µs. A child's cgroup: #{big.cgroup}.
+    open_port: #{port.survivors} of #{port.n} sleeps still running 500 ms after Port.close/1; \
+    SIGKILLed then (#{port.left_after_kill} left).\
+    """)
+
+    for r <- [small, big],
+        r.errors != [],
+        do: IO.puts("Corral #{r.n}: stopped by #{inspect(r.errors)}")
+
+    %{idle: idle, small: small, big: big, port: port, target: target}
+  end
+
+  # Opens `total` sleeps from `k` owners, measures, kills the owners and
+  # times until every sleep is gone.
+  defp corral_sleeps(total, k, budget_ms) do
+    sp = vm_child("corral_spawner")
+    before = snapshot(sp)
+    t0 = now_ns()
+    parent = self()
+    deadline = System.monotonic_time(:millisecond) + budget_ms
+
+    owners =
+      for i <- 0..(k - 1) do
+        share = div(total, k) + if(i < rem(total, k), do: 1, else: 0)
+
+        spawn(fn ->
+          send(parent, {:opened, self(), open_sleeps(share, deadline, [])})
+          Process.sleep(:infinity)
+        end)
+      end
+
+    try do
+      reports =
+        for o <- owners do
+          receive do
+            {:opened, ^o, report} -> report
+          after
+            budget_ms + 20_000 -> {:stuck, []}
+          end
+        end
+
+      open_us = (now_ns() - t0) / 1000
+      pids = Enum.flat_map(reports, &elem(&1, 1))
+      if pids == [], do: raise("no sleep opened: #{inspect(reports)}")
+      Process.sleep(300)
+      if vm_child("corral_spawner") != sp, do: raise("the spawner restarted during the opens")
+      busy_us = median_us(fn -> true = corral_true() end)
+      r = per_child(before, sp, length(pids))
+      cgroup = File.read!("/proc/#{hd(pids)}/cgroup") |> String.trim()
+
+      t1 = now_ns()
+      Enum.each(owners, &Process.exit(&1, :kill))
+      gone = wait_dead(Enum.sort(pids), "sleep", t1, 1000, 30_000)
+      Process.sleep(200)
+      survivors = Enum.uniq(live_children(sp, "sleep") ++ Enum.filter(pids, &alive?(&1, "sleep")))
+      kill_pids(survivors)
+
+      Map.merge(r, %{
+        n: length(pids),
+        open_us: open_us,
+        open_pc: open_us / length(pids),
+        busy_us: busy_us,
+        errors: reports |> Enum.map(&elem(&1, 0)) |> Enum.uniq() |> List.delete(:ok),
+        cgroup: cgroup,
+        survivors: length(survivors),
+        fds_after: fds_after(before, sp),
+        close_ms: with({:ok, us} <- gone, do: us / 1000, else: (_ -> nil)),
+        gone: with({:ok, us} <- gone, do: "#{fmt(us / 1000, 0)} ms", else: (_ -> "> 30 s"))
+      })
+    after
+      Enum.each(owners, &Process.exit(&1, :kill))
+    end
+  end
+
+  defp open_sleeps(0, _deadline, pids), do: {:ok, pids}
+
+  defp open_sleeps(left, deadline, pids) do
+    if System.monotonic_time(:millisecond) > deadline do
+      {:time_budget, pids}
+    else
+      case :corral.open("/bin/sleep", ["60"], stdin: :null, stdout: :null, stderr: :null) do
+        {:ok, port} ->
+          {:ok, os_pid} = :corral.os_pid(port)
+          open_sleeps(left - 1, deadline, [os_pid | pids])
+
+        {:error, reason} ->
+          {reason, pids}
+      end
+    end
+  end
+
+  defp port_sleeps(n) do
+    helper = vm_child("erl_child_setup")
+    before = snapshot(helper)
+    parent = self()
+
+    owner =
+      spawn(fn ->
+        t0 = now_ns()
+        ports = for _ <- 1..n, do: Port.open({:spawn_executable, "/bin/sleep"}, args: ["60"])
+        us = (now_ns() - t0) / 1000
+        send(parent, {:opened, us, for(p <- ports, do: elem(Port.info(p, :os_pid), 1))})
+
+        receive do
+          :close ->
+            Enum.each(ports, &Port.close/1)
+            send(parent, :closed)
+        end
+
+        Process.sleep(:infinity)
+      end)
+
+    {us, pids} =
+      receive do
+        {:opened, us, pids} -> {us, pids}
+      after
+        60_000 -> raise "open_port: #{n} sleeps not opened in 60 s"
+      end
+
+    Process.sleep(300)
+    busy_us = median_us(fn -> true = port_true() end)
+    r = per_child(before, helper, n)
+    send(owner, :close)
+
+    receive do
+      :closed -> :ok
+    after
+      10_000 -> raise "Port.close of #{n} ports took over 10 s"
+    end
+
+    Process.exit(owner, :kill)
+    Process.sleep(500)
+    survivors = Enum.filter(pids, &alive?(&1, "sleep"))
+    # Clean up what open_port leaves behind.
+    kill_pids(survivors)
+
+    left =
+      case wait_dead(pids, "sleep", now_ns(), 1000, 10_000) do
+        {:ok, _} -> 0
+        {:timeout, l} -> length(l)
+      end
+
+    Process.sleep(100)
+
+    Map.merge(r, %{
+      n: n,
+      open_us: us,
+      open_pc: us / n,
+      busy_us: busy_us,
+      survivors: length(survivors),
+      gone: "never",
+      left_after_kill: left,
+      fds_after: fds_after(before, helper)
+    })
+  end
+
+  defp snapshot(helper),
+    do: %{mem: vm_memory(), vm_fds: fd_count("self"), fds: fd_count(helper), rss: rss(helper)}
+
+  defp per_child(b, helper, n) do
+    %{
+      mem_pc: (vm_memory() - b.mem) / n,
+      vm_fd_pc: (fd_count("self") - b.vm_fds) / n,
+      helper_fd_pc: (fd_count(helper) - b.fds) / n,
+      helper_rss_pc: (rss(helper) - b.rss) / n
+    }
+  end
+
+  defp fds_after(b, helper),
+    do: "#{signed(fd_count("self") - b.vm_fds)}/#{signed(fd_count(helper) - b.fds)}"
+
+  defp signed(n) when n > 0, do: "+#{n}"
+  defp signed(n), do: "#{n}"
+
+  ## Kill latency: `tree 2 2`, 7 processes in one group that honour SIGTERM
+
+  @doc """
+  Owner killed -> all 7 pids gone, polling /proc every 1 ms (sleeping) and,
+  printed beside it, every 0.2 ms (spinning, which keeps one scheduler busy
+  while the port closes and the spawner works: the benchmark's own tail).
+  """
+  def kill_latency do
+    for _ <- 1..3, do: trial({:kill, 1000})
+    kill = trials({:kill, 1000})
+    spin = trials({:kill, 200})
+
+    kill_table([
+      {"owner killed -> tree gone, 1 ms sleep polls", kill},
+      {"the same, 0.2 ms spin polls", spin}
+    ])
+
+    for {name, r} <- [{"1 ms polls", kill}, {"0.2 ms spin polls", spin}],
+        (slow = r.times |> Enum.filter(&(&1 > 5)) |> Enum.sort()) != [],
+        do: IO.puts("#{name}: trials over 5 ms: #{Enum.map_join(slow, " ", &fmt(&1, 0))}")
+
+    %{corral: median(kill.times), baselines: [], ok: kill.survivors + spin.survivors == 0}
+  end
+
+  @doc ":corral.stop/1 until it returns, then the 7 pids checked at once."
+  def stop_latency do
+    for _ <- 1..3, do: trial(:stop)
+    stop = trials(:stop)
+    kill_table([{":corral.stop/1 returns", stop}])
+    IO.puts("Terminal messages: #{inspect(stop.terminals)}")
+    %{corral: median(stop.times), baselines: [], ok: stop.survivors == 0}
+  end
+
+  defp kill_table(rows) do
+    IO.puts(
+      "`tree 2 2` (7 processes, one group, default SIGTERM action); ms. " <>
+        "open_port has no equivalent: a closed port's children keep running."
+    )
+
+    table(
+      ["variant", "trials", "median", "p90", "max", "over 20 ms", "survivors"],
+      for {name, r} <- rows do
+        [name, r.n | Enum.map([50, 90, 100], &fmt(pct(r.times, &1), 2))] ++
+          ["#{Enum.count(r.times, &(&1 > 20))}/#{r.n}", r.survivors]
+      end
+    )
+  end
+
+  # 100 trials (10 in a quick run), or fewer if 20 s run out.
+  defp trials(mode) do
+    t_end = System.monotonic_time(:millisecond) + 20_000
+
+    rs =
+      Enum.reduce_while(1..n(100, 10), [], fn _, acc ->
+        if System.monotonic_time(:millisecond) > t_end,
+          do: {:halt, acc},
+          else: {:cont, [trial(mode) | acc]}
+      end)
+
+    %{
+      n: length(rs),
+      times: Enum.map(rs, & &1.ms),
+      survivors: Enum.sum(Enum.map(rs, & &1.survivors)),
+      terminals: rs |> Enum.map(& &1.terminal) |> Enum.frequencies()
+    }
+  end
+
+  defp trial(mode) do
+    unless File.exists?(@tree), do: raise("#{@tree} missing (run `make fixtures`)")
+    parent = self()
+
+    owner =
+      spawn(fn ->
+        {:ok, port} = :corral.open(@tree, ["2", "2"], stdin: :null, stderr: :null)
+        send(parent, {:tree, self(), read_pids(port, "")})
+
+        receive do
+          :stop ->
+            t0 = now_ns()
+            terminal = :corral.stop(port)
+            send(parent, {:stopped, self(), (now_ns() - t0) / 1.0e6, terminal})
+        end
+      end)
+
+    pids =
+      receive do
+        {:tree, ^owner, pids} -> pids
+      after
+        10_000 -> raise "tree did not print its 7 pids within 10 s"
+      end
+
+    case mode do
+      {:kill, poll_us} ->
+        t0 = now_ns()
+        Process.exit(owner, :kill)
+
+        case wait_dead(pids, "tree", t0, poll_us, 10_000) do
+          {:ok, us} ->
+            %{ms: us / 1000, survivors: 0, terminal: nil}
+
+          {:timeout, left} ->
+            kill_pids(left)
+            %{ms: 10_000.0, survivors: length(left), terminal: nil}
+        end
+
+      :stop ->
+        send(owner, :stop)
+
+        receive do
+          {:stopped, ^owner, ms, terminal} ->
+            left = Enum.filter(pids, &alive?(&1, "tree"))
+            kill_pids(left)
+            %{ms: ms, survivors: length(left), terminal: terminal}
+        after
+          10_000 -> raise ":corral.stop/1 did not return within 10 s"
+        end
+    end
+  end
+
+  defp read_pids(port, buf) do
+    case Regex.scan(~r/^pid (\d+)$/m, buf, capture: :all_but_first) do
+      found when length(found) >= 7 ->
+        for [p] <- found, do: String.to_integer(p)
+
+      found ->
+        receive do
+          {^port, {:data, _, bin}} ->
+            :corral.ack(port, byte_size(bin))
+            read_pids(port, buf <> bin)
+
+          {^port, other} ->
+            raise "tree ended early: #{inspect(other)}"
+        after
+          10_000 -> raise "tree printed #{length(found)} pids in 10 s"
+        end
+    end
+  end
+end
