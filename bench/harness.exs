@@ -5,11 +5,11 @@
 # A scenario is a map:
 #   name       what `make bench ONLY=name` selects (a prefix selects several)
 #   what       what is measured, and how
-#   unit       :us, :ms, :mbps, :per_s, :bytes, :fds, :count or :kib
-#   better     :lower or :higher
+#   unit       :us, :ms, :mbps, :per_s, :bytes, :fds, :count or :kib (lower
+#              is better, but for the rates :mbps and :per_s)
 #   baselines  labels of the baselines, in the order run/0 returns them; the
 #              first is the one the ratio is taken against
-#   target     nil, {:ratio, op, x} or {:value, op, x} (op :<=, :>=, :<, :==),
+#   target     none, {:ratio, op, x} or {:value, op, x} (op :<=, :>=, :<, :==),
 #              or {:text, description} when run/0 decides through :ok
 #   run        fn returning %{corral: x, baselines: [x | nil]} and optionally
 #              ok: false (a condition besides the target failed)
@@ -26,7 +26,7 @@ defmodule Bench.Harness do
     IO.puts("Corral benchmarks\n" <> Enum.map_join(info, "\n", &("  " <> &1)))
 
     rows =
-      for s <- select(scenarios, only) do
+      for s <- select(scenarios, only), s = Map.put_new(s, :target, nil) do
         IO.puts("\n== #{s.name}: #{s.what} ==")
         row(s, guarded(s.run))
       end
@@ -36,7 +36,7 @@ defmodule Bench.Harness do
     IO.puts("\n== Summary ==")
 
     table(
-      ["scenario", "Corral", "ratio", "target", "result"],
+      "scenario|Corral|ratio|target|result",
       for(r <- rows, do: [r.name, r.corral, r.ratio_text, r.target, r.result])
     )
 
@@ -91,14 +91,15 @@ defmodule Bench.Harness do
       ratio_text: "",
       target: target_text(s),
       result: "FAILED",
-      better: s.better,
+      better: if(s.unit in [:mbps, :per_s], do: :higher, else: :lower),
       chart_target: nil
     }
   end
 
   defp row(s, {:ok, r}) do
     ref = List.first(r.baselines)
-    ratio = if is_number(ref) and ref != 0, do: r.corral / ref
+    # Only positive figures have a ratio (none for "0 survivors").
+    ratio = if is_number(ref) and ref > 0 and r.corral > 0, do: r.corral / ref
     met = target_met(s.target, r.corral, ratio)
 
     result =
@@ -112,6 +113,7 @@ defmodule Bench.Harness do
       Enum.zip(s.baselines, r.baselines)
       |> Enum.reject(fn {_, v} -> v == nil end)
       |> Enum.map_join("; ", fn {label, v} -> "#{label} #{show(v, s.unit)}" end)
+      |> then(&if &1 == "", do: "—", else: &1)
 
     %{
       name: s.name,
@@ -122,7 +124,7 @@ defmodule Bench.Harness do
       ratio_text: if(ratio, do: fmt(ratio, 2) <> "×", else: "—"),
       target: target_text(s),
       result: result,
-      better: s.better,
+      better: if(s.unit in [:mbps, :per_s], do: :higher, else: :lower),
       chart_target: match?({:ratio, _, _}, s.target) && elem(s.target, 2)
     }
   end
@@ -140,6 +142,7 @@ defmodule Bench.Harness do
   defp op_text(op), do: %{<=: "≤", >=: "≥", <: "<", ==: "="}[op]
 
   defp show(v, :us), do: fmt(v, 0) <> " µs"
+  defp show(v, :ms) when is_integer(v), do: "#{v} ms"
   defp show(v, :ms), do: fmt(v, 2) <> " ms"
   defp show(v, :mbps), do: fmt(v, 0) <> " MB/s"
   defp show(v, :per_s), do: fmt(v, 0) <> "/s"

@@ -122,7 +122,7 @@ defmodule Bench do
 
   @doc "A file of `bytes` random bytes in bench/out/, made once."
   def data_file(bytes) do
-    path = Path.join(@out, "data_#{size(bytes) |> String.replace(" ", "")}.bin")
+    path = Path.join(@out, "data_#{div(bytes, @mib)}MiB.bin")
 
     unless match?({:ok, %{size: ^bytes}}, File.stat(path)) do
       IO.puts("Creating #{path} ...")
@@ -257,8 +257,9 @@ defmodule Bench do
 
   ## Printing
 
-  @doc "Prints a table: the first column left-aligned, the others right-aligned."
+  @doc "Prints a table (headers \"a|b|c\"): the first column left-aligned, the others right-aligned."
   def table(headers, rows) do
+    headers = String.split(headers, "|")
     rows = Enum.map(rows, fn r -> Enum.map(r, &to_string/1) end)
 
     widths =
@@ -285,6 +286,9 @@ defmodule Bench do
 
   def fmt(x, 0), do: x |> round() |> Integer.to_string()
   def fmt(x, d), do: :erlang.float_to_binary(x / 1, decimals: d)
+
+  @doc "10000 as \"10,000\"."
+  def count(n), do: n |> Integer.to_string() |> String.replace(~r/\B(?=(\d{3})+$)/, ",")
 
   def size(b) when b < 0, do: "-" <> size(-b)
   def size(b) when b >= @gib, do: fmt(b / @gib, 2) <> " GiB"

@@ -6,153 +6,113 @@
 #   make bench QUICK=1                 short counts, to check that it works
 #
 # A partial or quick run writes bench/out/results/ instead. The C and C++
-# baselines (bench/c/) are built into bench/out/, as is the 1 GiB data file.
+# baselines (bench/c/) are built into bench/out/, as is the data file.
 
-for f <- ~w(measure.exs harness.exs scenarios/spawn.exs scenarios/sleeps.exs scenarios/io.exs),
-    do: Code.require_file(f, __DIR__)
+for f <- ~w(measure harness scenarios/spawn scenarios/sleeps scenarios/io scenarios/soak),
+    do: Code.require_file(f <> ".exs", __DIR__)
 
-sleeps = &Bench.Sleeps.run/0
-k = fn n -> if Bench.quick?(), do: "#{n}", else: "#{div(n, 1000)},000" end
+n = &Bench.n/2
+count = &Bench.count/1
+small = count.(Bench.Sleeps.small())
+big = count.(Bench.Sleeps.big())
+# Each of these scenarios reads one field of the same measurement.
+sleeps = fn f -> fn -> f.(Bench.Sleeps.run()) end end
 
 Bench.Harness.main([
   %{
     name: "spawn_latency",
-    what: ~s{median latency of cmd("/bin/true"), #{Bench.n(300, 30)} runs},
+    what: ~s{median latency of cmd("/bin/true"), #{n.(300, 30)} runs},
     unit: :us,
-    better: :lower,
     target: {:ratio, :<=, 1.0},
     baselines: ["open_port", "System.cmd", "C posix_spawn+waitpid", "C++ Boost.Process"],
     run: &Bench.Spawn.latency/0
   },
   %{
     name: "spawn_throughput",
-    what: ~s{spawns/s of cmd("/bin/true"), 16 parallel callers, 0 errors},
+    what: ~s{cmd("/bin/true") from 16 parallel callers, 0 errors},
     unit: :per_s,
-    better: :higher,
     target: {:ratio, :>=, 1.0},
     baselines: ["open_port"],
     run: &Bench.Spawn.throughput/0
   },
   %{
     name: "sleeps_1k_spawn_latency",
-    what: "the same median with #{k.(Bench.n(1000, 100))} `sleep`s running",
+    what: "the same median with #{small} `sleep`s running",
     unit: :us,
-    better: :lower,
-    target: nil,
-    baselines: ["open_port, as many port sleeps"],
-    run: fn ->
-      s = sleeps.()
-      %{corral: s.small.busy_us, baselines: [s.port.busy_us]}
-    end
+    baselines: ["open_port, #{small} port sleeps running"],
+    run: sleeps.(&%{corral: &1.small.busy_us, baselines: [&1.port.busy_us]})
   },
   %{
     name: "sleeps_10k_spawn_latency",
-    what: "the same median with #{k.(Bench.n(10_000, 300))} `sleep`s running",
+    what: "the same median with #{big} `sleep`s running",
     unit: :us,
-    better: :lower,
-    target: nil,
     baselines: ["Corral, none running"],
-    run: fn ->
-      s = sleeps.()
-      %{corral: s.big.busy_us, baselines: [s.idle]}
-    end
+    run: sleeps.(&%{corral: &1.big.busy_us, baselines: [&1.idle]})
   },
   %{
     name: "sleeps_10k_memory",
-    what: "VM memory per child, #{k.(Bench.n(10_000, 300))} concurrent `sleep 60`",
+    what: "VM memory per child, #{big} concurrent `sleep 60`",
     unit: :bytes,
-    better: :lower,
-    target: nil,
-    baselines: ["open_port (#{k.(Bench.n(1000, 100))})"],
-    run: fn ->
-      s = sleeps.()
-      %{corral: s.big.mem_pc, baselines: [s.port.mem_pc]}
-    end
+    baselines: ["open_port (#{small})"],
+    run: sleeps.(&%{corral: &1.big.mem_pc, baselines: [&1.port.mem_pc]})
   },
   %{
     name: "sleeps_10k_fds",
     what: "VM fds per child, the same",
     unit: :fds,
-    better: :lower,
-    target: nil,
-    baselines: ["open_port (#{k.(Bench.n(1000, 100))})"],
-    run: fn ->
-      s = sleeps.()
-      %{corral: s.big.vm_fd_pc, baselines: [s.port.vm_fd_pc]}
-    end
+    baselines: ["open_port (#{small})"],
+    run: sleeps.(&%{corral: &1.big.vm_fd_pc, baselines: [&1.port.vm_fd_pc]})
   },
   %{
     name: "sleeps_10k_survivors",
-    what: "children alive after their owners were killed (open_port: after Port.close)",
+    what: "children alive once their owners are killed (open_port: closed); all #{big} opened",
     unit: :count,
-    better: :lower,
     target: {:value, :==, 0},
     baselines: ["open_port"],
-    run: fn ->
-      s = sleeps.()
-
-      %{
-        corral: s.big.survivors + s.small.survivors,
-        baselines: [s.port.survivors],
-        ok: s.big.n >= s.target
-      }
-    end
+    run: sleeps.(&%{corral: &1.survivors, baselines: [&1.port.survivors], ok: &1.all_opened})
   },
   %{
     name: "sleeps_10k_gone",
-    what: "ms from killing the owners until every `sleep` is gone",
+    what: "from killing the owners until every `sleep` is gone",
     unit: :ms,
-    better: :lower,
-    target: nil,
     baselines: [],
-    run: fn ->
-      s = sleeps.()
-      %{corral: s.big.close_ms || raise("sleeps still alive after 30 s"), baselines: []}
-    end
+    run: sleeps.(&%{corral: &1.big.close_ms || raise("sleeps alive after 30 s"), baselines: []})
   },
   %{
     name: "kill_latency",
     what: "owner killed → 7-process tree gone, median; 0 survivors",
     unit: :ms,
-    better: :lower,
     target: {:value, :<, 20},
     baselines: [],
     run: &Bench.Sleeps.kill_latency/0
   },
   %{
     name: "stop_latency",
-    what: ":corral.stop/1 on a 7-process tree, median; 0 survivors",
+    what: ":corral.stop/1 of a 7-process tree, median; 0 survivors",
     unit: :ms,
-    better: :lower,
     target: {:value, :<, 20},
     baselines: [],
     run: &Bench.Sleeps.stop_latency/0
   },
   %{
     name: "cat",
-    what:
-      "`cat` of a #{Bench.size(Bench.n(1024 ** 3, 64 * 1024 ** 2))} file, default window, best run",
+    what: "`cat` of a #{Bench.size(Bench.IO.bytes())} file, default window, best run",
     unit: :mbps,
-    better: :higher,
     target: {:ratio, :>=, 0.9},
-    baselines: ["C, same pipe size", "open_port"],
+    baselines: ["raw C (best of 3 ways)", "open_port"],
     run: &Bench.IO.cat_file/0
   },
   %{
     name: "stream",
-    what: "Corral.stream!/3 of the same file, best of 3",
+    what: "Corral.stream!/3 of the same file, best of #{n.(3, 1)}",
     unit: :mbps,
-    better: :higher,
-    target: nil,
     baselines: ["C, same pipe size", "open_port"],
     run: &Bench.IO.stream/0
   },
   %{
     name: "write",
-    what: "Corral.Process.write/2 of as much into `cat > /dev/null`, best of 3",
+    what: "Corral.Process.write/2 of as much into `cat > /dev/null`, best of #{n.(3, 1)}",
     unit: :mbps,
-    better: :higher,
-    target: nil,
     baselines: ["C writer"],
     run: &Bench.IO.write/0
   },
@@ -160,43 +120,23 @@ Bench.Harness.main([
     name: "round_trip",
     what: "4 KiB request/response through `cat`, median",
     unit: :us,
-    better: :lower,
-    target: nil,
     baselines: ["open_port"],
     run: &Bench.IO.round_trip/0
   },
   %{
     name: "flood",
-    what: "VM memory growth, `yes` for #{Bench.n(5, 1)} s, owner never reads",
+    what: "VM memory growth, `yes` for #{n.(5, 1)} s, owner never reads",
     unit: :bytes,
-    better: :lower,
     target: {:value, :<=, Bench.IO.flood_limit()},
     baselines: ["open_port"],
     run: &Bench.IO.flood/0
   },
   %{
     name: "soak",
-    what: "#{k.(Bench.n(10_000, 200))} mixed runs (mix test --only soak): spawner RSS growth",
+    what: "#{count.(Bench.Soak.runs())} mixed runs (mix test --only soak): spawner RSS growth",
     unit: :kib,
-    better: :lower,
     target: {:text, "nothing left behind"},
     baselines: [],
-    run: fn ->
-      runs = "#{Bench.n(10_000, 200)}"
-      env = [{"MIX_ENV", "test"}, {"CORRAL_SOAK_RUNS", runs}]
-
-      {out, status} =
-        System.cmd("mix", ~w(test --only soak test/corral_soak_test.exs),
-          env: env,
-          stderr_to_stdout: true
-        )
-
-      IO.puts(out)
-
-      [_, kib] =
-        Regex.run(~r/spawner RSS growth (-?\d+) KiB/, out) || raise("soak failed (#{status})")
-
-      %{corral: String.to_integer(kib), baselines: [], ok: status == 0}
-    end
+    run: &Bench.Soak.run/0
   }
 ])

@@ -11,7 +11,7 @@ defmodule Bench.IO do
   # The open_port flood stops past this growth: its mailbox is unbounded.
   @flood_cap 4 * @gib
 
-  defp bytes, do: n(@gib, 64 * @mib)
+  def bytes, do: n(@gib, 64 * @mib)
   defp cat, do: System.find_executable("cat") || raise("cat not found")
 
   @doc "The default credit window, as corral_opts fills it in."
@@ -66,7 +66,7 @@ defmodule Bench.IO do
     )
 
     table(
-      ["variant", "best MB/s", "median MB/s", "vs raw C", "avg msg"],
+      "variant|best MB/s|median MB/s|vs raw C|avg msg",
       for {name, _, best, med, msgs} <- results do
         [
           name,
@@ -192,7 +192,7 @@ defmodule Bench.IO do
     IO.puts(title <> ", best of #{n(3, 1)}")
 
     table(
-      ["variant", "MB/s", "vs first"],
+      "variant|MB/s|vs first",
       for({name, v} <- rows, do: [name, fmt(v, 0), ratio(v, base)])
     )
   end
@@ -228,7 +228,7 @@ defmodule Bench.IO do
     IO.puts("#{rounds} rounds each; µs.")
 
     table(
-      ["variant", "median", "p99"],
+      "variant|median|p99",
       for(
         {name, ts} <- [{"open_port(:stream)", open_port}, {"Corral.Process write/read", corral}],
         do: [name, fmt(median(ts), 1), fmt(pct(ts, 99), 1)]
@@ -267,16 +267,7 @@ defmodule Bench.IO do
     IO.puts("`yes` for #{ms} ms, the owner never reads; growth of :erlang.memory(:total).")
 
     table(
-      [
-        "variant",
-        "secs",
-        "growth",
-        "peak",
-        "owner mem",
-        "owner queue",
-        "read from pipe",
-        "yes dead"
-      ],
+      "variant|secs|growth|peak|owner mem|owner queue|read from pipe|yes dead",
       for {name, r} <- [{"Corral (never acks)", corral}, {"open_port (never reads)", port}] do
         [
           name,

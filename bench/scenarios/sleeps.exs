@@ -6,7 +6,10 @@ defmodule Bench.Sleeps do
 
   @tree Path.expand("../../test/fixtures/bin/tree", __DIR__)
 
-  @doc "The measurement of 1,000 and 10,000 Corral sleeps and 1,000 open_port ones, made once."
+  def small, do: n(1000, 100)
+  def big, do: n(10_000, 300)
+
+  @doc "The measurement of `small` and `big` Corral sleeps and `small` open_port ones, made once."
   def run, do: once(:sleeps, &measure/0)
 
   # fds kept free in the VM (for /proc reads, System.cmd, ...) and in the
@@ -15,8 +18,7 @@ defmodule Bench.Sleeps do
   @spawner_reserve 32
 
   defp measure do
-    target = n(10_000, 300)
-    small_n = n(1000, 100)
+    target = big()
     true = corral_true()
     sp = vm_child("corral_spawner")
 
@@ -36,48 +38,28 @@ defmodule Bench.Sleeps do
 
     idle = median_us(fn -> true = corral_true() end)
     idle_port = median_us(fn -> true = port_true() end)
-    small = corral_sleeps(small_n, 1, 30_000)
+    small = corral_sleeps(small(), 1, 30_000)
     big = corral_sleeps(planned, 8, 75_000)
-    port = port_sleeps(small_n)
+    port = port_sleeps(small())
+
+    cols = [
+      mem_pc: &size/1,
+      helper_rss_pc: &size/1,
+      vm_fd_pc: &fmt(&1, 2),
+      helper_fd_pc: &fmt(&1, 2),
+      open_pc: &fmt(&1, 0),
+      busy_us: &fmt(&1, 0)
+    ]
 
     row = fn name, r ->
-      [
-        name,
-        size(r.mem_pc),
-        size(r.helper_rss_pc),
-        fmt(r.vm_fd_pc, 2),
-        fmt(r.helper_fd_pc, 2),
-        fmt(r.open_us / r.n, 0),
-        fmt(r.busy_us, 0),
-        r.gone,
-        r.survivors,
-        r.fds_after
-      ]
+      [name | for({k, f} <- cols, do: f.(r[k]))] ++ [r.gone, r.survivors, r.fds_after]
     end
 
-    vs = fn name, r ->
-      [
-        name
-        | for(
-            k <- [:mem_pc, :helper_rss_pc, :vm_fd_pc, :helper_fd_pc, :open_pc, :busy_us],
-            do: ratio(r[k], port[k])
-          )
-      ] ++ ["", "", ""]
-    end
+    vs = fn name, r -> [name | for({k, _} <- cols, do: ratio(r[k], port[k]))] ++ ["", "", ""] end
 
     table(
-      [
-        "variant",
-        "VM mem/child",
-        "helper RSS/child",
-        "VM fds/child",
-        "helper fds/child",
-        "open µs/child",
-        "spawn µs while open",
-        "all gone after close",
-        "survivors",
-        "fds after (VM/helper)"
-      ],
+      "variant|VM mem/child|helper RSS/child|VM fds/child|helper fds/child|open µs/child|" <>
+        "spawn µs while open|all gone after close|survivors|fds after (VM/helper)",
       [
         row.("Corral, #{small.n}, 1 owner", small),
         row.("Corral, #{big.n}, 8 owners", big),
@@ -103,7 +85,14 @@ defmodule Bench.Sleeps do
         r.errors != [],
         do: IO.puts("Corral #{r.n}: stopped by #{inspect(r.errors)}")
 
-    %{idle: idle, small: small, big: big, port: port, target: target}
+    %{
+      idle: idle,
+      small: small,
+      big: big,
+      port: port,
+      survivors: small.survivors + big.survivors,
+      all_opened: big.n == target
+    }
   end
 
   # Opens `total` sleeps from `k` owners, measures, kills the owners and
@@ -142,7 +131,7 @@ defmodule Bench.Sleeps do
       if vm_child("corral_spawner") != sp, do: raise("the spawner restarted during the opens")
       busy_us = median_us(fn -> true = corral_true() end)
       r = per_child(before, sp, length(pids))
-      cgroup = File.read!("/proc/#{hd(pids)}/cgroup") |> String.trim()
+      [cgroup] = Regex.run(~r/^0::.*$/m, File.read!("/proc/#{hd(pids)}/cgroup"))
 
       t1 = now_ns()
       Enum.each(owners, &Process.exit(&1, :kill))
@@ -308,7 +297,7 @@ defmodule Bench.Sleeps do
     )
 
     table(
-      ["variant", "trials", "median", "p90", "max", "over 20 ms", "survivors"],
+      "variant|trials|median|p90|max|over 20 ms|survivors",
       for {name, r} <- rows do
         [name, r.n | Enum.map([50, 90, 100], &fmt(pct(r.times, &1), 2))] ++
           ["#{Enum.count(r.times, &(&1 > 20))}/#{r.n}", r.survivors]

@@ -38,7 +38,7 @@ defmodule Bench.Spawn do
     IO.puts("#{runs} interleaved runs of #{@true_} each, after #{warmup} warm-ups; µs.")
 
     table(
-      ["variant", "median", "p90", "median / open_port"],
+      "variant|median|p90|median / open_port",
       for({name, med, p90} <- rows, med, do: [name, fmt(med, 0), fmt(p90, 0), ratio(med, port)])
     )
 
@@ -67,17 +67,7 @@ defmodule Bench.Spawn do
     )
 
     table(
-      [
-        "variant",
-        "spawns",
-        "errors",
-        "spawns/s",
-        "vs open_port",
-        "VM CPU µs",
-        "helper CPU µs",
-        "children CPU µs",
-        "machine busy"
-      ],
+      "variant|spawns|errors|spawns/s|vs open_port|VM CPU µs|helper CPU µs|children CPU µs|machine busy",
       for {name, r, helper} <- [
             {":corral.cmd/2", c, "spawner"},
             {"open_port", p, "erl_child_setup"}
