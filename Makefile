@@ -22,7 +22,7 @@ FIXTURES := $(patsubst test/fixtures/%.c,test/fixtures/bin/%,$(wildcard test/fix
 export MIX_ENV ?= dev
 
 .PHONY: all deps native erlang elixir fixtures test ctest ctest-asan eunit exunit rebar3 demo \
-	bench format clean
+	bench bench-check format clean
 
 all: native erlang elixir
 
@@ -87,6 +87,11 @@ bench: native fixtures
 	@sh bench/deps.sh
 	@ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
 		CORRAL_BENCH_ONLY=$(ONLY) CORRAL_BENCH_QUICK=$(QUICK) MIX_ENV=prod mix run bench/run.exs
+
+# The harness's own checks (made-up scenarios, no timing).
+bench-check: native
+	@sh bench/deps.sh
+	@mix run bench/harness_test.exs
 
 format:
 	@clang-format -i c_src/*/*.cpp c_src/*/*.h

@@ -24,13 +24,7 @@ defmodule Bench.Harness do
     only = System.get_env("CORRAL_BENCH_ONLY", "")
     info = machine()
     IO.puts("Corral benchmarks\n" <> Enum.map_join(info, "\n", &("  " <> &1)))
-
-    rows =
-      for s <- select(scenarios, only), s = Map.put_new(s, :target, nil) do
-        IO.puts("\n== #{s.name}: #{s.what} ==")
-        row(s, guarded(s.run))
-      end
-
+    rows = run(scenarios, only)
     secs = (now_ns() - started) / 1.0e9
     info = info ++ ["load average at end: #{loadavg()}; total time #{fmt(secs, 0)} s"]
     IO.puts("\n== Summary ==")
@@ -42,11 +36,24 @@ defmodule Bench.Harness do
 
     # A partial or quick run must not overwrite the figures the README shows.
     dir = if only == "" and not quick?(), do: @results, else: Path.join(out_dir(), "results")
+    write(dir, info, rows)
+    IO.puts("\nWrote #{Path.relative_to_cwd(dir)}/results.md and results.svg")
+    if Enum.any?(rows, &(&1.result == "FAILED")), do: System.halt(1)
+  end
+
+  @doc "Runs the scenarios `only` selects (all for \"\"), returning one summary row each."
+  def run(scenarios, only) do
+    for s <- select(scenarios, only), s = Map.put_new(s, :target, nil) do
+      IO.puts("\n== #{s.name}: #{s.what} ==")
+      row(s, guarded(s.run))
+    end
+  end
+
+  @doc "Writes `dir`/results.md and `dir`/results.svg."
+  def write(dir, info, rows) do
     File.mkdir_p!(dir)
     File.write!(Path.join(dir, "results.md"), markdown(info, rows))
     chart(dir, rows)
-    IO.puts("\nWrote #{Path.relative_to_cwd(dir)}/results.md and results.svg")
-    if Enum.any?(rows, &(&1.result == "FAILED")), do: System.halt(1)
   end
 
   defp select(scenarios, ""), do: scenarios
@@ -185,32 +192,40 @@ defmodule Bench.Harness do
   # Bars of the ratio per scenario on a log scale, the target ratios marked
   # (bench/chart.gp draws them).
   defp chart(dir, rows) do
-    rows = Enum.filter(rows, & &1.ratio)
-    data = Path.join(out_dir(), "chart.tsv")
     svg = Path.join(dir, "results.svg")
+    File.rm(svg)
+
+    case Enum.filter(rows, & &1.ratio) do
+      [] -> IO.puts("No scenario with a ratio: no chart.")
+      rows -> plot(rows, svg)
+    end
+  end
+
+  defp plot(rows, svg) do
+    data = Path.join(System.tmp_dir!(), "corral_chart_#{System.unique_integer([:positive])}.tsv")
 
     File.write!(
       data,
-      Enum.map(rows, fn r ->
+      for r <- rows do
         arrow = if r.better == :lower, do: "↓", else: "↑"
-
-        Enum.join(["#{r.name} #{arrow}", r.ratio, r.chart_target || "NaN", r.result], "\t") <>
-          "\n"
-      end)
+        "#{r.name} #{arrow}\t#{r.ratio}\t#{r.chart_target || "NaN"}\t#{r.result}\n"
+      end
     )
 
-    xs = Enum.flat_map(rows, &[&1.ratio, &1.chart_target || 1.0]) ++ [1.0]
+    xs = Enum.flat_map(rows, &[&1.ratio, &1.chart_target || 1.0])
 
     vars =
-      "data='#{data}'; out='#{svg}'; n=#{max(length(rows), 1)}; " <>
-        "xmin=#{Enum.min(xs) / 3}; xmax=#{Enum.max(xs) * 3}"
+      "data='#{data}'; out='#{svg}'; n=#{length(rows)}; " <>
+        "xmin=#{Enum.min([1.0 | xs]) / 3}; xmax=#{Enum.max([1.0 | xs]) * 3}"
 
-    case System.cmd("gnuplot", ["-e", vars, Path.expand("chart.gp", __DIR__)],
-           stderr_to_stdout: true
-         ) do
+    gp = Path.expand("chart.gp", __DIR__)
+
+    case System.cmd("gnuplot", ["-e", vars, gp], stderr_to_stdout: true) do
       {_, 0} -> :ok
       {out, n} -> IO.puts("gnuplot failed (#{n}), no chart: #{out}")
     end
+
+    File.rm(data)
   end
 
   ## The machine

@@ -8,8 +8,9 @@
 # A partial or quick run writes bench/out/results/ instead. The C and C++
 # baselines (bench/c/) are built into bench/out/, as is the data file.
 
-for f <- ~w(measure harness scenarios/spawn scenarios/sleeps scenarios/io scenarios/soak),
-    do: Code.require_file(f <> ".exs", __DIR__)
+Code.require_file("measure.exs", __DIR__)
+Code.require_file("harness.exs", __DIR__)
+for f <- Path.wildcard(Path.join(__DIR__, "scenarios/*.exs")), do: Code.require_file(f)
 
 n = &Bench.n/2
 count = &Bench.count/1
@@ -84,7 +85,7 @@ Bench.Harness.main([
     unit: :ms,
     target: {:value, :<, 20},
     baselines: [],
-    run: &Bench.Sleeps.kill_latency/0
+    run: &Bench.Kill.kill_latency/0
   },
   %{
     name: "stop_latency",
@@ -92,7 +93,7 @@ Bench.Harness.main([
     unit: :ms,
     target: {:value, :<, 20},
     baselines: [],
-    run: &Bench.Sleeps.stop_latency/0
+    run: &Bench.Kill.stop_latency/0
   },
   %{
     name: "cat",
