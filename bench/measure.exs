@@ -65,6 +65,12 @@ defmodule Bench do
     Map.new(variants, fn {name, _} -> {name, for({^name, r} <- rs, do: r)} end)
   end
 
+  @doc "The default credit window, as corral_opts fills it in."
+  def default_window do
+    {:ok, %{window: w}} = :corral_opts.normalize("/bin/true", [], [], :corral_opts.spawn_keys())
+    w
+  end
+
   ## Spawning /bin/true, the unit of the spawn scenarios: true or {:error, why}
 
   def corral_true do

@@ -128,9 +128,9 @@ Bench.Harness.main([
     name: "flood",
     what: "VM memory growth, `yes` for #{n.(5, 1)} s, owner never reads",
     unit: :bytes,
-    target: {:value, :<=, Bench.IO.flood_limit()},
+    target: {:value, :<=, Bench.Flood.limit()},
     baselines: ["open_port"],
-    run: &Bench.IO.flood/0
+    run: &Bench.Flood.run/0
   },
   %{
     name: "soak",
