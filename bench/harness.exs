@@ -64,12 +64,8 @@ defmodule Bench.Harness do
     picked =
       Enum.filter(scenarios, fn s -> Enum.any?(wanted, &String.starts_with?(s.name, &1)) end)
 
-    if picked == [],
-      do:
-        raise(
-          "ONLY=#{only} names no scenario; the scenarios: #{Enum.map_join(scenarios, ", ", & &1.name)}"
-        )
-
+    names = Enum.map_join(scenarios, ", ", & &1.name)
+    if picked == [], do: raise("ONLY=#{only} names no scenario; the scenarios: #{names}")
     picked
   end
 
@@ -88,51 +84,44 @@ defmodule Bench.Harness do
 
   ## One summary row per scenario
 
-  defp row(s, {:failed, msg}) do
-    %{
-      name: s.name,
-      what: s.what,
-      corral: "FAILED: #{msg}",
-      baselines: "",
-      ratio: nil,
-      ratio_text: "",
-      target: target_text(s),
-      result: "FAILED",
-      better: if(s.unit in [:mbps, :per_s], do: :higher, else: :lower),
-      chart_target: nil
-    }
+  defp row(s, outcome) do
+    Map.merge(
+      %{
+        name: s.name,
+        what: s.what,
+        target: target_text(s),
+        better: if(s.unit in [:mbps, :per_s], do: :higher, else: :lower),
+        chart_target: match?({:ratio, _, _}, s.target) && elem(s.target, 2)
+      },
+      figures(s, outcome)
+    )
   end
 
-  defp row(s, {:ok, r}) do
+  defp figures(_, {:failed, msg}),
+    do: %{corral: "FAILED: #{msg}", baselines: "", ratio: nil, ratio_text: "", result: "FAILED"}
+
+  defp figures(s, {:ok, r}) do
     ref = List.first(r.baselines)
     # Only positive figures have a ratio (none for "0 survivors").
     ratio = if is_number(ref) and ref > 0 and r.corral > 0, do: r.corral / ref
     met = target_met(s.target, r.corral, ratio)
 
-    result =
-      cond do
-        s.target == nil and not Map.has_key?(r, :ok) -> "—"
-        met != false and Map.get(r, :ok, true) -> "pass"
-        true -> "miss"
-      end
-
     baselines =
       Enum.zip(s.baselines, r.baselines)
       |> Enum.reject(fn {_, v} -> v == nil end)
       |> Enum.map_join("; ", fn {label, v} -> "#{label} #{show(v, s.unit)}" end)
-      |> then(&if &1 == "", do: "—", else: &1)
 
     %{
-      name: s.name,
-      what: s.what,
       corral: show(r.corral, s.unit),
-      baselines: baselines,
+      baselines: if(baselines == "", do: "—", else: baselines),
       ratio: ratio,
       ratio_text: if(ratio, do: fmt(ratio, 2) <> "×", else: "—"),
-      target: target_text(s),
-      result: result,
-      better: if(s.unit in [:mbps, :per_s], do: :higher, else: :lower),
-      chart_target: match?({:ratio, _, _}, s.target) && elem(s.target, 2)
+      result:
+        cond do
+          s.target == nil and not Map.has_key?(r, :ok) -> "—"
+          met != false and Map.get(r, :ok, true) -> "pass"
+          true -> "miss"
+        end
     }
   end
 

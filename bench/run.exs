@@ -59,7 +59,7 @@ Bench.Harness.main([
   },
   %{
     name: "sleeps_10k_fds",
-    what: "VM fds per child, the same",
+    what: "VM fds per child, #{big} concurrent `sleep 60`",
     unit: :fds,
     baselines: ["open_port (#{small})"],
     run: sleeps.(&%{corral: &1.big.vm_fd_pc, baselines: [&1.port.vm_fd_pc]})
