@@ -3,7 +3,7 @@
 #   make test     build and run every test (GoogleTest via ctest, also under
 #                 ASan+UBSan; EUnit; ExUnit)
 #   make demo     run the tour in examples/
-#   make bench    side-by-side benchmarks (bench/)
+#   make bench    side-by-side benchmarks (bench/), as a table and a chart
 # Missing Debian packages are installed when run as root (scripts/deps.sh).
 
 SHELL := /bin/bash
@@ -22,7 +22,7 @@ FIXTURES := $(patsubst test/fixtures/%.c,test/fixtures/bin/%,$(wildcard test/fix
 export MIX_ENV ?= dev
 
 .PHONY: all deps native erlang elixir fixtures test ctest ctest-asan eunit exunit rebar3 demo \
-	bench format clean
+	bench bench-check format clean
 
 all: native erlang elixir
 
@@ -80,12 +80,18 @@ rebar3: fixtures
 demo: native
 	@mix run examples/tour.exs
 
+# make bench [ONLY=name,...] [QUICK=1]: one VM runs every scenario (bench/run.exs)
+# and writes bench/results/results.md and results.svg. 10,000 children at
+# one fd each: raise the fd limit (root may raise the hard one).
 bench: native fixtures
-	@MIX_ENV=prod mix run bench/run.exs
-	@MIX_ENV=prod mix run bench/stream_bench.exs
-	@# 10,000 children at 4 fds each: raise the fd limit (root may raise the hard one)
-	@ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); MIX_ENV=prod mix run bench/containment_bench.exs
-	@CORRAL_SOAK_RUNS=10000 MIX_ENV=test mix test --only soak test/corral_soak_test.exs
+	@sh bench/deps.sh
+	@ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+		CORRAL_BENCH_ONLY=$(ONLY) CORRAL_BENCH_QUICK=$(QUICK) MIX_ENV=prod mix run bench/run.exs
+
+# The harness's own checks (made-up scenarios, no timing).
+bench-check: native
+	@sh bench/deps.sh
+	@mix run bench/harness_test.exs
 
 format:
 	@clang-format -i c_src/*/*.cpp c_src/*/*.h
