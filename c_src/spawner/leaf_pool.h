@@ -11,6 +11,7 @@
 
 #include "cgroup.h"
 #include "fd.h"
+#include "log.h"
 
 namespace corral::spawner {
 
@@ -59,6 +60,7 @@ class LeafPool {
   // clone3(CLONE_INTO_CGROUP) works here; once it fails as unsupported,
   // children join their leaf through cgroup.procs.
   bool use_clone3_ = true;
+  LogOnce make_failed_, procs_failed_, remove_failed_;
 };
 
 }  // namespace corral::spawner

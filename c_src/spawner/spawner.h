@@ -16,6 +16,7 @@
 #include "fd.h"
 #include "frame.h"
 #include "leaf_pool.h"
+#include "log.h"
 
 namespace corral::spawner {
 
@@ -85,6 +86,8 @@ class Spawner : private ExitWatcher::Sink {
   // moved above it. 0 where the fd limit leaves no room for that.
   int share_below_ = 0;
   bool request_paused_ = false;  // max_pending_ reached: requests wait
+  // Conditions that may come with every request or child.
+  LogOnce bad_request_, send_failed_, watch_failed_, kill_failed_, not_empty_;
 };
 
 }  // namespace corral::spawner
