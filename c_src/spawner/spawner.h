@@ -39,9 +39,6 @@ class Spawner : private ExitWatcher::Sink {
   // -errno if epoll itself fails.
   int run();
 
-  // The base cgroup that holds every child's leaf; empty when none is used.
-  const std::string& cgroup_base() const { return leaves_.base_path(); }
-
  private:
   // requests
   void on_request();
