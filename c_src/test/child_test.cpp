@@ -448,7 +448,9 @@ TEST(Launch, SharedTableChildTakesOnlyTheLowFds) {
 TEST(Launch, PortableCloneReturnsOnlyOnceTheChildHasExeced) {
   // The child blocks in its setup until the pipe is drained. The caller must
   // wait for it (CLONE_VFORK): the child shares our memory and, here, makes
-  // its system calls through libc, which writes our errno.
+  // its system calls through libc, which writes our errno. (The kernel lets
+  // the caller go on once execve has dropped our memory, a moment before it
+  // closes the status pipe: that pipe may still be open on return.)
   FullPipe block;
   ChildContext ctx;
   ctx.cgroup_procs = block.wr.get();
@@ -465,7 +467,6 @@ TEST(Launch, PortableCloneReturnsOnlyOnceTheChildHasExeced) {
   helper.join();
   ASSERT_EQ(rc, 0) << stage;
   EXPECT_TRUE(returned_after_drain) << "start_child returned while the child was in its setup";
-  EXPECT_NE(l.poll(), Launch::Result::Waiting) << "the child has exec'd: its status pipe has ended";
   EXPECT_EQ(wait_launch(l), Launch::Result::Execed);
   EXPECT_EQ(read_all(l.child().out.get()), "ran\n");
   EXPECT_EQ(wait_for(l.pid()), 0);
