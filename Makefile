@@ -57,7 +57,7 @@ ctest: native
 	@cd build/native && ctest --output-on-failure -j$(JOBS)
 
 ctest-asan: deps
-	@cmake -S c_src -B build/asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
+	@cmake --no-warn-unused-cli -S c_src -B build/asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build build/asan -j$(JOBS) --target corral_tests corral_spawner
 	@cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --output-on-failure -j$(JOBS)
@@ -67,13 +67,13 @@ ctest-asan: deps
 # ASan+UBSan. Only the test binary and the spawner are built.
 PORTABLE_TESTS := '^(Child|Launch|SpawnerTest)\.'
 ctest-portable: deps
-	@cmake -S c_src -B build/portable -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCORRAL_PORTABLE_CLONE=ON \
+	@cmake --no-warn-unused-cli -S c_src -B build/portable -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCORRAL_PORTABLE_CLONE=ON \
 		$(CMAKE_ARGS) >/dev/null
 	@cmake --build build/portable -j$(JOBS) --target corral_tests corral_spawner
 	@cd build/portable && ctest --output-on-failure -j$(JOBS) -R $(PORTABLE_TESTS)
 
 ctest-portable-asan: deps
-	@cmake -S c_src -B build/portable-asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON \
+	@cmake --no-warn-unused-cli -S c_src -B build/portable-asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON \
 		-DCORRAL_PORTABLE_CLONE=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build build/portable-asan -j$(JOBS) --target corral_tests corral_spawner
 	@cd build/portable-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
