@@ -6,41 +6,28 @@
 #include <unistd.h>
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "fd.h"
 #include "options.h"
 
 namespace corral::spawner {
 
-// Owns one file descriptor; closes it on destruction.
-class unique_fd {
- public:
-  unique_fd() = default;
-  explicit unique_fd(int fd) : fd_(fd) {}
-  unique_fd(unique_fd&& o) noexcept : fd_(o.release()) {}
-  unique_fd& operator=(unique_fd&& o) noexcept {
-    if (this != &o) reset(o.release());
-    return *this;
-  }
-  unique_fd(const unique_fd&) = delete;
-  unique_fd& operator=(const unique_fd&) = delete;
-  ~unique_fd() { reset(); }
+using corral::unique_fd;
 
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  int release() { return std::exchange(fd_, -1); }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
+// The one platform switch for how a child is cloned (see Launch and
+// child.cpp): 1 on x86-64, where the child is cloned without CLONE_VFORK and
+// makes raw system calls; 0 elsewhere, or with CORRAL_PORTABLE_CLONE (a CMake
+// option, so that x86-64 can test that path), where the caller waits
+// (CLONE_VFORK) and libc's syscall() is safe.
+#if defined(__x86_64__) && !defined(CORRAL_PORTABLE_CLONE)
+#define CORRAL_ASYNC_CLONE 1
+#else
+#define CORRAL_ASYNC_CLONE 0
+#endif
 
 // A NULL-terminated array of pointers into strs, for execve. strs must
 // outlive the result and must not be modified meanwhile.
@@ -57,13 +44,6 @@ struct Child {
   uint32_t mask() const;
 };
 
-struct SpawnResult {
-  bool ok = false;
-  Child child;             // when ok
-  int error = 0;           // errno, when !ok
-  const char* stage = "";  // setup stage that failed, when !ok
-};
-
 // What the spawner adds to a spec: where the child goes and what it gets
 // back from the spawner's own settings.
 struct ChildContext {
@@ -72,13 +52,12 @@ struct ChildContext {
   // child is cloned straight into cgroup_dir.
   int cgroup_procs = -1;
   // The leaf's directory (O_RDONLY|O_DIRECTORY): the child is cloned
-  // straight into it with clone3(CLONE_INTO_CGROUP). -1: no cgroup.
+  // straight into it with clone3(CLONE_INTO_CGROUP). -1: no cgroup. With
+  // both set, cgroup_procs is the fallback where clone3 is refused.
   int cgroup_dir = -1;
-  // When that clone3 fails and cgroup_procs is -1: called with its errno,
-  // returns the leaf's cgroup.procs (still the caller's to close) or -errno
-  // (the start then fails with stage "cgroup"). Without it the start fails
-  // with stage "clone3".
-  std::function<int(int clone3_errno)> cgroup_procs_fallback;
+  // When that clone3 fails and cgroup_procs is -1, the start fails with
+  // stage "clone3" and the caller may start again with cgroup_procs (the
+  // spawner does: see LeafPool).
   // Restored with setrlimit(RLIMIT_NOFILE) just before execve (stage
   // "rlimit"), undoing raise_nofile_limit. nullptr: inherit ours.
   const rlimit* nofile = nullptr;
@@ -101,10 +80,11 @@ struct ChildContext {
 // for ChildContext::reset_signals. 0 or -errno.
 int handled_signals(uint64_t& ret);
 
-// A child between clone and execve. Where the platform allows (x86-64), the
-// child is cloned with CLONE_VM but without CLONE_VFORK: the caller goes on
-// at once while the child sets itself up on a stack and with argv/envp that
-// this object owns, so it must outlive the child's use of them. The
+// A child between clone and execve. With CORRAL_ASYNC_CLONE the child is
+// cloned with CLONE_VM but without CLONE_VFORK: the caller goes on at once
+// while the child sets itself up on a stack and with argv/envp that this
+// object owns, so it must outlive the child's use of them. Without it,
+// start_child returns only once the child has exec'd or failed. The
 // exec-status pipe tells when that use ends: poll() returns Execed or
 // Failed only after its EOF, which comes once the child has exec'd or
 // exited. Destroying a Launch still Waiting SIGKILLs the child and waits
@@ -134,7 +114,8 @@ class Launch {
   const char* stage() const { return stage_; }
 
  private:
-  friend int start_child(SpawnSpec spec, const ChildContext& ctx, Launch& ret, const char*& stage);
+  friend int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret,
+                         const char*& stage);
   struct Memory;
   // Frees mem_ once the child is off it, SIGKILLing a child still Waiting.
   void settle();
@@ -155,22 +136,23 @@ class Launch {
 };
 
 // Starts spec: pipes, clone, and the child's setup and execve run on. Returns
-// 0 with ret filled, or -errno with stage set when nothing was started
-// ("pipe", "devnull", "fork", "clone3" or "cgroup": see ChildContext).
-int start_child(SpawnSpec spec, const ChildContext& ctx, Launch& ret, const char*& stage);
-
-// start_child, then waits for the exec-status pipe. Returns once the child
-// has exec'd (ok) or failed before exec (the failed child is reaped here).
-// The child becomes a process group leader and gets SIGKILL when the calling
-// thread dies. The signal mask and the dispositions in
-// ctx.reset_signals are reset in the child.
-SpawnResult spawn_child(const SpawnSpec& spec, const ChildContext& ctx = {});
+// 0 with ret filled (spec moved into it), or -errno with stage set when
+// nothing was started ("pipe", "devnull", "fork", "clone3" or "cgroup": see
+// ChildContext); spec is then left as it was, for a second try. The child
+// becomes a process group leader and gets SIGKILL when the spawner dies. The
+// signal mask and the dispositions in ctx.reset_signals are reset in the
+// child.
+int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const char*& stage);
 
 // Raises this process's RLIMIT_NOFILE soft limit to its hard limit (capped by
 // fs.nr_open), so that one spawner can hold 10,000 children's sockets, and
 // returns the original limits in ret_original for ChildContext::nofile:
 // programs that use select() break above 1024. Returns 0 or -errno.
 int raise_nofile_limit(rlimit& ret_original);
+
+// Whether clone3(CLONE_INTO_CGROUP) is built in: without it a child with a
+// cgroup joins it through ChildContext::cgroup_procs.
+bool can_clone_into_cgroup();
 
 // Raw syscalls that glibc 2.36 does not wrap. Return -1 and set errno on failure.
 int pidfd_open(pid_t pid);
