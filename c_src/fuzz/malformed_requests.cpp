@@ -441,7 +441,7 @@ int main(int argc, char** argv) {
     }
     std::printf(
         "malformed_requests: %zu bad Spawn payloads answered Error(EINVAL, decode), %zu bad raw "
-        "frames dropped, %d valid spawns among them and 3 long-lived children served; spawner "
+        "frames sent, %d valid spawns among them and 3 long-lived children served; spawner "
         "fds %zu before and after\n",
         payloads.size(), raws.size(), valid, fds_before);
     return true;
