@@ -89,7 +89,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := spawn_spec frame
 fuzz: native
 	@sh c_src/fuzz/deps.sh
-	@CC=clang CXX=clang++ cmake -S c_src/fuzz -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	@CC=clang CXX=clang++ cmake -S c_src/fuzz -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo --no-warn-unused-cli \
 		$(CMAKE_ARGS) >/dev/null
 	@cmake --build build/fuzz -j$(JOBS) | grep -v -e '^\[' -e 'Entering' -e 'Leaving' || true
 	@for t in $(FUZZ_TARGETS); do \
@@ -98,7 +98,7 @@ fuzz: native
 			-print_final_stats=1 -artifact_prefix=build/fuzz/crashes/$$t/ \
 			build/fuzz/corpus/$$t c_src/fuzz/corpus/$$t > build/fuzz/$$t.log 2>&1 \
 			|| { grep -v '^"' build/fuzz/$$t.log | tail -60; echo "fuzz_$$t: FAILED"; exit 1; }; \
-		grep -E '^#[0-9]+ +DONE' build/fuzz/$$t.log | tail -1 | sed "s/^/fuzz_$$t: /"; \
+		grep -E '^#[0-9]+[[:space:]]+DONE' build/fuzz/$$t.log | tail -1 | sed "s/^/fuzz_$$t: /"; \
 	done
 	@build/fuzz/malformed_requests priv/corral_spawner build/fuzz/spawner.log \
 		c_src/fuzz/corpus/spawn_spec c_src/fuzz/corpus/frame build/fuzz/corpus/spawn_spec
