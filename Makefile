@@ -1,7 +1,11 @@
 # Corral: the single entry point.
 #   make          build the driver, the spawner and the Erlang/Elixir code
 #   make test     build and run every test (GoogleTest via ctest, also under
-#                 ASan+UBSan; EUnit; ExUnit)
+#                 ASan+UBSan; EUnit; ExUnit; a short fuzz run; memcheck)
+#   make fuzz     fuzz the spawner's request decoding and the frame decoding
+#                 (FUZZ_SECONDS per target, default 60), then send the
+#                 spawner malformed requests among valid ones
+#   make memcheck the spawner's end-to-end tests under Valgrind
 #   make demo     run the tour in examples/
 #   make bench    side-by-side benchmarks (bench/), as a table and a chart
 # Missing Debian packages are installed when run as root (scripts/deps.sh).
@@ -22,7 +26,7 @@ FIXTURES := $(patsubst test/fixtures/%.c,test/fixtures/bin/%,$(wildcard test/fix
 export MIX_ENV ?= dev
 
 .PHONY: all deps native erlang elixir fixtures test ctest ctest-asan ctest-portable \
-	ctest-portable-asan eunit exunit rebar3 demo bench bench-check format clean
+	ctest-portable-asan eunit exunit rebar3 demo bench bench-check format clean fuzz memcheck
 
 all: native erlang elixir
 
@@ -50,7 +54,7 @@ fixtures: deps
 	@for f in test/fixtures/*.c; do [ -e "$$f" ] || continue; \
 		cc -O1 -Wall -Wextra -o test/fixtures/bin/$$(basename $$f .c) $$f || exit 1; done
 
-test: ctest ctest-asan ctest-portable ctest-portable-asan eunit exunit rebar3
+test: ctest ctest-asan ctest-portable ctest-portable-asan eunit exunit rebar3 fuzz memcheck
 
 ctest: native
 	@cd build/native && ctest --output-on-failure -j$(JOBS)
@@ -93,6 +97,32 @@ rebar3: fixtures
 	@sh scripts/deps.sh all rebar3
 	@REBAR_COLOR=none rebar3 compile
 	@REBAR_COLOR=none rebar3 eunit
+
+# libFuzzer targets, built with clang apart from the main build (c_src/fuzz).
+# A crash, a leak or a failed check stops the run: the input is left in
+# build/fuzz/crashes/TARGET/. The corpus grows in build/fuzz/corpus/TARGET,
+# seeded from c_src/fuzz/corpus/TARGET.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := spawn_spec frame
+fuzz: native
+	@sh c_src/fuzz/deps.sh
+	@CC=clang CXX=clang++ cmake -S c_src/fuzz -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo --no-warn-unused-cli \
+		$(CMAKE_ARGS) >/dev/null
+	@cmake --build build/fuzz -j$(JOBS) | grep -v -e '^\[' -e 'Entering' -e 'Leaving' || true
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p build/fuzz/corpus/$$t build/fuzz/crashes/$$t; \
+		build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+			-print_final_stats=1 -artifact_prefix=build/fuzz/crashes/$$t/ \
+			build/fuzz/corpus/$$t c_src/fuzz/corpus/$$t > build/fuzz/$$t.log 2>&1 \
+			|| { grep -v '^"' build/fuzz/$$t.log | tail -60; echo "fuzz_$$t: FAILED"; exit 1; }; \
+		grep -E '^#[0-9]+[[:space:]]+DONE' build/fuzz/$$t.log | tail -1 | sed "s/^/fuzz_$$t: /"; \
+	done
+	@build/fuzz/malformed_requests priv/corral_spawner build/fuzz/spawner.log \
+		c_src/fuzz/corpus/spawn_spec c_src/fuzz/corpus/frame build/fuzz/corpus/spawn_spec
+
+memcheck: native
+	@sh scripts/deps.sh all valgrind
+	@bash c_src/fuzz/memcheck.sh build/native/corral_tests build/memcheck
 
 demo: native
 	@mix run examples/tour.exs
