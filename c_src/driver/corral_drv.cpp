@@ -22,6 +22,7 @@
 // Sections: globals and the spawner connection, per-port state, helpers,
 // callbacks, entry.
 
+#include <ei.h>
 #include <erl_driver.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -39,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "corral_protocol.h"
 #include "frame.h"
 #include "lifecycle.h"
 
@@ -52,17 +54,9 @@ using corral::frame::Frame;
 using corral::frame::Type;
 
 // ---------------------------------------------------------------------------
-// Control commands (port_control). Keep in sync with src/corral.erl.
-enum Op : unsigned {
-  kOpSpawn = 1,
-  kOpAck = 2,
-  kOpSignal = 3,
-  kOpCloseStdin = 4,
-  kOpStop = 5,
-  kOpStats = 6,
-  kOpOsPid = 7,
-  kOpSetWindow = 8,
-};
+// Control commands (port_control): OP_* from include/corral_protocol.hrl,
+// through the header CMake generates from it.
+namespace op = corral::protocol;
 
 // stdin queue: above kHighWater the port is busy and port_command suspends
 // its caller; below kLowWater it is released again.
@@ -644,17 +638,40 @@ ErlDrvSSizeT op_spawn(Port* p, const char* buf, ErlDrvSizeT len, char** rbuf) {
   return reply(rbuf, "\0", 1);
 }
 
+// The reply is a map in the external term format: the layout is decided
+// here only, and corral:stats/1 passes the map on as it is (its stats()
+// type documents the keys).
 ErlDrvSSizeT op_stats(Port* p, char** rbuf) {
   ErlDrvTime end = p->ended_at ? p->ended_at : erl_drv_monotonic_time(ERL_DRV_MSEC);
-  int64_t v[] = {static_cast<int64_t>(p->bytes_in),
-                 static_cast<int64_t>(p->bytes_out),
-                 static_cast<int64_t>(p->bytes_err),
-                 static_cast<int64_t>(p->read_count),
-                 static_cast<int64_t>(p->write_count),
-                 p->started_at ? static_cast<int64_t>(end - p->started_at) : 0,
-                 static_cast<int64_t>(p->unacked),
-                 static_cast<int64_t>(driver_sizeq(p->port))};
-  return reply(rbuf, v, sizeof v);
+  const struct {
+    const char* key;
+    uint64_t value;
+  } stats[] = {
+      {"bytes_in", p->bytes_in},
+      {"bytes_out", p->bytes_out},
+      {"bytes_err", p->bytes_err},
+      {"read_count", p->read_count},
+      {"write_count", p->write_count},
+      {"duration_ms", p->started_at ? static_cast<uint64_t>(end - p->started_at) : 0},
+      {"unacked", p->unacked},
+      {"stdin_queued", driver_sizeq(p->port)},
+  };
+  // The first pass (no buffer) only measures.
+  auto encode = [&](char* buf) {
+    int i = 0;
+    ei_encode_version(buf, &i);
+    ei_encode_map_header(buf, &i, static_cast<int>(std::size(stats)));
+    for (const auto& s : stats) {
+      ei_encode_atom(buf, &i, s.key);
+      ei_encode_ulonglong(buf, &i, s.value);
+    }
+    return i;
+  };
+  ErlDrvBinary* b = driver_alloc_binary(static_cast<ErlDrvSizeT>(encode(nullptr)));
+  if (!b) return -1;
+  int len = encode(b->orig_bytes);
+  *rbuf = reinterpret_cast<char*>(b);
+  return len;
 }
 
 // ---------------------------------------------------------------------------
@@ -747,42 +764,42 @@ ErlDrvSSizeT drv_control(ErlDrvData d, unsigned cmd, char* buf, ErlDrvSizeT len,
                          ErlDrvSizeT) {
   Port* p = reinterpret_cast<Port*>(d);
   switch (cmd) {
-    case kOpSpawn:
+    case op::OP_SPAWN:
       return op_spawn(p, buf, len, rbuf);
-    case kOpAck: {
+    case op::OP_ACK: {
       uint64_t n;
       if (!read_num(buf, len, n)) return reply_errno(rbuf, EINVAL);
       p->unacked -= std::min(n, p->unacked);
       update_reading(p);
       return reply(rbuf, "", 0);
     }
-    case kOpSetWindow: {
+    case op::OP_SET_WINDOW: {
       uint64_t n;
       if (!read_num(buf, len, n) || n == 0) return reply_errno(rbuf, EINVAL);
       p->window = n;
       update_reading(p);
       return reply(rbuf, "", 0);
     }
-    case kOpSignal: {
+    case op::OP_SIGNAL: {
       int32_t sig;
       if (!read_num(buf, len, sig) || sig < 0 || sig > 64) return reply_errno(rbuf, EINVAL);
       if (!corral::driver::signalable(p->phase)) return reply_errno(rbuf, ESRCH);
       send_frame_to_spawner(p, Type::Signal, sig);
       return reply(rbuf, "", 0);
     }
-    case kOpStop:
+    case op::OP_STOP:
       if (!corral::driver::signalable(p->phase)) return reply_errno(rbuf, ESRCH);
       send_frame_to_spawner(p, Type::Stop, 0);
       return reply(rbuf, "", 0);
-    case kOpCloseStdin:
+    case op::OP_CLOSE_STDIN:
       // Open -> Closing; Closing -> Closed at once when the pipe is here
       // and nothing is queued (otherwise flush_stdin closes it).
       if (p->in.state == Stdin::Open) move_to(p, Stdin::Closing);
       if (p->in.fd >= 0 && driver_sizeq(p->port) == 0) close_stdin_now(p);
       return reply(rbuf, "", 0);
-    case kOpStats:
+    case op::OP_STATS:
       return op_stats(p, rbuf);
-    case kOpOsPid: {
+    case op::OP_OSPID: {
       int64_t pid = p->os_pid;
       return reply(rbuf, &pid, sizeof pid);
     }
