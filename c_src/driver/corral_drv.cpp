@@ -42,6 +42,7 @@
 
 #include "corral_protocol.h"
 #include "frame.h"
+#include "group_kill.h"
 #include "lifecycle.h"
 
 extern char** environ;
@@ -506,15 +507,7 @@ bool judge_spawner_loss(Port* p, bool final) {
 void on_spawner_lost(Port* p) {
   p->loss_stage = p->phase == Phase::Running ? "running" : "spawn";
   move_to(p, Phase::JudgingLoss);
-  if (p->os_pid > 0) kill(-static_cast<pid_t>(p->os_pid), SIGKILL);
-  if (!p->cgroup.empty()) {  // descendants that left the group
-    int fd = open((p->cgroup + "/cgroup.kill").c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      ssize_t n = write(fd, "1", 1);
-      (void)n;
-      close(fd);
-    }
-  }
+  (void)corral::kill_tree(static_cast<pid_t>(p->os_pid), p->cgroup);
   if (!judge_spawner_loss(p, false)) {
     p->loss_checks = 1;
     driver_set_timer(p->port, kLossCheckMs);
