@@ -322,13 +322,6 @@ void give_back_stack(char* s) {
   munmap(s - kGuard, kStack + kGuard);
 }
 
-SpawnResult failure(int err, const char* stage) {
-  SpawnResult r;
-  r.error = err;
-  r.stage = stage;
-  return r;
-}
-
 // Makes a CLOEXEC pipe; returns false with errno set.
 bool make_pipe(unique_fd& rd, unique_fd& wr, int flags = 0) {
   int p[2];
@@ -494,9 +487,17 @@ Launch::Result Launch::wait() {
   return r;
 }
 
-int start_child(SpawnSpec spec, const ChildContext& ctx, Launch& ret, const char*& stage) {
+int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const char*& stage) {
   auto mem = std::make_unique<Launch::Memory>();
   mem->spec = std::move(spec);
+  // Nothing started: the caller gets its spec back.
+  struct GiveBack {
+    SpawnSpec& to;
+    std::unique_ptr<Launch::Memory>& mem;
+    ~GiveBack() {
+      if (mem) to = std::move(mem->spec);
+    }
+  } give_back{spec, mem};
   const SpawnSpec& s = mem->spec;
   mem->argv = make_cstr_array(s.argv);
   mem->envp = make_cstr_array(s.env);
@@ -570,15 +571,12 @@ int start_child(SpawnSpec spec, const ChildContext& ctx, Launch& ret, const char
     pid = clone_into_cgroup(&plan, mem->stack, kStack, ctx.cgroup_dir);
     clone_errno = errno;
     if (pid < 0) {
-      int procs = ctx.cgroup_procs;
-      if (procs < 0 && ctx.cgroup_procs_fallback) procs = ctx.cgroup_procs_fallback(clone_errno);
-      if (procs < 0) {
+      if (ctx.cgroup_procs < 0) {
         sigprocmask(SIG_SETMASK, &old, nullptr);
-        bool have_fallback = ctx.cgroup_procs >= 0 || ctx.cgroup_procs_fallback;
-        errno = have_fallback ? -procs : clone_errno;
-        return fail(have_fallback ? "cgroup" : "clone3");
+        errno = clone_errno;
+        return fail("clone3");
       }
-      plan.cgroup_procs = procs;
+      plan.cgroup_procs = ctx.cgroup_procs;
     }
   } else {
     plan.cgroup_procs = ctx.cgroup_procs;
@@ -628,21 +626,6 @@ int start_child(SpawnSpec spec, const ChildContext& ctx, Launch& ret, const char
   l.status_ = std::move(status_r);
   ret = std::move(l);
   return 0;
-}
-
-SpawnResult spawn_child(const SpawnSpec& spec, const ChildContext& ctx) {
-  Launch l;
-  const char* stage = "";
-  if (int rc = start_child(spec, ctx, l, stage); rc < 0) return failure(-rc, stage);
-  if (l.wait() == Launch::Result::Failed) {
-    while (waitpid(l.pid(), nullptr, 0) < 0 && errno == EINTR) {
-    }
-    return failure(l.error(), l.stage());
-  }
-  SpawnResult res;
-  res.ok = true;
-  res.child = std::move(l.child());
-  return res;
 }
 
 int raise_nofile_limit(rlimit& ret_original) {

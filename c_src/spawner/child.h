@@ -6,41 +6,17 @@
 #include <unistd.h>
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "fd.h"
 #include "options.h"
 
 namespace corral::spawner {
 
-// Owns one file descriptor; closes it on destruction.
-class unique_fd {
- public:
-  unique_fd() = default;
-  explicit unique_fd(int fd) : fd_(fd) {}
-  unique_fd(unique_fd&& o) noexcept : fd_(o.release()) {}
-  unique_fd& operator=(unique_fd&& o) noexcept {
-    if (this != &o) reset(o.release());
-    return *this;
-  }
-  unique_fd(const unique_fd&) = delete;
-  unique_fd& operator=(const unique_fd&) = delete;
-  ~unique_fd() { reset(); }
-
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  int release() { return std::exchange(fd_, -1); }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
+using corral::unique_fd;
 
 // A NULL-terminated array of pointers into strs, for execve. strs must
 // outlive the result and must not be modified meanwhile.
@@ -57,13 +33,6 @@ struct Child {
   uint32_t mask() const;
 };
 
-struct SpawnResult {
-  bool ok = false;
-  Child child;             // when ok
-  int error = 0;           // errno, when !ok
-  const char* stage = "";  // setup stage that failed, when !ok
-};
-
 // What the spawner adds to a spec: where the child goes and what it gets
 // back from the spawner's own settings.
 struct ChildContext {
@@ -72,13 +41,12 @@ struct ChildContext {
   // child is cloned straight into cgroup_dir.
   int cgroup_procs = -1;
   // The leaf's directory (O_RDONLY|O_DIRECTORY): the child is cloned
-  // straight into it with clone3(CLONE_INTO_CGROUP). -1: no cgroup.
+  // straight into it with clone3(CLONE_INTO_CGROUP). -1: no cgroup. With
+  // both set, cgroup_procs is the fallback where clone3 is refused.
   int cgroup_dir = -1;
-  // When that clone3 fails and cgroup_procs is -1: called with its errno,
-  // returns the leaf's cgroup.procs (still the caller's to close) or -errno
-  // (the start then fails with stage "cgroup"). Without it the start fails
-  // with stage "clone3".
-  std::function<int(int clone3_errno)> cgroup_procs_fallback;
+  // When that clone3 fails and cgroup_procs is -1, the start fails with
+  // stage "clone3" and the caller may start again with cgroup_procs (the
+  // spawner does: see LeafPool).
   // Restored with setrlimit(RLIMIT_NOFILE) just before execve (stage
   // "rlimit"), undoing raise_nofile_limit. nullptr: inherit ours.
   const rlimit* nofile = nullptr;
@@ -134,7 +102,8 @@ class Launch {
   const char* stage() const { return stage_; }
 
  private:
-  friend int start_child(SpawnSpec spec, const ChildContext& ctx, Launch& ret, const char*& stage);
+  friend int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret,
+                         const char*& stage);
   struct Memory;
   // Frees mem_ once the child is off it, SIGKILLing a child still Waiting.
   void settle();
@@ -155,16 +124,13 @@ class Launch {
 };
 
 // Starts spec: pipes, clone, and the child's setup and execve run on. Returns
-// 0 with ret filled, or -errno with stage set when nothing was started
-// ("pipe", "devnull", "fork", "clone3" or "cgroup": see ChildContext).
-int start_child(SpawnSpec spec, const ChildContext& ctx, Launch& ret, const char*& stage);
-
-// start_child, then waits for the exec-status pipe. Returns once the child
-// has exec'd (ok) or failed before exec (the failed child is reaped here).
-// The child becomes a process group leader and gets SIGKILL when the calling
-// thread dies. The signal mask and the dispositions in
-// ctx.reset_signals are reset in the child.
-SpawnResult spawn_child(const SpawnSpec& spec, const ChildContext& ctx = {});
+// 0 with ret filled (spec moved into it), or -errno with stage set when
+// nothing was started ("pipe", "devnull", "fork", "clone3" or "cgroup": see
+// ChildContext); spec is then left as it was, for a second try. The child
+// becomes a process group leader and gets SIGKILL when the spawner dies. The
+// signal mask and the dispositions in ctx.reset_signals are reset in the
+// child.
+int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const char*& stage);
 
 // Raises this process's RLIMIT_NOFILE soft limit to its hard limit (capped by
 // fs.nr_open), so that one spawner can hold 10,000 children's sockets, and

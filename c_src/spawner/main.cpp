@@ -54,7 +54,7 @@ int serve(int argc, char** argv) {
   }
   reset_signals();
   fill_stdio();
-  corral::spawner::Spawner spawner{corral::spawner::unique_fd(fd)};
+  corral::spawner::Spawner spawner{corral::unique_fd(fd)};
   if (int rc = spawner.init(); rc < 0) {
     fprintf(stderr, "corral_spawner: init: %s\n", strerror(-rc));
     return 1;

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "child.h"
+#include "spawn_support.h"
 
 namespace corral::spawner::cgroup {
 namespace {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "frame.h"
+#include "spawn_support.h"
 
 namespace corral::spawner {
 namespace {
@@ -496,33 +497,25 @@ TEST(Launch, ExecFailureIsReportedAfterTheStatusPipeEnds) {
 
 TEST(Launch, Clone3FailureFallsBackToCgroupProcs) {
   // Not a cgroup directory: clone3(CLONE_INTO_CGROUP) refuses it (or the
-  // platform has no clone3 at all). Without a fallback the start fails with
-  // stage "clone3"; with one, the child joins through what it returns.
+  // platform has no clone3 at all). Without cgroup_procs the start fails with
+  // stage "clone3" and leaves the spec for a second try; with it, the child
+  // joins through cgroup_procs instead.
   unique_fd notcg(open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   ASSERT_TRUE(notcg);
   ChildContext ctx;
   ctx.cgroup_dir = notcg.get();
   Launch l;
   const char* stage = "";
-  EXPECT_LT(start_child(sh("echo no"), ctx, l, stage), 0);
+  SpawnSpec s = sh("echo joined");
+  EXPECT_LT(start_child(std::move(s), ctx, l, stage), 0);
   EXPECT_STREQ(stage, "clone3");
   EXPECT_FALSE(l);
-
-  int asked = 0, seen_errno = 0;
-  ctx.cgroup_procs_fallback = [&](int err) {
-    asked++;
-    seen_errno = err;
-    return -EACCES;
-  };
-  EXPECT_EQ(start_child(sh("echo no"), ctx, l, stage), -EACCES);
-  EXPECT_STREQ(stage, "cgroup");
-  EXPECT_EQ(asked, 1);
-  EXPECT_GT(seen_errno, 0);
+  EXPECT_EQ(s.argv, (std::vector<std::string>{"sh", "-c", "echo joined"})) << "spec not given back";
 
   unique_fd devnull(open("/dev/null", O_WRONLY | O_CLOEXEC));  // takes the "0"
   ASSERT_TRUE(devnull);
-  ctx.cgroup_procs_fallback = [&](int) { return devnull.get(); };
-  ASSERT_EQ(start_child(sh("echo joined"), ctx, l, stage), 0) << stage;
+  ctx.cgroup_procs = devnull.get();
+  ASSERT_EQ(start_child(std::move(s), ctx, l, stage), 0) << stage;
   EXPECT_EQ(wait_launch(l), Launch::Result::Execed);
   EXPECT_EQ(read_all(l.child().out.get()), "joined\n");
   EXPECT_EQ(wait_for(l.pid()), 0);

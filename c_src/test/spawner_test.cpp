@@ -24,6 +24,7 @@
 #include "cgroup.h"
 #include "child.h"
 #include "frame.h"
+#include "spawn_support.h"
 
 namespace corral {
 namespace {

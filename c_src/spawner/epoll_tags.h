@@ -1,0 +1,15 @@
+// epoll_event.data.u64 values of the spawner's epoll set.
+#pragma once
+
+#include <cstdint>
+
+namespace corral::spawner {
+
+// The two fixed fds; control sockets use the pid, exec-status pipes the pid
+// with kLaunchBit, pidfds the pid with kPidfdBit.
+constexpr uint64_t kRequestTag = UINT64_MAX;
+constexpr uint64_t kSignalTag = UINT64_MAX - 1;
+constexpr uint64_t kLaunchBit = uint64_t{1} << 32;
+constexpr uint64_t kPidfdBit = uint64_t{1} << 33;
+
+}  // namespace corral::spawner
