@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "epoll_tags.h"
+#include "group_kill.h"
 #include "log.h"
 
 namespace corral::spawner {
@@ -409,12 +410,9 @@ void Spawner::fire_deadlines() {
     if (!c) continue;
     c->has_deadline = false;
     if (c->state == ChildState::Stopping) {
-      (void)kill(-c->pid, SIGKILL);
+      (void)kill_tree(c->pid, c->leaf ? c->leaf.path() : std::string());
       signal_leader(*c, SIGKILL);
-      if (c->leaf) {
-        (void)c->leaf.kill();
-        c->leaf_killed = true;
-      }
+      if (c->leaf) c->leaf_killed = true;
     }
   }
 }
