@@ -51,8 +51,13 @@ namespace {
 
 using corral::driver::Phase;
 using corral::driver::Stdin;
+using corral::frame::ErrorFrame;
+using corral::frame::ExitFrame;
+using corral::frame::FdsFrame;
 using corral::frame::Frame;
-using corral::frame::Type;
+using corral::frame::SignalFrame;
+using corral::frame::SpawnFrame;
+using corral::frame::StopFrame;
 
 // ---------------------------------------------------------------------------
 // Control commands (port_control): OP_* from include/corral_protocol.hrl,
@@ -317,12 +322,8 @@ void settle_error(Port* p, std::string reason, std::string stage) {
   p->outcome.stage = std::move(stage);
 }
 
-void send_frame_to_spawner(Port* p, Type t, int64_t a) {
-  if (p->ctl < 0) return;
-  Frame f;
-  f.type = t;
-  f.a = a;
-  corral::frame::send_frame(p->ctl, f, nullptr, 0);
+void send_to_spawner(Port* p, const Frame& f) {
+  if (p->ctl >= 0) corral::frame::send_frame(p->ctl, f);
 }
 
 // Any stdin state -> Closed: the pipe (if any) is released.
@@ -434,10 +435,10 @@ bool read_pipe(Port* p, OutPipe& o, ErlDrvTermData which) {
 }
 
 // Spawning -> Running: adopt the pipes of the Fds frame.
-void adopt_fds(Port* p, const Frame& f, std::vector<int>& fds) {
+void adopt_fds(Port* p, const FdsFrame& f, std::vector<int>& fds) {
   size_t i = 0;
   auto take = [&](uint32_t bit) -> int {
-    if (!(static_cast<uint32_t>(f.b) & bit) || i >= fds.size()) return -1;
+    if (!(f.pipes & bit) || i >= fds.size()) return -1;
     return fds[i++];
   };
   p->in.fd = take(corral::frame::kFdStdin);
@@ -446,8 +447,8 @@ void adopt_fds(Port* p, const Frame& f, std::vector<int>& fds) {
   for (; i < fds.size(); i++) close(fds[i]);  // anything unexpected
   fds.clear();
   move_to(p, Phase::Running);
-  p->os_pid = f.a;
-  p->cgroup = f.payload;
+  p->os_pid = f.os_pid;
+  p->cgroup = f.leaf;
   for (int fd : {p->in.fd, p->out.fd, p->err.fd})
     if (fd >= 0) set_nonblock(fd);
   for (OutPipe* o : {&p->out, &p->err})
@@ -461,14 +462,13 @@ void adopt_fds(Port* p, const Frame& f, std::vector<int>& fds) {
 }
 
 // -> Draining on the spawner's Exit frame.
-void on_exit_frame(Port* p, int64_t status) {
+void on_exit_frame(Port* p, int status) {
   if (p->phase == Phase::FdsLost) {
     settle_error(p, "emfile", "spawn");
   } else {
-    int st = static_cast<int>(status);
     move_to(p, Phase::Draining);
-    p->outcome.kind = WIFSIGNALED(st) ? Outcome::kSignal : Outcome::kStatus;
-    p->outcome.value = WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st);
+    p->outcome.kind = WIFSIGNALED(status) ? Outcome::kSignal : Outcome::kStatus;
+    p->outcome.value = WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status);
   }
   // The spawner sends Exit once the group is gone and the leaf is empty:
   // what is left in the pipes is bounded by their capacity. Deliver it
@@ -530,7 +530,7 @@ void read_ctl(Port* p) {
       // read it. Stop it; its Exit ends the port with {error, {emfile, spawn}}.
       if (p->phase == Phase::Spawning) {
         move_to(p, Phase::FdsLost);
-        send_frame_to_spawner(p, Type::Stop, 0);
+        send_to_spawner(p, StopFrame{});
       }
       continue;
     }
@@ -541,25 +541,19 @@ void read_ctl(Port* p) {
       maybe_finish(p);
       return;
     }
-    switch (f.type) {
-      case Type::Fds:
-        if (p->phase == Phase::Spawning) adopt_fds(p, f, fds);
-        break;
-      case Type::Exit:
-        if (p->phase == Phase::Draining) break;
-        on_exit_frame(p, f.a);
+    if (auto* fr = std::get_if<FdsFrame>(&f)) {
+      if (p->phase == Phase::Spawning) adopt_fds(p, *fr, fds);
+    } else if (auto* ex = std::get_if<ExitFrame>(&f)) {
+      if (p->phase != Phase::Draining) {
+        on_exit_frame(p, ex->wait_status);
         // The group is gone: its pipes hold their last bytes and then EOF.
         // Read them now rather than after another trip through the poll set.
         if (p->out.fd >= 0 && read_pipe(p, p->out, a_stdout)) return;
         if (p->err.fd >= 0 && read_pipe(p, p->err, a_stderr)) return;
-        break;
-      case Type::Error:
-        if (p->phase == Phase::Draining) break;
-        settle_error(p, erl_errno_id(static_cast<int>(f.a)),
-                     f.payload.empty() ? "spawn" : f.payload);
-        break;
-      default:
-        break;
+      }
+    } else if (auto* er = std::get_if<ErrorFrame>(&f)) {
+      if (p->phase != Phase::Draining)
+        settle_error(p, erl_errno_id(er->err), er->stage.empty() ? "spawn" : er->stage);
     }
     for (int fd : fds) close(fd);
     if (maybe_finish(p)) return;
@@ -598,9 +592,10 @@ ErlDrvSSizeT op_spawn(Port* p, const char* buf, ErlDrvSizeT len, char** rbuf) {
   std::memcpy(&plen, buf + 8, 4);
   if (len < 12 + static_cast<ErlDrvSizeT>(plen) || window == 0) return reply_errno(rbuf, EINVAL);
   std::string path(buf + 12, plen);
-  Frame f;
-  f.type = Type::Spawn;
-  f.payload.assign(buf + 12 + plen, len - 12 - plen);
+  // Built in place: the term can be large.
+  Frame frame{std::in_place_type<SpawnFrame>};
+  SpawnFrame& f = std::get<SpawnFrame>(frame);
+  f.term.assign(buf + 12 + plen, len - 12 - plen);
   // The child starts in the VM's working directory, as with System.cmd/3,
   // and a relative cd is taken from there: getcwd here is one system call,
   // where file:get_cwd/0 would be a trip through a dirty I/O scheduler. A
@@ -608,16 +603,15 @@ ErlDrvSSizeT op_spawn(Port* p, const char* buf, ErlDrvSizeT len, char** rbuf) {
   char cwd[PATH_MAX];
   if (!getcwd(cwd, sizeof cwd) || cwd[0] != '/')
     snprintf(cwd, sizeof cwd, "/proc/%d/cwd", static_cast<int>(getpid()));
-  f.b = static_cast<int64_t>(f.payload.size());
-  f.payload.append(cwd);
-  if (f.payload.size() + sizeof(corral::frame::Header) > corral::frame::kMaxFrame)
+  f.cwd = cwd;
+  if (sizeof(corral::frame::Header) + f.term.size() + f.cwd.size() > corral::frame::kMaxFrame)
     return reply_errno(rbuf, E2BIG);
 
   int sv[2];
   // Non-blocking on both ends: the spawner wants its end so too.
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
     return reply_errno(rbuf, errno);
-  int rc = send_spawn(path, f, sv[1], p->spawner_pid);
+  int rc = send_spawn(path, frame, sv[1], p->spawner_pid);
   close(sv[1]);
   if (rc < 0) {
     close(sv[0]);
@@ -777,12 +771,12 @@ ErlDrvSSizeT drv_control(ErlDrvData d, unsigned cmd, char* buf, ErlDrvSizeT len,
       int32_t sig;
       if (!read_num(buf, len, sig) || sig < 0 || sig > 64) return reply_errno(rbuf, EINVAL);
       if (!corral::driver::signalable(p->phase)) return reply_errno(rbuf, ESRCH);
-      send_frame_to_spawner(p, Type::Signal, sig);
+      send_to_spawner(p, SignalFrame{sig});
       return reply(rbuf, "", 0);
     }
     case op::OP_STOP:
       if (!corral::driver::signalable(p->phase)) return reply_errno(rbuf, ESRCH);
-      send_frame_to_spawner(p, Type::Stop, 0);
+      send_to_spawner(p, StopFrame{});
       return reply(rbuf, "", 0);
     case op::OP_CLOSE_STDIN:
       // Open -> Closing; Closing -> Closed at once when the pipe is here
