@@ -7,17 +7,20 @@
 // forking a large VM is slow, so every child is forked by the spawner
 // (c_src/spawner/), which this file starts on first use.
 //
-// Life of a port (see c_src/common/frame.h for the frames, and lifecycle.h
-// for the states a port moves through):
-//   port_control(SPAWN)  -> socketpair for the child's control socket, send a
-//                           Spawn frame with one end to the spawner
-//   ctl: Fds frame       -> adopt the pipes, {Port, {started, OsPid}}
-//   stdout/stderr ready  -> read while unacknowledged bytes < window,
-//                           {Port, {data, stdout | stderr, Bin}}
-//   ctl: Exit frame      -> remember the status
-//   all of: Exit, stdout EOF, stderr EOF
-//                        -> the one terminal message, then the port closes
-//   port closes early    -> the control socket closes, the spawner escalates
+// Life of a port (the phases are in lifecycle.h, the frames in
+// c_src/common/frame.h):
+//   Idle -> Spawning      port_control(SPAWN): a socketpair for the child's
+//                         control socket; a Spawn frame with one end goes to
+//                         the spawner
+//   Spawning -> Running   ctl: Fds frame: adopt the pipes,
+//                         {Port, {started, OsPid}}
+//   Running               stdout/stderr ready: read while unacknowledged
+//                         bytes < window, {Port, {data, stdout | stderr, Bin}}
+//   -> Draining           ctl: Exit frame (or Error, or the spawner is
+//                         lost): the outcome is known
+//   Draining -> Terminated  stdout and stderr at EOF: the one terminal
+//                         message, then the port closes
+//   port closes early     the control socket closes, the spawner escalates
 //
 // Sections: globals and the spawner connection, per-port state, helpers,
 // callbacks, entry.
