@@ -21,7 +21,8 @@ FIXTURES := $(patsubst test/fixtures/%.c,test/fixtures/bin/%,$(wildcard test/fix
 
 export MIX_ENV ?= dev
 
-.PHONY: all deps native erlang elixir fixtures test ctest ctest-asan eunit exunit rebar3 demo \
+.PHONY: all deps native erlang elixir fixtures test ctest ctest-asan ctest-portable \
+	ctest-portable-asan eunit exunit rebar3 demo \
 	bench format clean
 
 all: native erlang elixir
@@ -50,7 +51,7 @@ fixtures: deps
 	@for f in test/fixtures/*.c; do [ -e "$$f" ] || continue; \
 		cc -O1 -Wall -Wextra -o test/fixtures/bin/$$(basename $$f .c) $$f || exit 1; done
 
-test: ctest ctest-asan eunit exunit rebar3
+test: ctest ctest-asan ctest-portable ctest-portable-asan eunit exunit rebar3
 
 ctest: native
 	@cd build/native && ctest --output-on-failure -j$(JOBS)
@@ -60,6 +61,23 @@ ctest-asan: deps
 	@cmake --build build/asan -j$(JOBS) --target corral_tests corral_spawner
 	@cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --output-on-failure -j$(JOBS)
+
+# The clone path of non-x86-64 platforms (CLONE_VFORK, libc syscall()),
+# forced on this machine: the child and spawner tests, plain and under
+# ASan+UBSan. Only the test binary and the spawner are built.
+PORTABLE_TESTS := '^(Child|Launch|SpawnerTest)\.'
+ctest-portable: deps
+	@cmake -S c_src -B build/portable -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCORRAL_PORTABLE_CLONE=ON \
+		$(CMAKE_ARGS) >/dev/null
+	@cmake --build build/portable -j$(JOBS) --target corral_tests corral_spawner
+	@cd build/portable && ctest --output-on-failure -j$(JOBS) -R $(PORTABLE_TESTS)
+
+ctest-portable-asan: deps
+	@cmake -S c_src -B build/portable-asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON \
+		-DCORRAL_PORTABLE_CLONE=ON $(CMAKE_ARGS) >/dev/null
+	@cmake --build build/portable-asan -j$(JOBS) --target corral_tests corral_spawner
+	@cd build/portable-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		ctest --output-on-failure -j$(JOBS) -R $(PORTABLE_TESTS)
 
 eunit: erlang fixtures
 	@mkdir -p build/eunit

@@ -34,6 +34,7 @@ if [ "$group" = all ]; then
   need erlang-eunit erl_lib eunit
   need elixir have elixir
   need libgtest-dev test -f /usr/include/gtest/gtest.h
+  need libboost1.74-dev test -f /usr/include/boost/process.hpp
   need clang-format have clang-format
 fi
 # Extra tools a make target asks for by name (make rebar3: scripts/deps.sh all rebar3).

@@ -5,14 +5,16 @@
 // stage} to a CLOEXEC pipe, whose EOF tells the parent that the child has
 // exec'd or exited, and so no longer runs on the parent's memory.
 //
-// On x86-64 the child is cloned with CLONE_VM and without CLONE_VFORK: the
-// spawner goes on serving while the child sets itself up and execs (a vfork
-// wait is the child's whole setup and the first half of execve, most of the
-// spawner's time per spawn under load). The child then runs beside us in our
-// memory, so it must not touch anything we may change: it reads only what
-// the Launch owns, writes only its own stack, and makes raw system calls,
-// which leave our errno (its TLS is ours) and the sanitizers' state alone.
-// Elsewhere it is cloned with CLONE_VFORK, and libc's wrappers are safe.
+// With CORRAL_ASYNC_CLONE (x86-64; see child.h) the child is cloned with
+// CLONE_VM and without CLONE_VFORK: the spawner goes on serving while the
+// child sets itself up and execs (a vfork wait is the child's whole setup
+// and the first half of execve, most of the spawner's time per spawn under
+// load). The child then runs beside us in our memory, so it must not touch
+// anything we may change: it reads only what the Launch owns, writes only
+// its own stack, and makes raw system calls, which leave our errno (its TLS
+// is ours) and the sanitizers' state alone. Otherwise (other platforms, or
+// CORRAL_PORTABLE_CLONE) it is cloned with CLONE_VFORK: we wait until it has
+// exec'd or exited, so libc's syscall() and its errno are safe.
 //
 // With ChildContext::share_fds_below the child also shares our fd table
 // (CLONE_FILES) until its first step takes a copy of the low fds only, so
@@ -92,8 +94,10 @@ struct KernelSigaction {
 // system calls, so it is built without ASan instrumentation.
 #define CORRAL_CHILD_CODE __attribute__((no_sanitize("address")))
 
-#if defined(__x86_64__)
-constexpr bool kAsyncClone = true;
+// The clone flags and the system call wrapper follow one switch (child.h).
+#if CORRAL_ASYNC_CLONE
+// The child runs beside us: no CLONE_VFORK.
+constexpr unsigned long kCloneFlags = CLONE_VM;
 // A raw system call: -errno on failure, no errno, no libc, no interceptor.
 CORRAL_CHILD_CODE __attribute__((always_inline)) inline long sys(long n, long a = 0, long b = 0,
                                                                  long c = 0, long d = 0) {
@@ -107,7 +111,7 @@ CORRAL_CHILD_CODE __attribute__((always_inline)) inline long sys(long n, long a 
 }
 #else
 // The parent waits (CLONE_VFORK), so libc's errno and wrappers are safe.
-constexpr bool kAsyncClone = true;
+constexpr unsigned long kCloneFlags = CLONE_VM | CLONE_VFORK;
 CORRAL_CHILD_CODE inline long sys(long n, long a = 0, long b = 0, long c = 0, long d = 0) {
   long r = syscall(n, a, b, c, d);
   return r < 0 ? -errno : r;
@@ -222,13 +226,11 @@ struct Plan {
 
 CORRAL_CHILD_CODE int clone_entry(void* arg) { child_main(*static_cast<const Plan*>(arg)); }
 
-constexpr unsigned long kCloneFlags = kAsyncClone ? CLONE_VM : CLONE_VM | CLONE_VFORK;
-
 unsigned long clone_flags(const Plan& p) {
   return kCloneFlags | (p.share_below > 0 ? CLONE_FILES : 0);
 }
 
-#if defined(__x86_64__)
+#if CORRAL_ASYNC_CLONE
 // clone3 whose child runs fn(arg) on the given stack and exits with its
 // result: glibc 2.36 exports no clone3 wrapper. The syscall keeps r8 and r9,
 // so the child finds fn and arg there; the kernel starts it with rsp at the
@@ -355,6 +357,8 @@ std::vector<char*> make_cstr_array(const std::vector<std::string>& strs) {
 uint32_t Child::mask() const {
   return (in ? frame::kFdStdin : 0) | (out ? frame::kFdStdout : 0) | (err ? frame::kFdStderr : 0);
 }
+
+bool can_clone_into_cgroup() { return CORRAL_ASYNC_CLONE != 0; }
 
 int pidfd_open(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0U)); }
 

@@ -18,6 +18,17 @@ namespace corral::spawner {
 
 using corral::unique_fd;
 
+// The one platform switch for how a child is cloned (see Launch and
+// child.cpp): 1 on x86-64, where the child is cloned without CLONE_VFORK and
+// makes raw system calls; 0 elsewhere, or with CORRAL_PORTABLE_CLONE (a CMake
+// option, so that x86-64 can test that path), where the caller waits
+// (CLONE_VFORK) and libc's syscall() is safe.
+#if defined(__x86_64__) && !defined(CORRAL_PORTABLE_CLONE)
+#define CORRAL_ASYNC_CLONE 1
+#else
+#define CORRAL_ASYNC_CLONE 0
+#endif
+
 // A NULL-terminated array of pointers into strs, for execve. strs must
 // outlive the result and must not be modified meanwhile.
 std::vector<char*> make_cstr_array(const std::vector<std::string>& strs);
@@ -69,10 +80,11 @@ struct ChildContext {
 // for ChildContext::reset_signals. 0 or -errno.
 int handled_signals(uint64_t& ret);
 
-// A child between clone and execve. Where the platform allows (x86-64), the
-// child is cloned with CLONE_VM but without CLONE_VFORK: the caller goes on
-// at once while the child sets itself up on a stack and with argv/envp that
-// this object owns, so it must outlive the child's use of them. The
+// A child between clone and execve. With CORRAL_ASYNC_CLONE the child is
+// cloned with CLONE_VM but without CLONE_VFORK: the caller goes on at once
+// while the child sets itself up on a stack and with argv/envp that this
+// object owns, so it must outlive the child's use of them. Without it,
+// start_child returns only once the child has exec'd or failed. The
 // exec-status pipe tells when that use ends: poll() returns Execed or
 // Failed only after its EOF, which comes once the child has exec'd or
 // exited. Destroying a Launch still Waiting SIGKILLs the child and waits
@@ -137,6 +149,10 @@ int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const ch
 // returns the original limits in ret_original for ChildContext::nofile:
 // programs that use select() break above 1024. Returns 0 or -errno.
 int raise_nofile_limit(rlimit& ret_original);
+
+// Whether clone3(CLONE_INTO_CGROUP) is built in: without it a child with a
+// cgroup joins it through ChildContext::cgroup_procs.
+bool can_clone_into_cgroup();
 
 // Raw syscalls that glibc 2.36 does not wrap. Return -1 and set errno on failure.
 int pidfd_open(pid_t pid);

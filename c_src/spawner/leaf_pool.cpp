@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "child.h"
 #include "log.h"
 
 namespace corral::spawner {
@@ -17,6 +18,7 @@ constexpr size_t kCleanLeaves = 16;
 
 int LeafPool::init(pid_t self, std::string& why) {
   if (int rc = cgroup::make_base(self, base_, why); rc < 0) return rc;
+  use_clone3_ = can_clone_into_cgroup();
   base_fd_.reset(open(base_.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!base_fd_) logf("cannot open %s: %s", base_.path().c_str(), strerror(errno));
   return 0;
@@ -27,7 +29,7 @@ int LeafPool::init(pid_t self, std::string& why) {
 int LeafPool::make_leaf(cgroup::Dir& leaf, bool quiet) {
   std::string path = base_.path() + "/c" + std::to_string(next_leaf_++);
   int rc = cgroup::Dir::make(path, leaf);
-  if (rc < 0 && !quiet) logf("cannot make cgroup %s: %s", path.c_str(), strerror(-rc));
+  if (rc < 0 && !quiet) make_failed_("cannot make cgroup %s: %s", path.c_str(), strerror(-rc));
   return rc;
 }
 
@@ -48,7 +50,7 @@ int LeafPool::take(cgroup::Dir& leaf, unique_fd& procs, unique_fd& dir) {
   // Without it the child moves itself in through cgroup.procs.
   int rc = leaf.open_procs();
   if (rc < 0) {
-    logf("cannot open %s/cgroup.procs: %s", leaf.path().c_str(), strerror(-rc));
+    procs_failed_("cannot open %s/cgroup.procs: %s", leaf.path().c_str(), strerror(-rc));
     return rc;
   }
   procs.reset(rc);
@@ -74,7 +76,7 @@ void LeafPool::release(cgroup::Dir& leaf, bool killed) {
     clean_.push_back(std::move(leaf));
   } else if (int rc = leaf.remove(); rc < 0) {
     // EBUSY after a drain that gave up; the base's removal at exit sweeps it.
-    logf("cannot remove cgroup %s: %s", leaf.path().c_str(), strerror(-rc));
+    remove_failed_("cannot remove cgroup %s: %s", leaf.path().c_str(), strerror(-rc));
   }
 }
 

@@ -11,6 +11,7 @@
 
 #include "cgroup.h"
 #include "fd.h"
+#include "log.h"
 
 namespace corral::spawner {
 
@@ -22,7 +23,6 @@ class LeafPool {
 
   // Whether cgroups are in use.
   explicit operator bool() const { return static_cast<bool>(base_); }
-  const std::string& base_path() const { return base_.path(); }
 
   // A leaf for the next child, clean or new, and how the child gets in: dir,
   // the leaf's directory for clone3(CLONE_INTO_CGROUP), while that works
@@ -59,6 +59,7 @@ class LeafPool {
   // clone3(CLONE_INTO_CGROUP) works here; once it fails as unsupported,
   // children join their leaf through cgroup.procs.
   bool use_clone3_ = true;
+  LogOnce make_failed_, procs_failed_, remove_failed_;
 };
 
 }  // namespace corral::spawner

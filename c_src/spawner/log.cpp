@@ -8,13 +8,30 @@
 
 namespace corral::spawner {
 
-void logf(const char* fmt, ...) {
+namespace {
+
+void vlog(const char* suffix, const char* fmt, va_list ap) {
   char line[512];
+  vsnprintf(line, sizeof line, fmt, ap);
+  fprintf(stderr, "corral_spawner[%d]: %s%s\n", static_cast<int>(getpid()), line, suffix);
+}
+
+}  // namespace
+
+void logf(const char* fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
+  vlog("", fmt, ap);
   va_end(ap);
-  fprintf(stderr, "corral_spawner[%d]: %s\n", static_cast<int>(getpid()), line);
+}
+
+void LogOnce::operator()(const char* fmt, ...) {
+  if (said_) return;
+  said_ = true;
+  va_list ap;
+  va_start(ap, fmt);
+  vlog(" (logged once; later ones are not)", fmt, ap);
+  va_end(ap);
 }
 
 bool owner_gone_error(int err) {

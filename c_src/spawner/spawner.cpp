@@ -41,10 +41,10 @@ bool set_nonblock(int fd) {
   return fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0;
 }
 
-void send_error(int ctl, int err, const char* stage) {
+void send_error(int ctl, int err, const char* stage, LogOnce& failed) {
   if (int rc = frame::send_frame(ctl, frame::ErrorFrame{err, stage});
       rc < 0 && !owner_gone_error(rc))
-    logf("cannot send Error(%s): %s", stage, strerror(-rc));
+    failed("cannot send Error(%s): %s", stage, strerror(-rc));
 }
 
 }  // namespace
@@ -168,7 +168,7 @@ void Spawner::on_request() {
       return;
     }
     if (rc == -EBADMSG) {
-      logf("dropped a malformed request frame");
+      bad_request_("dropped a malformed request frame");
       continue;
     }
     if (rc < 0) {
@@ -185,24 +185,24 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   for (int fd : raw_fds) fds.emplace_back(fd);
   auto* req = std::get_if<frame::SpawnFrame>(&f);
   if (!req) {
-    logf("dropped a request frame of type %u", static_cast<unsigned>(frame::type_of(f)));
+    bad_request_("dropped a request frame of type %u", static_cast<unsigned>(frame::type_of(f)));
     return;
   }
   if (fds.empty()) {
-    logf("dropped a Spawn frame without a control socket");
+    bad_request_("dropped a Spawn frame without a control socket");
     return;
   }
   unique_fd ctl = std::move(fds[0]);
   if (fds.size() != 1) {
-    logf("bad spawn request: %zu descriptors attached, expected 1", fds.size());
-    send_error(ctl.get(), EINVAL, "decode");
+    bad_request_("bad spawn request: %zu descriptors attached, expected 1", fds.size());
+    send_error(ctl.get(), EINVAL, "decode", send_failed_);
     return;
   }
   SpawnSpec spec;
   std::string why;
   if (!decode_spawn_spec(req->term, spec, why)) {
-    logf("bad spawn request: %s", why.c_str());
-    send_error(ctl.get(), EINVAL, "decode");
+    bad_request_("bad spawn request: %s", why.c_str());
+    send_error(ctl.get(), EINVAL, "decode", send_failed_);
     return;
   }
   resolve_cd(spec, req->cwd);
@@ -214,7 +214,7 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   cgroup::Dir leaf;
   const char* stage = "";
   if (int rc = launch(spec, leaf, *c, stage); rc < 0) {
-    send_error(ctl.get(), -rc, stage);
+    send_error(ctl.get(), -rc, stage, send_failed_);
     return;
   }
   pid_t pid = c->launch.pid();
@@ -237,7 +237,8 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   ev.data.u64 = kLaunchBit | static_cast<uint64_t>(pid);
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, ref.launch.status_fd(), &ev) < 0) {
     // Wait here instead; the child is at most an execve away.
-    logf("cannot watch the exec status of pid %d: %s", static_cast<int>(pid), strerror(errno));
+    watch_failed_("cannot watch the exec status of pid %d: %s", static_cast<int>(pid),
+                  strerror(errno));
     (void)ref.launch.wait();
     on_launch(pid);
   }
@@ -289,7 +290,7 @@ void Spawner::on_launch(pid_t pid) {
       while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
       }
     }
-    send_error(c->ctl.get(), c->launch.error(), c->launch.stage());
+    send_error(c->ctl.get(), c->launch.error(), c->launch.stage(), send_failed_);
     leaves_.give_back(c->leaf);
     children_.erase(pid);
   } else {
@@ -316,7 +317,7 @@ void Spawner::started(ChildRecord& c) {
     // EPIPE, ECONNRESET: the owner went away during the spawn, which is
     // normal; the child is stopped below as if it had closed its socket.
     if (!owner_gone_error(rc))
-      logf("cannot send Fds for pid %d: %s", static_cast<int>(pid), strerror(-rc));
+      send_failed_("cannot send Fds for pid %d: %s", static_cast<int>(pid), strerror(-rc));
     c.ctl.reset();
   } else {
     epoll_event ev{};
@@ -325,7 +326,8 @@ void Spawner::started(ChildRecord& c) {
     move_above(c.ctl, share_below_);
     if (!set_nonblock(c.ctl.get()) ||
         epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, c.ctl.get(), &ev) < 0) {
-      logf("cannot watch the control socket of pid %d: %s", static_cast<int>(pid), strerror(errno));
+      watch_failed_("cannot watch the control socket of pid %d: %s", static_cast<int>(pid),
+                    strerror(errno));
       c.ctl.reset();
     } else {
       watching = true;
@@ -451,7 +453,7 @@ void Spawner::leader_reaped(ChildRecord& c) {
   if (populated != 0) {
     c.leaf_killed = true;
     if (int rc = c.leaf.kill(); rc < 0)
-      logf("cannot kill cgroup %s: %s", c.leaf.path().c_str(), strerror(-rc));
+      kill_failed_("cannot kill cgroup %s: %s", c.leaf.path().c_str(), strerror(-rc));
   }
   if (group_empty && populated == 0) {
     finish(c.pid);  // the usual case: nothing outlived the leader
@@ -473,8 +475,8 @@ void Spawner::check_draining() {
     if (group_empty && leaf_empty) {
       done.push_back(pid);
     } else if (now - c.drain_started >= kDrainLimit) {
-      logf("%s of %d still not empty after its leader exited; reporting anyway",
-           group_empty ? "cgroup" : "process group", static_cast<int>(pid));
+      not_empty_("%s of %d still not empty after its leader exited; reporting anyway",
+                 group_empty ? "cgroup" : "process group", static_cast<int>(pid));
       done.push_back(pid);
     } else if (!group_empty) {
       (void)kill(-pid, SIGKILL);  // anything forked since the last kill
@@ -490,7 +492,7 @@ void Spawner::finish(pid_t pid) {
   if (c->ctl) {
     if (int rc = frame::send_frame(c->ctl.get(), frame::ExitFrame{c->status});
         rc < 0 && !owner_gone_error(rc))
-      logf("cannot send Exit for pid %d: %s", static_cast<int>(pid), strerror(-rc));
+      send_failed_("cannot send Exit for pid %d: %s", static_cast<int>(pid), strerror(-rc));
     (void)epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, c->ctl.get(), nullptr);
   }
   clear_deadline(*c);

@@ -16,6 +16,7 @@
 #include "fd.h"
 #include "frame.h"
 #include "leaf_pool.h"
+#include "log.h"
 
 namespace corral::spawner {
 
@@ -37,9 +38,6 @@ class Spawner : private ExitWatcher::Sink {
   // process group and cgroup, removes the cgroups and returns 0. Returns
   // -errno if epoll itself fails.
   int run();
-
-  // The base cgroup that holds every child's leaf; empty when none is used.
-  const std::string& cgroup_base() const { return leaves_.base_path(); }
 
  private:
   // requests
@@ -85,6 +83,8 @@ class Spawner : private ExitWatcher::Sink {
   // moved above it. 0 where the fd limit leaves no room for that.
   int share_below_ = 0;
   bool request_paused_ = false;  // max_pending_ reached: requests wait
+  // Conditions that may come with every request or child.
+  LogOnce bad_request_, send_failed_, watch_failed_, kill_failed_, not_empty_;
 };
 
 }  // namespace corral::spawner

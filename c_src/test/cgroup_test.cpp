@@ -316,11 +316,8 @@ TEST_F(CgroupLive, RemoveTakesEmptyNestedCgroupsToo) {
 }
 
 TEST_F(CgroupLive, MakeBaseRemovesStaleBasesAndKillsWhatIsInThem) {
-  // A pid that is surely dead: a child we reaped.
-  pid_t dead_pid = fork();
-  ASSERT_GE(dead_pid, 0);
-  if (dead_pid == 0) _exit(0);
-  waitpid(dead_pid, nullptr, 0);
+  pid_t dead_pid = reaped_pid();
+  ASSERT_GT(dead_pid, 0);
   // A spawner starting meanwhile (tests run in parallel) may remove the base
   // before the process is in it; then build it again.
   std::string stale = own_ + "/corral." + std::to_string(dead_pid);

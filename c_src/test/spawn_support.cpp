@@ -2,6 +2,8 @@
 
 #include <sys/wait.h>
 
+#include <boost/process/child.hpp>
+#include <boost/process/exception.hpp>
 #include <cerrno>
 
 namespace corral::spawner {
@@ -24,6 +26,16 @@ SpawnResult spawn_child(const SpawnSpec& spec, const ChildContext& ctx) {
   res.ok = true;
   res.child = std::move(l.child());
   return res;
+}
+
+pid_t reaped_pid() {
+  try {
+    boost::process::child c("/bin/true");
+    c.wait();
+    return c.id();
+  } catch (const boost::process::process_error&) {
+    return -1;
+  }
 }
 
 }  // namespace corral::spawner

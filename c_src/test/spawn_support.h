@@ -16,4 +16,8 @@ struct SpawnResult {
 // has exec'd (ok) or failed before exec (the failed child is reaped here).
 SpawnResult spawn_child(const SpawnSpec& spec, const ChildContext& ctx = {});
 
+// A pid that is surely dead: that of a process started (through Boost.Process)
+// and reaped here. -1 if /bin/true could not be run.
+pid_t reaped_pid();
+
 }  // namespace corral::spawner
