@@ -19,7 +19,7 @@ ERL_ROOT = $(shell erl -noshell -eval 'io:format("~s",[code:root_dir()]),halt().
 EI_DIR = $(shell erl -noshell -eval 'io:format("~s",[code:lib_dir(erl_interface)]),halt().')
 CMAKE_ARGS = -DERL_EI_INCLUDE=$(EI_DIR)/include -DERL_EI_LIB=$(EI_DIR)/lib/libei.a \
 	-DERTS_INCLUDE=$(ERL_ROOT)/usr/include
-ERLC_FLAGS := +debug_info +warn_unused_vars +warnings_as_errors
+ERLC_FLAGS := -I include +debug_info +warn_unused_vars +warnings_as_errors
 EUNIT_MODS := $(subst $(eval) ,$(comma),$(basename $(notdir $(wildcard test/*_tests.erl))))
 FIXTURES := $(patsubst test/fixtures/%.c,test/fixtures/bin/%,$(wildcard test/fixtures/*.c))
 

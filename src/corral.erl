@@ -55,15 +55,8 @@
     stdin_queued := non_neg_integer()
 }.
 
-%% Keep in sync with c_src/driver/corral_drv.cpp.
--define(OP_SPAWN, 1).
--define(OP_ACK, 2).
--define(OP_SIGNAL, 3).
--define(OP_CLOSE_STDIN, 4).
--define(OP_STOP, 5).
--define(OP_STATS, 6).
--define(OP_OSPID, 7).
--define(OP_SET_WINDOW, 8).
+%% The driver's commands (OP_*); the driver's header is generated from it.
+-include("corral_protocol.hrl").
 
 %% Inputs up to this size are queued in the driver directly by the owner;
 %% larger ones are fed by a helper process, so that the owner keeps reading
@@ -232,21 +225,9 @@ os_pid(Port) ->
 -spec stats(port()) -> {ok, stats()} | {error, closed}.
 stats(Port) ->
     case control(Port, ?OP_STATS, <<>>) of
-        {ok,
-            <<In:64/native, Out:64/native, Err:64/native, Reads:64/native, Writes:64/native,
-                Ms:64/native, Unacked:64/native, Queued:64/native>>} ->
-            {ok, #{
-                bytes_in => In,
-                bytes_out => Out,
-                bytes_err => Err,
-                read_count => Reads,
-                write_count => Writes,
-                duration_ms => Ms,
-                unacked => Unacked,
-                stdin_queued => Queued
-            }};
-        Error ->
-            Error
+        %% The driver sends the map itself (term_to_binary format).
+        {ok, Bin} -> {ok, binary_to_term(Bin)};
+        Error -> Error
     end.
 
 %%% ------------------------------------------------------------------------

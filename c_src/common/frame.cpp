@@ -5,10 +5,85 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <memory>
 
 namespace corral::frame {
+
+namespace {
+
+bool fits_int(int64_t v) { return v >= INT_MIN && v <= INT_MAX; }
+
+// Each type's fields onto the wire (h.a, h.b, the payload after the header
+// in out) and back. A get returns false when the frame breaks the type's
+// rules (see frame.h).
+void put(const SpawnFrame& x, Header& h, std::string& out) {
+  h.b = x.cwd.empty() ? 0 : static_cast<int64_t>(x.term.size());
+  out += x.term;
+  out += x.cwd;
+}
+bool get(const Header& h, std::string_view p, SpawnFrame& x) {
+  if (h.a != 0 || h.b < 0 || static_cast<uint64_t>(h.b) > p.size()) return false;
+  size_t split = h.b > 0 ? static_cast<size_t>(h.b) : p.size();
+  x.term.assign(p.substr(0, split));
+  x.cwd.assign(p.substr(split));
+  return true;
+}
+
+void put(const FdsFrame& x, Header& h, std::string& out) {
+  h.a = x.os_pid;
+  h.b = x.pipes;
+  out += x.leaf;
+}
+bool get(const Header& h, std::string_view p, FdsFrame& x) {
+  constexpr int64_t kAll = kFdStdin | kFdStdout | kFdStderr;
+  if (h.a <= 0 || h.a > INT_MAX || h.b < 0 || (h.b & ~kAll) != 0) return false;
+  x.os_pid = static_cast<pid_t>(h.a);
+  x.pipes = static_cast<uint32_t>(h.b);
+  x.leaf.assign(p);
+  return true;
+}
+
+void put(const ExitFrame& x, Header& h, std::string&) { h.a = x.wait_status; }
+bool get(const Header& h, std::string_view p, ExitFrame& x) {
+  if (!fits_int(h.a) || h.b != 0 || !p.empty()) return false;
+  x.wait_status = static_cast<int>(h.a);
+  return true;
+}
+
+void put(const ErrorFrame& x, Header& h, std::string& out) {
+  h.a = x.err;
+  out += x.stage;
+}
+bool get(const Header& h, std::string_view p, ErrorFrame& x) {
+  if (!fits_int(h.a) || h.b != 0) return false;
+  x.err = static_cast<int>(h.a);
+  x.stage.assign(p);
+  return true;
+}
+
+void put(const SignalFrame& x, Header& h, std::string&) { h.a = x.signo; }
+bool get(const Header& h, std::string_view p, SignalFrame& x) {
+  if (!fits_int(h.a) || h.b != 0 || !p.empty()) return false;
+  x.signo = static_cast<int>(h.a);
+  return true;
+}
+
+void put(const StopFrame&, Header&, std::string&) {}
+bool get(const Header& h, std::string_view p, StopFrame&) {
+  return h.a == 0 && h.b == 0 && p.empty();
+}
+
+template <typename T>
+int decode_as(const Header& h, std::string_view payload, Frame& f) {
+  T x;
+  if (!get(h, payload, x)) return -EBADMSG;
+  f = std::move(x);
+  return 0;
+}
+
+}  // namespace
 
 bool known_type(uint32_t t) {
   switch (static_cast<Type>(t)) {
@@ -23,23 +98,46 @@ bool known_type(uint32_t t) {
   return false;
 }
 
+Type type_of(const Frame& f) {
+  struct {
+    Type operator()(const SpawnFrame&) const { return Type::Spawn; }
+    Type operator()(const FdsFrame&) const { return Type::Fds; }
+    Type operator()(const ExitFrame&) const { return Type::Exit; }
+    Type operator()(const ErrorFrame&) const { return Type::Error; }
+    Type operator()(const SignalFrame&) const { return Type::Signal; }
+    Type operator()(const StopFrame&) const { return Type::Stop; }
+  } visitor;
+  return std::visit(visitor, f);
+}
+
 void encode(const Frame& f, std::string& out) {
-  Header h{static_cast<uint32_t>(f.type), 0, f.a, f.b};
-  out.resize(sizeof h + f.payload.size());
+  Header h{static_cast<uint32_t>(type_of(f)), 0, 0, 0};
+  out.assign(sizeof h, '\0');
+  std::visit([&](const auto& x) { put(x, h, out); }, f);
   std::memcpy(out.data(), &h, sizeof h);
-  if (!f.payload.empty()) std::memcpy(out.data() + sizeof h, f.payload.data(), f.payload.size());
 }
 
 int decode(std::string_view buf, Frame& f) {
   if (buf.size() < sizeof(Header) || buf.size() > kMaxFrame) return -EBADMSG;
   Header h;
   std::memcpy(&h, buf.data(), sizeof h);
-  if (!known_type(h.type) || h.flags != 0) return -EBADMSG;
-  f.type = static_cast<Type>(h.type);
-  f.a = h.a;
-  f.b = h.b;
-  f.payload.assign(buf.substr(sizeof h));
-  return 0;
+  if (h.flags != 0) return -EBADMSG;
+  std::string_view payload = buf.substr(sizeof h);
+  switch (static_cast<Type>(h.type)) {
+    case Type::Spawn:
+      return decode_as<SpawnFrame>(h, payload, f);
+    case Type::Fds:
+      return decode_as<FdsFrame>(h, payload, f);
+    case Type::Exit:
+      return decode_as<ExitFrame>(h, payload, f);
+    case Type::Error:
+      return decode_as<ErrorFrame>(h, payload, f);
+    case Type::Signal:
+      return decode_as<SignalFrame>(h, payload, f);
+    case Type::Stop:
+      return decode_as<StopFrame>(h, payload, f);
+  }
+  return -EBADMSG;
 }
 
 int send_frame(int sock, const Frame& f, const int* fds, size_t nfds) {

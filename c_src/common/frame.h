@@ -1,32 +1,42 @@
 // Frames exchanged between the driver (in the VM) and the spawner.
 //
 // Both sockets are AF_UNIX SOCK_SEQPACKET, so one sendmsg is one frame and
-// frames never merge. A frame is a fixed Header followed by an optional
-// payload; file descriptors travel beside it as SCM_RIGHTS.
+// frames never merge. On the wire a frame is a fixed Header (type, flags,
+// two 64-bit fields a and b) followed by an optional payload; file
+// descriptors travel beside it as SCM_RIGHTS. In code every type has its
+// own struct with named fields; this is how each maps onto the wire:
 //
 //   request socket (one per VM), driver -> spawner:
-//     Spawn   payload = term_to_binary(option map), then the VM's working
-//             directory when b > 0: b = the term's length; fds = [ctl]
+//     SpawnFrame   b = term.size() when cwd is given, else 0;
+//                  payload = term (term_to_binary of the option map) + cwd
+//                  (the VM's working directory); fds = [ctl]
 //   control socket (one per child), spawner -> driver:
-//     Fds     a = os pid, b = which pipes follow (kFd* bits),
-//             fds = the parent ends, in the order stdin, stdout, stderr,
-//             payload = the child's leaf cgroup directory, or empty when
-//             the host gives the spawner no cgroup v2 tree
-//     Exit    a = raw wait status of the child; sent once the whole
-//             process group is gone and the leaf cgroup is unpopulated
-//     Error   a = errno, payload = stage name; the child never ran
+//     FdsFrame     a = os_pid, b = pipes (kFd* bits: which pipes follow),
+//                  payload = leaf (the child's leaf cgroup directory, or
+//                  empty when the host gives the spawner no cgroup v2 tree);
+//                  fds = the parent ends, in the order stdin, stdout, stderr
+//     ExitFrame    a = wait_status (raw, of the child); sent once the whole
+//                  process group is gone and the leaf cgroup is unpopulated
+//     ErrorFrame   a = err (errno), payload = stage; the child never ran
 //   control socket, driver -> spawner:
-//     Signal  a = signal number, sent to the child's process group
-//     Stop    escalate: stop signal, wait kill_timeout, then SIGKILL
+//     SignalFrame  a = signo, sent to the child's process group
+//     StopFrame    escalate: stop signal, wait kill_timeout, then SIGKILL
+//   Fields a type does not use are 0 on the wire (and the payload empty);
+//   decode refuses a frame where they are not, or where a used field is
+//   out of its range.
+//
 //   EOF on a control socket means "the owner is gone": the spawner
 //   escalates. EOF on the request socket means "the VM is gone": the
 //   spawner SIGKILLs every group and exits.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace corral::frame {
@@ -49,6 +59,7 @@ inline constexpr size_t kMaxFrame = 1 << 20;
 // Most fds one frame carries.
 inline constexpr size_t kMaxFds = 3;
 
+// The wire header.
 struct Header {
   uint32_t type;
   uint32_t flags;  // reserved, 0
@@ -57,25 +68,48 @@ struct Header {
 };
 static_assert(sizeof(Header) == 24);
 
-struct Frame {
-  Type type{};
-  int64_t a = 0;
-  int64_t b = 0;
-  std::string payload;
+struct SpawnFrame {
+  std::string term;  // term_to_binary of the option map
+  std::string cwd;   // the VM's working directory; may be empty
 };
+
+struct FdsFrame {
+  pid_t os_pid = 0;
+  uint32_t pipes = 0;  // kFd* bits, in the order the fds follow
+  std::string leaf;    // leaf cgroup directory, or empty
+};
+
+struct ExitFrame {
+  int wait_status = 0;
+};
+
+struct ErrorFrame {
+  int err = 0;        // errno
+  std::string stage;  // where the spawn failed: "exec", "chdir", ...
+};
+
+struct SignalFrame {
+  int signo = 0;
+};
+
+struct StopFrame {};
+
+using Frame = std::variant<SpawnFrame, FdsFrame, ExitFrame, ErrorFrame, SignalFrame, StopFrame>;
+
+Type type_of(const Frame& f);
 
 // Serialises f into out (header then payload).
 void encode(const Frame& f, std::string& out);
 
-// Parses buf. Returns 0 and fills f, or -EBADMSG when buf is too short,
-// too long or names an unknown type.
+// Parses buf. Returns 0 and fills f, or -EBADMSG when buf is too short or
+// too long, names an unknown type, or breaks that type's field rules.
 int decode(std::string_view buf, Frame& f);
 
 bool known_type(uint32_t t);
 
 // Sends one frame with up to kMaxFds descriptors. Returns 0 or -errno.
 // Uses MSG_NOSIGNAL, so a dead peer gives -EPIPE, never SIGPIPE.
-int send_frame(int sock, const Frame& f, const int* fds, size_t nfds);
+int send_frame(int sock, const Frame& f, const int* fds = nullptr, size_t nfds = 0);
 
 // Receives one frame. Returns 1 on a frame, 0 on EOF, -errno on error
 // (-EAGAIN on a non-blocking socket with nothing to read, -EBADMSG on a

@@ -7,20 +7,25 @@
 // forking a large VM is slow, so every child is forked by the spawner
 // (c_src/spawner/), which this file starts on first use.
 //
-// Life of a port (see c_src/common/frame.h for the frames):
-//   port_control(SPAWN)  -> socketpair for the child's control socket, send a
-//                           Spawn frame with one end to the spawner
-//   ctl: Fds frame       -> adopt the pipes, {Port, {started, OsPid}}
-//   stdout/stderr ready  -> read while unacknowledged bytes < window,
-//                           {Port, {data, stdout | stderr, Bin}}
-//   ctl: Exit frame      -> remember the status
-//   all of: Exit, stdout EOF, stderr EOF
-//                        -> the one terminal message, then the port closes
-//   port closes early    -> the control socket closes, the spawner escalates
+// Life of a port (the phases are in lifecycle.h, the frames in
+// c_src/common/frame.h):
+//   Idle -> Spawning      port_control(SPAWN): a socketpair for the child's
+//                         control socket; a Spawn frame with one end goes to
+//                         the spawner
+//   Spawning -> Running   ctl: Fds frame: adopt the pipes,
+//                         {Port, {started, OsPid}}
+//   Running               stdout/stderr ready: read while unacknowledged
+//                         bytes < window, {Port, {data, stdout | stderr, Bin}}
+//   -> Draining           ctl: Exit frame (or Error, or the spawner is
+//                         lost): the outcome is known
+//   Draining -> Terminated  stdout and stderr at EOF: the one terminal
+//                         message, then the port closes
+//   port closes early     the control socket closes, the spawner escalates
 //
 // Sections: globals and the spawner connection, per-port state, helpers,
 // callbacks, entry.
 
+#include <ei.h>
 #include <erl_driver.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -38,27 +43,29 @@
 #include <string>
 #include <vector>
 
+#include "corral_protocol.h"
 #include "frame.h"
+#include "group_kill.h"
+#include "lifecycle.h"
 
 extern char** environ;
 
 namespace {
 
+using corral::driver::Phase;
+using corral::driver::Stdin;
+using corral::frame::ErrorFrame;
+using corral::frame::ExitFrame;
+using corral::frame::FdsFrame;
 using corral::frame::Frame;
-using corral::frame::Type;
+using corral::frame::SignalFrame;
+using corral::frame::SpawnFrame;
+using corral::frame::StopFrame;
 
 // ---------------------------------------------------------------------------
-// Control commands (port_control). Keep in sync with src/corral.erl.
-enum Op : unsigned {
-  kOpSpawn = 1,
-  kOpAck = 2,
-  kOpSignal = 3,
-  kOpCloseStdin = 4,
-  kOpStop = 5,
-  kOpStats = 6,
-  kOpOsPid = 7,
-  kOpSetWindow = 8,
-};
+// Control commands (port_control): OP_* from include/corral_protocol.hrl,
+// through the header CMake generates from it.
+namespace op = corral::protocol;
 
 // stdin queue: above kHighWater the port is busy and port_command suspends
 // its caller; below kLowWater it is released again.
@@ -166,43 +173,73 @@ bool spawner_gone_locked(pid_t pid) {
 }
 
 // ---------------------------------------------------------------------------
-// Per-port state.
+// Per-port state. The lifecycle lives in two enums (lifecycle.h); the
+// remaining flags only mirror what we told the VM (select interest, busy).
+
+// One of the child's output pipes.
+struct OutPipe {
+  int fd = -1;
+  bool reading = false;     // ERL_DRV_READ is selected
+  ErlDrvSizeT cap = 65536;  // pipe capacity
+};
+
+// The child's stdin pipe and the queue (the port's driver queue) in front.
+struct InPipe {
+  int fd = -1;
+  Stdin state = Stdin::Open;
+  bool writing = false;  // ERL_DRV_WRITE is selected
+  bool busy = false;     // set_busy_port(1) is in force
+};
+
+// The terminal message, once known.
+struct Outcome {
+  enum Kind { kStatus, kSignal, kError } kind = kError;
+  int value = 0;              // exit status or signal number
+  std::string reason, stage;  // {error, {Reason, Stage}}
+};
+
 struct Port {
   ErlDrvPort port;
   ErlDrvTermData term_port;
-  int ctl = -1;
-  int in = -1, out = -1, err = -1;
-  bool out_reading = false, err_reading = false;
+  Phase phase = Phase::Idle;
+  int ctl = -1;  // open from Spawning until the spawner closes it
+  InPipe in;
+  OutPipe out, err;
   // Output is paused once unacknowledged bytes reach the window, and resumes
   // when acks bring them down to half of it: toggling the select on every
   // ack would cost an epoll_ctl per message.
-  bool paused = false;
-  ErlDrvSizeT out_cap = 65536, err_cap = 65536;  // pipe capacities
-  bool in_selected = false;
-  bool stdin_close_requested = false;
-  bool stdin_broken = false;
-  bool busy = false;
-  bool spawned = false;  // the Spawn frame went out
-  bool got_fds = false;
-  bool fds_lost = false;   // the Fds frame came without its fds (EMFILE)
-  int loss_checks = 0;     // timer rounds spent judging a lost spawner
-  pid_t spawner_pid = -1;  // the spawner this port's request went to
-  bool have_exit = false;
-  bool terminated = false;  // the terminal message went out
-  int64_t os_pid = 0;
-  std::string cgroup;  // the child's leaf cgroup, when the spawner made one
-  // terminal message: exit status, signal, or error {Reason, Stage}
-  enum { kNone, kStatus, kSignal, kError } exit_kind = kNone;
-  int exit_value = 0;
-  std::string err_reason, err_stage;
-
   uint64_t window = 0;
   uint64_t unacked = 0;
+  bool paused = false;
+  pid_t spawner_pid = -1;            // the spawner this port's request went to
+  int loss_checks = 0;               // JudgingLoss: timer rounds spent so far
+  const char* loss_stage = "spawn";  // JudgingLoss: the stage to report
+  int64_t os_pid = 0;
+  std::string cgroup;  // the child's leaf cgroup, when the spawner made one
+  Outcome outcome;     // valid from Draining on
 
   // stats
   uint64_t bytes_in = 0, bytes_out = 0, bytes_err = 0, read_count = 0, write_count = 0;
   ErlDrvTime started_at = 0, ended_at = 0;
 };
+
+// Every phase change goes through here. An illegal move is a bug: it is
+// reported (the VM must not crash for it) and made all the same, so the
+// port still reaches its terminal message.
+void move_to(Port* p, Phase next) {
+  if (!corral::driver::legal(p->phase, next))
+    fprintf(stderr, "corral_drv: illegal phase change %s -> %s\r\n", corral::driver::name(p->phase),
+            corral::driver::name(next));
+  p->phase = next;
+}
+
+void move_to(Port* p, Stdin next) {
+  if (p->in.state == next) return;
+  if (!corral::driver::legal(p->in.state, next))
+    fprintf(stderr, "corral_drv: illegal stdin change %s -> %s\r\n",
+            corral::driver::name(p->in.state), corral::driver::name(next));
+  p->in.state = next;
+}
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -229,22 +266,12 @@ void update_reading(Port* p) {
   else if (p->paused && p->unacked <= p->window / 2)
     p->paused = false;
   bool want = !p->paused;
-  if (p->out >= 0 && want != p->out_reading) {
-    select_mode(p, p->out, ERL_DRV_READ, want);
-    p->out_reading = want;
+  for (OutPipe* o : {&p->out, &p->err}) {
+    if (o->fd >= 0 && want != o->reading) {
+      select_mode(p, o->fd, ERL_DRV_READ, want);
+      o->reading = want;
+    }
   }
-  if (p->err >= 0 && want != p->err_reading) {
-    select_mode(p, p->err, ERL_DRV_READ, want);
-    p->err_reading = want;
-  }
-}
-
-// Once the child's process group is gone, what is left in its pipes is
-// bounded by their capacity: deliver it whatever the credit, so that an
-// owner that holds unacknowledged bytes still gets the terminal message.
-void lift_window(Port* p) {
-  p->window = UINT64_MAX / 2;
-  update_reading(p);
 }
 
 void send_tuple2(Port* p, ErlDrvTermData tag, ErlDrvTermData spec_type, ErlDrvTermData value) {
@@ -267,53 +294,58 @@ void send_error(Port* p, const char* reason, const char* stage) {
   erl_drv_output_term(p->term_port, spec, sizeof spec / sizeof spec[0]);
 }
 
-// Sends the terminal message once the child is gone and every byte of its
-// output has been delivered, then closes the port. Returns true when it did:
+// Draining -> Terminated, once every byte of output has been delivered:
+// sends the terminal message and closes the port. Returns true when it did:
 // the caller must not touch p after that.
 bool maybe_finish(Port* p) {
-  if (p->terminated || !p->have_exit || p->out >= 0 || p->err >= 0) return false;
-  p->terminated = true;
+  if (p->phase != Phase::Draining || p->out.fd >= 0 || p->err.fd >= 0) return false;
+  move_to(p, Phase::Terminated);
   p->ended_at = erl_drv_monotonic_time(ERL_DRV_MSEC);
-  switch (p->exit_kind) {
-    case Port::kStatus:
-      send_tuple2(p, a_exit_status, ERL_DRV_INT, static_cast<ErlDrvTermData>(p->exit_value));
+  const Outcome& o = p->outcome;
+  switch (o.kind) {
+    case Outcome::kStatus:
+      send_tuple2(p, a_exit_status, ERL_DRV_INT, static_cast<ErlDrvTermData>(o.value));
       break;
-    case Port::kSignal:
-      send_tuple2(p, a_exit_signal, ERL_DRV_INT, static_cast<ErlDrvTermData>(p->exit_value));
+    case Outcome::kSignal:
+      send_tuple2(p, a_exit_signal, ERL_DRV_INT, static_cast<ErlDrvTermData>(o.value));
       break;
-    default:
-      send_error(p, p->err_reason.c_str(), p->err_stage.c_str());
+    case Outcome::kError:
+      send_error(p, o.reason.c_str(), o.stage.c_str());
       break;
   }
   driver_exit(p->port, 0);
   return true;
 }
 
-void send_frame_to_spawner(Port* p, Type t, int64_t a) {
-  if (p->ctl < 0) return;
-  Frame f;
-  f.type = t;
-  f.a = a;
-  corral::frame::send_frame(p->ctl, f, nullptr, 0);
+// -> Draining with an {error, {Reason, Stage}} outcome.
+void settle_error(Port* p, std::string reason, std::string stage) {
+  move_to(p, Phase::Draining);
+  p->outcome.kind = Outcome::kError;
+  p->outcome.reason = std::move(reason);
+  p->outcome.stage = std::move(stage);
 }
 
-void flush_stdin(Port* p);
+void send_to_spawner(Port* p, const Frame& f) {
+  if (p->ctl >= 0) corral::frame::send_frame(p->ctl, f);
+}
 
+// Any stdin state -> Closed: the pipe (if any) is released.
 void close_stdin_now(Port* p) {
-  if (p->in >= 0) {
-    p->in_selected = false;
-    release(p, p->in);
+  if (p->in.fd >= 0) {
+    p->in.writing = false;
+    release(p, p->in.fd);
   }
+  move_to(p, Stdin::Closed);
 }
 
 // Writes as much of the queue as the pipe takes.
 void flush_stdin(Port* p) {
-  if (p->in < 0) return;
+  if (p->in.fd < 0) return;
   for (;;) {
     int vlen = 0;
     SysIOVec* iov = driver_peekq(p->port, &vlen);
     if (!iov || vlen == 0) break;
-    ssize_t n = writev(p->in, reinterpret_cast<iovec*>(iov), std::min(vlen, IOV_MAX));
+    ssize_t n = writev(p->in.fd, reinterpret_cast<iovec*>(iov), std::min(vlen, IOV_MAX));
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) break;
@@ -321,7 +353,6 @@ void flush_stdin(Port* p) {
       // the owner learns it once.
       int e = errno;
       driver_deq(p->port, driver_sizeq(p->port));
-      p->stdin_broken = true;
       close_stdin_now(p);
       send_tuple2(p, a_stdin_error, ERL_DRV_ATOM, driver_mk_atom(erl_errno_id(e)));
       break;
@@ -331,19 +362,19 @@ void flush_stdin(Port* p) {
     driver_deq(p->port, static_cast<ErlDrvSizeT>(n));
   }
   ErlDrvSizeT left = driver_sizeq(p->port);
-  if (p->busy && left < kLowWater) {
-    p->busy = false;
+  if (p->in.busy && left < kLowWater) {
+    p->in.busy = false;
     set_busy_port(p->port, 0);
   }
-  if (p->in < 0) return;
-  if (left == 0 && p->stdin_close_requested) {
+  if (p->in.fd < 0) return;
+  if (left == 0 && p->in.state == Stdin::Closing) {
     close_stdin_now(p);
     return;
   }
   bool want = left > 0;
-  if (want != p->in_selected) {
-    select_mode(p, p->in, ERL_DRV_WRITE, want);
-    p->in_selected = want;
+  if (want != p->in.writing) {
+    select_mode(p, p->in.fd, ERL_DRV_WRITE, want);
+    p->in.writing = want;
   }
 }
 
@@ -370,16 +401,15 @@ void send_data(Port* p, ErlDrvTermData which, ErlDrvBinary* bin, size_t len) {
 // Reads what the pipe holds, up to the credit, in at most kReadsPerEvent
 // reads. On EOF it releases the fd and may finish the port: returns true
 // then, and the caller must not touch p again.
-bool read_pipe(Port* p, int& fd, ErlDrvTermData which) {
-  ErlDrvSizeT cap = fd == p->out ? p->out_cap : p->err_cap;
+bool read_pipe(Port* p, OutPipe& o, ErlDrvTermData which) {
   for (int i = 0; i < kReadsPerEvent; i++) {
     if (p->unacked >= p->window) break;
-    ErlDrvSizeT want = std::min<uint64_t>(std::min(cap, kMaxRead), p->window - p->unacked);
+    ErlDrvSizeT want = std::min<uint64_t>(std::min(o.cap, kMaxRead), p->window - p->unacked);
     ErlDrvBinary* bin = driver_alloc_binary(want);
     if (!bin) break;
     ssize_t n;
     do {
-      n = read(fd, bin->orig_bytes, want);
+      n = read(o.fd, bin->orig_bytes, want);
     } while (n < 0 && errno == EINTR);
     if (n < 0 && errno == EAGAIN) {
       driver_free_binary(bin);
@@ -387,8 +417,8 @@ bool read_pipe(Port* p, int& fd, ErlDrvTermData which) {
     }
     if (n <= 0) {  // EOF, or an error that ends this stream all the same
       driver_free_binary(bin);
-      (fd == p->out ? p->out_reading : p->err_reading) = false;
-      release(p, fd);
+      o.reading = false;
+      release(p, o.fd);
       return maybe_finish(p);
     }
     size_t len = static_cast<size_t>(n);
@@ -407,61 +437,56 @@ bool read_pipe(Port* p, int& fd, ErlDrvTermData which) {
   return false;
 }
 
-void adopt_fds(Port* p, const Frame& f, std::vector<int>& fds) {
+// Spawning -> Running: adopt the pipes of the Fds frame.
+void adopt_fds(Port* p, const FdsFrame& f, std::vector<int>& fds) {
   size_t i = 0;
   auto take = [&](uint32_t bit) -> int {
-    if (!(static_cast<uint32_t>(f.b) & bit) || i >= fds.size()) return -1;
+    if (!(f.pipes & bit) || i >= fds.size()) return -1;
     return fds[i++];
   };
-  p->in = take(corral::frame::kFdStdin);
-  p->out = take(corral::frame::kFdStdout);
-  p->err = take(corral::frame::kFdStderr);
+  p->in.fd = take(corral::frame::kFdStdin);
+  p->out.fd = take(corral::frame::kFdStdout);
+  p->err.fd = take(corral::frame::kFdStderr);
   for (; i < fds.size(); i++) close(fds[i]);  // anything unexpected
-  p->os_pid = f.a;
-  p->cgroup = f.payload;
-  p->got_fds = true;
-  for (int fd : {p->in, p->out, p->err})
+  fds.clear();
+  move_to(p, Phase::Running);
+  p->os_pid = f.os_pid;
+  p->cgroup = f.leaf;
+  for (int fd : {p->in.fd, p->out.fd, p->err.fd})
     if (fd >= 0) set_nonblock(fd);
-  if (p->out >= 0) p->out_cap = std::max(4096, fcntl(p->out, F_GETPIPE_SZ));
-  if (p->err >= 0) p->err_cap = std::max(4096, fcntl(p->err, F_GETPIPE_SZ));
+  for (OutPipe* o : {&p->out, &p->err})
+    if (o->fd >= 0) o->cap = std::max(4096, fcntl(o->fd, F_GETPIPE_SZ));
   send_tuple2(p, a_started, ERL_DRV_INT, static_cast<ErlDrvTermData>(p->os_pid));
-  if (p->in >= 0 && (p->stdin_broken || (p->stdin_close_requested && driver_sizeq(p->port) == 0)))
-    close_stdin_now(p);
+  if (p->in.fd < 0)
+    move_to(p, Stdin::Closed);  // no stdin pipe: nobody reads what is queued
   else
-    flush_stdin(p);
+    flush_stdin(p);  // what was queued meanwhile; closes it if so asked
   update_reading(p);
 }
 
-// Records a terminal {error, {Reason, Stage}} in place of an exit status.
-void set_error(Port* p, std::string reason, std::string stage) {
-  p->have_exit = true;
-  p->exit_kind = Port::kError;
-  p->err_reason = std::move(reason);
-  p->err_stage = std::move(stage);
-}
-
-void on_exit_frame(Port* p, int64_t status) {
-  int st = static_cast<int>(status);
-  p->have_exit = true;
-  lift_window(p);
-  if (p->fds_lost) {
-    set_error(p, "emfile", "spawn");
-    return;
-  }
-  if (WIFSIGNALED(st)) {
-    p->exit_kind = Port::kSignal;
-    p->exit_value = WTERMSIG(st);
+// -> Draining on the spawner's Exit frame.
+void on_exit_frame(Port* p, int status) {
+  if (p->phase == Phase::FdsLost) {
+    settle_error(p, "emfile", "spawn");
   } else {
-    p->exit_kind = Port::kStatus;
-    p->exit_value = WEXITSTATUS(st);
+    move_to(p, Phase::Draining);
+    p->outcome.kind = WIFSIGNALED(status) ? Outcome::kSignal : Outcome::kStatus;
+    p->outcome.value = WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status);
   }
+  // The spawner sends Exit once the group is gone and the leaf is empty:
+  // what is left in the pipes is bounded by their capacity. Deliver it
+  // whatever the credit, so that an owner that holds unacknowledged bytes
+  // still gets the terminal message. (Not on a lost spawner: without a
+  // cgroup an escapee could hold the pipe and write on forever.)
+  p->window = UINT64_MAX / 2;
+  update_reading(p);
 }
 
-// Decides whether the spawner behind a control socket that ended without
-// an Exit frame is dead, and records the terminal error. Returns false when
-// it cannot tell yet: a dying process releases its sockets in reverse fd
-// order, so the control socket's EOF can come a moment before the request
-// socket's; the caller asks again shortly.
+// JudgingLoss -> Draining, once it can tell whether the spawner behind the
+// ended control socket is dead. Returns false when it cannot tell yet: a
+// dying process releases its sockets in reverse fd order, so the control
+// socket's EOF can come a moment before the request socket's; the caller
+// asks again shortly. With `final` it decides all the same.
 bool judge_spawner_loss(Port* p, bool final) {
   erl_drv_mutex_lock(g_spawner.mu);
   bool gone = spawner_gone_locked(p->spawner_pid);
@@ -472,25 +497,20 @@ bool judge_spawner_loss(Port* p, bool final) {
   if (gone && g_spawner.pid == p->spawner_pid)
     close_spawner_locked();  // the next spawn starts a new one
   erl_drv_mutex_unlock(g_spawner.mu);
-  set_error(p, gone ? "spawner_died" : "spawner_dropped", p->got_fds ? "running" : "spawn");
+  settle_error(p, gone ? "spawner_died" : "spawner_dropped", p->loss_stage);
   return true;
 }
 
-// The control socket ended before the Exit frame. If the spawner died, its
-// children got SIGKILL from PDEATHSIG; kill the group and the leaf cgroup
-// too, for the descendants that PDEATHSIG does not reach. (The next spawner
-// removes the dead one's cgroup directories.) If it merely dropped us, the
-// child is killed all the same: nobody could report its exit.
+// Spawning, Running or FdsLost -> JudgingLoss: the control socket ended
+// before the Exit frame. If the spawner died, its children got SIGKILL from
+// PDEATHSIG; kill the group and the leaf cgroup too, for the descendants
+// that PDEATHSIG does not reach. (The next spawner removes the dead one's
+// cgroup directories.) If it merely dropped us, the child is killed all the
+// same: nobody could report its exit.
 void on_spawner_lost(Port* p) {
-  if (p->os_pid > 0) kill(-static_cast<pid_t>(p->os_pid), SIGKILL);
-  if (!p->cgroup.empty()) {  // descendants that left the group
-    int fd = open((p->cgroup + "/cgroup.kill").c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      ssize_t n = write(fd, "1", 1);
-      (void)n;
-      close(fd);
-    }
-  }
+  p->loss_stage = p->phase == Phase::Running ? "running" : "spawn";
+  move_to(p, Phase::JudgingLoss);
+  (void)corral::kill_tree(static_cast<pid_t>(p->os_pid), p->cgroup);
   if (!judge_spawner_loss(p, false)) {
     p->loss_checks = 1;
     driver_set_timer(p->port, kLossCheckMs);
@@ -508,41 +528,35 @@ void read_ctl(Port* p) {
     // (the Exit among them). Read on.
     if (rc == -ECONNRESET) continue;
     if (rc == -EBADMSG) {
-      // Most likely our fd table is full and the kernel dropped the pipes
-      // of an Fds frame: the child runs, but we cannot read it. Stop it;
-      // its Exit ends the port with {error, {emfile, spawn}}.
-      if (!p->got_fds && !p->fds_lost) {
-        p->fds_lost = true;
-        send_frame_to_spawner(p, Type::Stop, 0);
+      // Spawning -> FdsLost. Most likely our fd table is full and the kernel
+      // dropped the pipes of an Fds frame: the child runs, but we cannot
+      // read it. Stop it; its Exit ends the port with {error, {emfile, spawn}}.
+      if (p->phase == Phase::Spawning) {
+        move_to(p, Phase::FdsLost);
+        send_to_spawner(p, StopFrame{});
       }
       continue;
     }
     if (rc <= 0) {  // EOF or a broken socket
       for (int fd : fds) close(fd);
       release(p, p->ctl);
-      if (!p->have_exit) on_spawner_lost(p);
+      if (p->phase != Phase::Draining) on_spawner_lost(p);
       maybe_finish(p);
       return;
     }
-    switch (f.type) {
-      case Type::Fds:
-        if (!p->got_fds) {
-          adopt_fds(p, f, fds);
-          fds.clear();
-        }
-        break;
-      case Type::Exit:
-        on_exit_frame(p, f.a);
+    if (auto* fr = std::get_if<FdsFrame>(&f)) {
+      if (p->phase == Phase::Spawning) adopt_fds(p, *fr, fds);
+    } else if (auto* ex = std::get_if<ExitFrame>(&f)) {
+      if (p->phase != Phase::Draining) {
+        on_exit_frame(p, ex->wait_status);
         // The group is gone: its pipes hold their last bytes and then EOF.
         // Read them now rather than after another trip through the poll set.
-        if (p->out >= 0 && read_pipe(p, p->out, a_stdout)) return;
-        if (p->err >= 0 && read_pipe(p, p->err, a_stderr)) return;
-        break;
-      case Type::Error:
-        set_error(p, erl_errno_id(static_cast<int>(f.a)), f.payload.empty() ? "spawn" : f.payload);
-        break;
-      default:
-        break;
+        if (p->out.fd >= 0 && read_pipe(p, p->out, a_stdout)) return;
+        if (p->err.fd >= 0 && read_pipe(p, p->err, a_stderr)) return;
+      }
+    } else if (auto* er = std::get_if<ErrorFrame>(&f)) {
+      if (p->phase != Phase::Draining)
+        settle_error(p, erl_errno_id(er->err), er->stage.empty() ? "spawn" : er->stage);
     }
     for (int fd : fds) close(fd);
     if (maybe_finish(p)) return;
@@ -570,9 +584,10 @@ bool read_num(const char* buf, ErlDrvSizeT len, T& out) {
   return true;
 }
 
+// Idle -> Spawning.
 // SPAWN payload: <<Window:64/native, PathLen:32/native, SpawnerPath, Request>>
 ErlDrvSSizeT op_spawn(Port* p, const char* buf, ErlDrvSizeT len, char** rbuf) {
-  if (p->spawned) return reply_errno(rbuf, EALREADY);
+  if (p->phase != Phase::Idle) return reply_errno(rbuf, EALREADY);
   uint64_t window;
   uint32_t plen;
   if (len < 12) return reply_errno(rbuf, EINVAL);
@@ -580,9 +595,10 @@ ErlDrvSSizeT op_spawn(Port* p, const char* buf, ErlDrvSizeT len, char** rbuf) {
   std::memcpy(&plen, buf + 8, 4);
   if (len < 12 + static_cast<ErlDrvSizeT>(plen) || window == 0) return reply_errno(rbuf, EINVAL);
   std::string path(buf + 12, plen);
-  Frame f;
-  f.type = Type::Spawn;
-  f.payload.assign(buf + 12 + plen, len - 12 - plen);
+  // Built in place: the term can be large.
+  Frame frame{std::in_place_type<SpawnFrame>};
+  SpawnFrame& f = std::get<SpawnFrame>(frame);
+  f.term.assign(buf + 12 + plen, len - 12 - plen);
   // The child starts in the VM's working directory, as with System.cmd/3,
   // and a relative cd is taken from there: getcwd here is one system call,
   // where file:get_cwd/0 would be a trip through a dirty I/O scheduler. A
@@ -590,40 +606,62 @@ ErlDrvSSizeT op_spawn(Port* p, const char* buf, ErlDrvSizeT len, char** rbuf) {
   char cwd[PATH_MAX];
   if (!getcwd(cwd, sizeof cwd) || cwd[0] != '/')
     snprintf(cwd, sizeof cwd, "/proc/%d/cwd", static_cast<int>(getpid()));
-  f.b = static_cast<int64_t>(f.payload.size());
-  f.payload.append(cwd);
-  if (f.payload.size() + sizeof(corral::frame::Header) > corral::frame::kMaxFrame)
+  f.cwd = cwd;
+  if (sizeof(corral::frame::Header) + f.term.size() + f.cwd.size() > corral::frame::kMaxFrame)
     return reply_errno(rbuf, E2BIG);
 
   int sv[2];
   // Non-blocking on both ends: the spawner wants its end so too.
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
     return reply_errno(rbuf, errno);
-  int rc = send_spawn(path, f, sv[1], p->spawner_pid);
+  int rc = send_spawn(path, frame, sv[1], p->spawner_pid);
   close(sv[1]);
   if (rc < 0) {
     close(sv[0]);
     return reply_errno(rbuf, -rc);
   }
+  move_to(p, Phase::Spawning);
   p->ctl = sv[0];
   p->window = window;
-  p->spawned = true;
   p->started_at = erl_drv_monotonic_time(ERL_DRV_MSEC);
   driver_select(p->port, ev(p->ctl), ERL_DRV_READ | ERL_DRV_USE, 1);
   return reply(rbuf, "\0", 1);
 }
 
+// The reply is a map in the external term format: the layout is decided
+// here only, and corral:stats/1 passes the map on as it is (its stats()
+// type documents the keys).
 ErlDrvSSizeT op_stats(Port* p, char** rbuf) {
   ErlDrvTime end = p->ended_at ? p->ended_at : erl_drv_monotonic_time(ERL_DRV_MSEC);
-  int64_t v[] = {static_cast<int64_t>(p->bytes_in),
-                 static_cast<int64_t>(p->bytes_out),
-                 static_cast<int64_t>(p->bytes_err),
-                 static_cast<int64_t>(p->read_count),
-                 static_cast<int64_t>(p->write_count),
-                 p->started_at ? static_cast<int64_t>(end - p->started_at) : 0,
-                 static_cast<int64_t>(p->unacked),
-                 static_cast<int64_t>(driver_sizeq(p->port))};
-  return reply(rbuf, v, sizeof v);
+  const struct {
+    const char* key;
+    uint64_t value;
+  } stats[] = {
+      {"bytes_in", p->bytes_in},
+      {"bytes_out", p->bytes_out},
+      {"bytes_err", p->bytes_err},
+      {"read_count", p->read_count},
+      {"write_count", p->write_count},
+      {"duration_ms", p->started_at ? static_cast<uint64_t>(end - p->started_at) : 0},
+      {"unacked", p->unacked},
+      {"stdin_queued", driver_sizeq(p->port)},
+  };
+  // The first pass (no buffer) only measures.
+  auto encode = [&](char* buf) {
+    int i = 0;
+    ei_encode_version(buf, &i);
+    ei_encode_map_header(buf, &i, static_cast<int>(std::size(stats)));
+    for (const auto& s : stats) {
+      ei_encode_atom(buf, &i, s.key);
+      ei_encode_ulonglong(buf, &i, s.value);
+    }
+    return i;
+  };
+  ErlDrvBinary* b = driver_alloc_binary(static_cast<ErlDrvSizeT>(encode(nullptr)));
+  if (!b) return -1;
+  int len = encode(b->orig_bytes);
+  *rbuf = reinterpret_cast<char*>(b);
+  return len;
 }
 
 // ---------------------------------------------------------------------------
@@ -671,24 +709,23 @@ void drv_stop(ErlDrvData d) {
   driver_cancel_timer(p->port);
   // Closing ctl tells the spawner the owner is gone; it escalates.
   release(p, p->ctl);
-  release(p, p->in);
-  release(p, p->out);
-  release(p, p->err);
+  release(p, p->in.fd);
+  release(p, p->out.fd);
+  release(p, p->err.fd);
   delete p;
 }
 
 void drv_outputv(ErlDrvData d, ErlIOVec* iov) {
   Port* p = reinterpret_cast<Port*>(d);
   if (iov->size == 0) return;
-  if (p->stdin_broken || p->stdin_close_requested || p->terminated || (p->got_fds && p->in < 0)) {
-    return;  // nobody reads these bytes any more
-  }
+  // Closing, Closed, or the port is going: nobody reads these bytes any more.
+  if (p->in.state != Stdin::Open || p->phase == Phase::Terminated) return;
   driver_enqv(p->port, iov, 0);
-  if (!p->busy && driver_sizeq(p->port) > kHighWater) {
-    p->busy = true;
+  if (!p->in.busy && driver_sizeq(p->port) > kHighWater) {
+    p->in.busy = true;
     set_busy_port(p->port, 1);
   }
-  if (p->got_fds) flush_stdin(p);
+  flush_stdin(p);  // a no-op until the pipe is here
 }
 
 void drv_ready_input(ErlDrvData d, ErlDrvEvent e) {
@@ -696,15 +733,15 @@ void drv_ready_input(ErlDrvData d, ErlDrvEvent e) {
   int fd = static_cast<int>(reinterpret_cast<intptr_t>(e));
   if (fd == p->ctl)
     read_ctl(p);
-  else if (fd == p->out)
+  else if (fd == p->out.fd)
     read_pipe(p, p->out, a_stdout);
-  else if (fd == p->err)
+  else if (fd == p->err.fd)
     read_pipe(p, p->err, a_stderr);
 }
 
 void drv_ready_output(ErlDrvData d, ErlDrvEvent e) {
   Port* p = reinterpret_cast<Port*>(d);
-  if (static_cast<int>(reinterpret_cast<intptr_t>(e)) == p->in) flush_stdin(p);
+  if (static_cast<int>(reinterpret_cast<intptr_t>(e)) == p->in.fd) flush_stdin(p);
 }
 
 void drv_flush(ErlDrvData d) {
@@ -717,40 +754,42 @@ ErlDrvSSizeT drv_control(ErlDrvData d, unsigned cmd, char* buf, ErlDrvSizeT len,
                          ErlDrvSizeT) {
   Port* p = reinterpret_cast<Port*>(d);
   switch (cmd) {
-    case kOpSpawn:
+    case op::OP_SPAWN:
       return op_spawn(p, buf, len, rbuf);
-    case kOpAck: {
+    case op::OP_ACK: {
       uint64_t n;
       if (!read_num(buf, len, n)) return reply_errno(rbuf, EINVAL);
       p->unacked -= std::min(n, p->unacked);
       update_reading(p);
       return reply(rbuf, "", 0);
     }
-    case kOpSetWindow: {
+    case op::OP_SET_WINDOW: {
       uint64_t n;
       if (!read_num(buf, len, n) || n == 0) return reply_errno(rbuf, EINVAL);
       p->window = n;
       update_reading(p);
       return reply(rbuf, "", 0);
     }
-    case kOpSignal: {
+    case op::OP_SIGNAL: {
       int32_t sig;
       if (!read_num(buf, len, sig) || sig < 0 || sig > 64) return reply_errno(rbuf, EINVAL);
-      if (p->ctl < 0 || p->have_exit) return reply_errno(rbuf, ESRCH);
-      send_frame_to_spawner(p, Type::Signal, sig);
+      if (!corral::driver::signalable(p->phase)) return reply_errno(rbuf, ESRCH);
+      send_to_spawner(p, SignalFrame{sig});
       return reply(rbuf, "", 0);
     }
-    case kOpStop:
-      if (p->ctl < 0 || p->have_exit) return reply_errno(rbuf, ESRCH);
-      send_frame_to_spawner(p, Type::Stop, 0);
+    case op::OP_STOP:
+      if (!corral::driver::signalable(p->phase)) return reply_errno(rbuf, ESRCH);
+      send_to_spawner(p, StopFrame{});
       return reply(rbuf, "", 0);
-    case kOpCloseStdin:
-      p->stdin_close_requested = true;
-      if (p->got_fds && driver_sizeq(p->port) == 0) close_stdin_now(p);
+    case op::OP_CLOSE_STDIN:
+      // Open -> Closing; Closing -> Closed at once when the pipe is here
+      // and nothing is queued (otherwise flush_stdin closes it).
+      if (p->in.state == Stdin::Open) move_to(p, Stdin::Closing);
+      if (p->in.fd >= 0 && driver_sizeq(p->port) == 0) close_stdin_now(p);
       return reply(rbuf, "", 0);
-    case kOpStats:
+    case op::OP_STATS:
       return op_stats(p, rbuf);
-    case kOpOsPid: {
+    case op::OP_OSPID: {
       int64_t pid = p->os_pid;
       return reply(rbuf, &pid, sizeof pid);
     }
@@ -759,9 +798,10 @@ ErlDrvSSizeT drv_control(ErlDrvData d, unsigned cmd, char* buf, ErlDrvSizeT len,
   }
 }
 
+// JudgingLoss: look again whether the spawner is gone.
 void drv_timeout(ErlDrvData d) {
   Port* p = reinterpret_cast<Port*>(d);
-  if (p->loss_checks == 0 || p->have_exit) return;
+  if (p->phase != Phase::JudgingLoss) return;
   bool final = ++p->loss_checks > kLossChecks;
   if (!judge_spawner_loss(p, final)) {
     driver_set_timer(p->port, kLossCheckMs);

@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "group_kill.h"
+
 namespace corral::spawner::cgroup {
 namespace {
 
@@ -85,16 +87,6 @@ int read_file(const std::string& path, std::string& ret, int at = AT_FDCWD) {
   return 0;
 }
 
-int write_file(const std::string& path, std::string_view value) {
-  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  ssize_t n = write(fd, value.data(), value.size());
-  int err = n < 0 ? errno : 0;
-  close(fd);
-  if (n < 0) return -err;
-  return static_cast<size_t>(n) == value.size() ? 0 : -EIO;
-}
-
 // The names of the cgroups directly below dir.
 int subdirs(const std::string& dir, std::vector<std::string>& ret) {
   DIR* d = opendir(dir.c_str());
@@ -111,30 +103,6 @@ int subdirs(const std::string& dir, std::vector<std::string>& ret) {
   }
   closedir(d);
   return 0;
-}
-
-// Without cgroup.kill: SIGKILL each listed pid, in dir and below. Racy with
-// forks, so the caller's repeated checks matter. Returns how many were seen.
-int kill_by_procs(const std::string& dir) {
-  std::string procs;
-  if (int rc = read_file(dir + "/cgroup.procs", procs); rc < 0) return rc;
-  int seen = 0;
-  each_line(procs, [&](std::string_view line) {
-    long pid = strtol(std::string(line).c_str(), nullptr, 10);
-    if (pid > 0) {
-      (void)kill(static_cast<pid_t>(pid), SIGKILL);
-      seen++;
-    }
-    return false;
-  });
-  std::vector<std::string> subs;
-  if (subdirs(dir, subs) == 0) {
-    for (const std::string& s : subs) {
-      int n = kill_by_procs(dir + "/" + s);
-      if (n > 0) seen += n;
-    }
-  }
-  return seen;
 }
 
 // Polls until dir is unpopulated (or unreadable) or until `until`.
@@ -237,16 +205,7 @@ int populated(const std::string& dir, int at) {
   return parse_populated(text);
 }
 
-int kill_all(const std::string& dir) {
-  int rc = write_file(dir + "/cgroup.kill", "1");
-  if (rc != -ENOENT) return rc;
-  // No cgroup.kill (kernel < 5.14): a few rounds, to catch forks in flight.
-  for (int round = 0; round < 3; round++) {
-    int n = kill_by_procs(dir);
-    if (n <= 0) return n;
-  }
-  return 0;
-}
+int kill_all(const std::string& dir) { return kill_cgroup(dir); }
 
 int remove_tree(const std::string& dir) {
   std::vector<std::string> subs;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "epoll_tags.h"
+#include "group_kill.h"
 #include "log.h"
 
 namespace corral::spawner {
@@ -41,11 +42,8 @@ bool set_nonblock(int fd) {
 }
 
 void send_error(int ctl, int err, const char* stage, LogOnce& failed) {
-  frame::Frame f;
-  f.type = frame::Type::Error;
-  f.a = err;
-  f.payload = stage;
-  if (int rc = frame::send_frame(ctl, f, nullptr, 0); rc < 0 && !owner_gone_error(rc))
+  if (int rc = frame::send_frame(ctl, frame::ErrorFrame{err, stage});
+      rc < 0 && !owner_gone_error(rc))
     failed("cannot send Error(%s): %s", stage, strerror(-rc));
 }
 
@@ -185,8 +183,9 @@ void Spawner::on_request() {
 void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   std::vector<unique_fd> fds;
   for (int fd : raw_fds) fds.emplace_back(fd);
-  if (f.type != frame::Type::Spawn) {
-    bad_request_("dropped a request frame of type %u", static_cast<unsigned>(f.type));
+  auto* req = std::get_if<frame::SpawnFrame>(&f);
+  if (!req) {
+    bad_request_("dropped a request frame of type %u", static_cast<unsigned>(frame::type_of(f)));
     return;
   }
   if (fds.empty()) {
@@ -201,17 +200,12 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   }
   SpawnSpec spec;
   std::string why;
-  std::string_view term = f.payload, cwd;
-  if (f.b > 0 && static_cast<uint64_t>(f.b) <= f.payload.size()) {
-    term = term.substr(0, static_cast<size_t>(f.b));
-    cwd = std::string_view(f.payload).substr(static_cast<size_t>(f.b));
-  }
-  if (!decode_spawn_spec(term, spec, why)) {
+  if (!decode_spawn_spec(req->term, spec, why)) {
     bad_request_("bad spawn request: %s", why.c_str());
     send_error(ctl.get(), EINVAL, "decode", send_failed_);
     return;
   }
-  resolve_cd(spec, cwd);
+  resolve_cd(spec, req->cwd);
 
   auto c = std::make_unique<ChildRecord>();
   c->stop_signal = spec.stop_signal;
@@ -309,11 +303,8 @@ void Spawner::on_launch(pid_t pid) {
 void Spawner::started(ChildRecord& c) {
   pid_t pid = c.pid;
   Child& ch = c.launch.child();
-  frame::Frame out;
-  out.type = frame::Type::Fds;
-  out.a = pid;
-  out.b = ch.mask();
-  out.payload = c.leaf.path();  // the driver kills it itself if we die
+  // The leaf goes too: the driver kills it itself if we die.
+  frame::FdsFrame out{pid, ch.mask(), c.leaf.path()};
   int pipes[3];
   size_t n = 0;
   for (const unique_fd* fd : {&ch.in, &ch.out, &ch.err})
@@ -367,10 +358,10 @@ void Spawner::on_ctl(pid_t pid) {
       owner_gone(*c);
       return;
     }
-    if (f.type == frame::Type::Signal) {
-      if (c->state != ChildState::Draining && f.a >= 1 && f.a <= 64)
-        (void)kill(-c->pid, static_cast<int>(f.a));
-    } else if (f.type == frame::Type::Stop) {
+    if (auto* sig = std::get_if<frame::SignalFrame>(&f)) {
+      if (c->state != ChildState::Draining && sig->signo >= 1 && sig->signo <= 64)
+        (void)kill(-c->pid, sig->signo);
+    } else if (std::holds_alternative<frame::StopFrame>(f)) {
       escalate(*c);
     }
   }
@@ -411,12 +402,9 @@ void Spawner::fire_deadlines() {
     if (!c) continue;
     c->has_deadline = false;
     if (c->state == ChildState::Stopping) {
-      (void)kill(-c->pid, SIGKILL);
+      (void)kill_tree(c->pid, c->leaf ? c->leaf.path() : std::string());
       signal_leader(*c, SIGKILL);
-      if (c->leaf) {
-        (void)c->leaf.kill();
-        c->leaf_killed = true;
-      }
+      if (c->leaf) c->leaf_killed = true;
     }
   }
 }
@@ -502,10 +490,8 @@ void Spawner::finish(pid_t pid) {
   ChildRecord* c = children_.find(pid);
   if (!c) return;
   if (c->ctl) {
-    frame::Frame f;
-    f.type = frame::Type::Exit;
-    f.a = c->status;
-    if (int rc = frame::send_frame(c->ctl.get(), f, nullptr, 0); rc < 0 && !owner_gone_error(rc))
+    if (int rc = frame::send_frame(c->ctl.get(), frame::ExitFrame{c->status});
+        rc < 0 && !owner_gone_error(rc))
       send_failed_("cannot send Exit for pid %d: %s", static_cast<int>(pid), strerror(-rc));
     (void)epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, c->ctl.get(), nullptr);
   }

@@ -323,10 +323,8 @@ class SpawnerTest : public ::testing::Test {
   int send_spawn(const std::string& payload, bool attach_ctl = true) {
     int cp[2];
     EXPECT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cp), 0);
-    frame::Frame f;
-    f.type = frame::Type::Spawn;
-    f.payload = payload;
-    EXPECT_EQ(frame::send_frame(req_, f, &cp[1], attach_ctl ? 1 : 0), 0);
+    EXPECT_EQ(frame::send_frame(req_, frame::SpawnFrame{payload, ""}, &cp[1], attach_ctl ? 1 : 0),
+              0);
     close(cp[1]);
     return cp[0];
   }
@@ -338,19 +336,27 @@ class SpawnerTest : public ::testing::Test {
     return frame::recv_frame(ctl, f, fds);
   }
 
+  // What an unexpected frame says, for failure messages.
+  static std::string describe(const frame::Frame& f) {
+    if (auto* e = std::get_if<frame::ErrorFrame>(&f))
+      return "Error: errno " + std::to_string(e->err) + " at " + e->stage;
+    return "type " + std::to_string(static_cast<unsigned>(frame::type_of(f)));
+  }
+
   // Spawns r and expects Fds; fills h.
   void start(const Request& r, Handle& h) {
     h.ctl = send_spawn(encode(r));
     frame::Frame f;
     std::vector<int> fds;
     ASSERT_EQ(recv(h.ctl, f, fds), 1);
-    ASSERT_EQ(f.type, frame::Type::Fds) << "errno " << f.a << " at " << f.payload;
-    h.pid = static_cast<pid_t>(f.a);
-    h.cgroup = f.payload;
+    auto* got = std::get_if<frame::FdsFrame>(&f);
+    ASSERT_TRUE(got) << describe(f);
+    h.pid = got->os_pid;
+    h.cgroup = got->leaf;
     size_t i = 0;
-    if (f.b & frame::kFdStdin) h.in = fds.at(i++);
-    if (f.b & frame::kFdStdout) h.out = fds.at(i++);
-    if (f.b & frame::kFdStderr) h.err = fds.at(i++);
+    if (got->pipes & frame::kFdStdin) h.in = fds.at(i++);
+    if (got->pipes & frame::kFdStdout) h.out = fds.at(i++);
+    if (got->pipes & frame::kFdStderr) h.err = fds.at(i++);
     ASSERT_EQ(i, fds.size());
   }
 
@@ -359,11 +365,12 @@ class SpawnerTest : public ::testing::Test {
     frame::Frame f;
     std::vector<int> fds;
     EXPECT_EQ(recv(h.ctl, f, fds, timeout), 1);
-    EXPECT_EQ(f.type, frame::Type::Exit);
+    auto* exit = std::get_if<frame::ExitFrame>(&f);
+    EXPECT_TRUE(exit) << describe(f);
     EXPECT_TRUE(fds.empty());
     frame::Frame eof;
     EXPECT_EQ(recv(h.ctl, eof, fds, 2000ms), 0) << "ctl not closed after Exit";
-    return static_cast<int>(f.a);
+    return exit ? exit->wait_status : -1;
   }
 
   // Sends n Spawn requests for `sh -c "exit status(i)"` before reading any
@@ -378,7 +385,7 @@ class SpawnerTest : public ::testing::Test {
       frame::Frame f;
       std::vector<int> fds;
       ASSERT_EQ(recv(hs[i].ctl, f, fds), 1) << i;
-      ASSERT_EQ(f.type, frame::Type::Fds) << i << ": errno " << f.a << " at " << f.payload;
+      ASSERT_TRUE(std::holds_alternative<frame::FdsFrame>(f)) << i << ": " << describe(f);
       for (int fd : fds) close(fd);
       int st = expect_exit(hs[i]);
       ASSERT_TRUE(WIFEXITED(st)) << i;
@@ -396,11 +403,8 @@ class SpawnerTest : public ::testing::Test {
         << "the escapee did not leave the session";
   }
 
-  void send_ctl(const Handle& h, frame::Type type, int64_t a = 0) {
-    frame::Frame f;
-    f.type = type;
-    f.a = a;
-    ASSERT_EQ(frame::send_frame(h.ctl, f, nullptr, 0), 0);
+  void send_ctl(const Handle& h, const frame::Frame& f) {
+    ASSERT_EQ(frame::send_frame(h.ctl, f), 0);
   }
 
   bool spawner_alive() { return spawner_ && spawner_->running(); }
@@ -450,8 +454,8 @@ TEST_F(SpawnerTest, ExitStatus3) {
 TEST_F(SpawnerTest, SignalFrameKills) {
   Handle h;
   start({"/bin/sleep", {"sleep", "30"}}, h);
-  send_ctl(h, frame::Type::Signal, 999);  // invalid: ignored
-  send_ctl(h, frame::Type::Signal, SIGKILL);
+  send_ctl(h, frame::SignalFrame{999});  // invalid: ignored
+  send_ctl(h, frame::SignalFrame{SIGKILL});
   int st = expect_exit(h);
   ASSERT_TRUE(WIFSIGNALED(st));
   EXPECT_EQ(WTERMSIG(st), SIGKILL);
@@ -462,9 +466,10 @@ TEST_F(SpawnerTest, ExecFailureIsAnError) {
   frame::Frame f;
   std::vector<int> fds;
   ASSERT_EQ(recv(ctl, f, fds), 1);
-  EXPECT_EQ(f.type, frame::Type::Error);
-  EXPECT_EQ(f.a, ENOENT);
-  EXPECT_EQ(f.payload, "exec");
+  auto* err = std::get_if<frame::ErrorFrame>(&f);
+  ASSERT_TRUE(err) << describe(f);
+  EXPECT_EQ(err->err, ENOENT);
+  EXPECT_EQ(err->stage, "exec");
   EXPECT_EQ(recv(ctl, f, fds), 0);
   close(ctl);
 }
@@ -475,9 +480,10 @@ TEST_F(SpawnerTest, MalformedPayloadIsDecodeErrorAndSpawnerSurvives) {
     frame::Frame f;
     std::vector<int> fds;
     ASSERT_EQ(recv(ctl, f, fds), 1);
-    EXPECT_EQ(f.type, frame::Type::Error);
-    EXPECT_EQ(f.a, EINVAL);
-    EXPECT_EQ(f.payload, "decode");
+    auto* err = std::get_if<frame::ErrorFrame>(&f);
+    ASSERT_TRUE(err) << describe(f);
+    EXPECT_EQ(err->err, EINVAL);
+    EXPECT_EQ(err->stage, "decode");
     EXPECT_EQ(recv(ctl, f, fds), 0);
     close(ctl);
   }
@@ -493,8 +499,9 @@ TEST_F(SpawnerTest, RepeatedBadRequestsAreLoggedOnce) {
     frame::Frame f;
     std::vector<int> fds;
     ASSERT_EQ(recv(ctl.get(), f, fds), 1);
-    ASSERT_EQ(f.type, frame::Type::Error);
-    EXPECT_EQ(f.payload, "decode");
+    auto* err = std::get_if<frame::ErrorFrame>(&f);
+    ASSERT_TRUE(err) << describe(f);
+    EXPECT_EQ(err->stage, "decode");
   }
   // Logged before each Error was sent: all there by now.
   std::istringstream log(slurp_stderr());
@@ -526,7 +533,7 @@ TEST_F(SpawnerTest, StopEscalatesToSigkillAfterKillTimeout) {
   ASSERT_TRUE(readable(h.out, 5000ms));
   ASSERT_EQ(read(h.out, buf, 6), 6);  // the trap is set
   auto t0 = Clock::now();
-  send_ctl(h, frame::Type::Stop);
+  send_ctl(h, frame::StopFrame{});
   int st = expect_exit(h);
   auto took = Clock::now() - t0;
   ASSERT_TRUE(WIFSIGNALED(st));
@@ -538,7 +545,7 @@ TEST_F(SpawnerTest, StopEscalatesToSigkillAfterKillTimeout) {
 TEST_F(SpawnerTest, StopWithDefaultSignalTerminates) {
   Handle h;
   start({"/bin/sleep", {"sleep", "30"}}, h);
-  send_ctl(h, frame::Type::Stop);
+  send_ctl(h, frame::StopFrame{});
   int st = expect_exit(h, 2000ms);
   ASSERT_TRUE(WIFSIGNALED(st));
   EXPECT_EQ(WTERMSIG(st), SIGTERM);
@@ -665,7 +672,7 @@ TEST_F(SpawnerTest, RunningChildrenCostFdsAboveTheSharedRange) {
     EXPECT_LT(low, 32) << "the low range holds only the spawner's fixed fds";
   }
   for (auto& h : hs) {
-    send_ctl(h, frame::Type::Signal, SIGKILL);
+    send_ctl(h, frame::SignalFrame{SIGKILL});
     expect_exit(h);
   }
 }
@@ -750,7 +757,7 @@ TEST_F(SpawnerTest, StopKillsAnEscapeeBeforeExit) {
   ASSERT_NO_FATAL_FAILURE(start_escaping("exec sleep 30", h, esc));
   ASSERT_NE(getpgid(esc), h.pid);
   expect_in_leaf(own, base(own), h, esc);
-  send_ctl(h, frame::Type::Stop);
+  send_ctl(h, frame::StopFrame{});
   int st = expect_exit(h);
   EXPECT_TRUE(dead(esc)) << "Exit sent while the escapee " << esc << " lives";
   ASSERT_TRUE(WIFSIGNALED(st));
@@ -788,12 +795,12 @@ TEST_F(SpawnerTest, EachChildHasItsOwnLeaf) {
   EXPECT_NE(a.cgroup, b.cgroup);
   EXPECT_TRUE(exists(a.cgroup));
   EXPECT_TRUE(exists(b.cgroup));
-  send_ctl(a, frame::Type::Signal, SIGKILL);
+  send_ctl(a, frame::SignalFrame{SIGKILL});
   expect_exit(a);
   EXPECT_TRUE(gone_or_empty(a.cgroup));
   EXPECT_TRUE(exists(b.cgroup)) << "the other child's leaf went too";
   EXPECT_FALSE(gone_or_empty(b.cgroup)) << "the other child left its leaf";
-  send_ctl(b, frame::Type::Signal, SIGKILL);
+  send_ctl(b, frame::SignalFrame{SIGKILL});
   expect_exit(b);
   EXPECT_TRUE(gone_or_empty(b.cgroup));
 }
@@ -813,7 +820,7 @@ TEST_F(SpawnerTest, CleanLeavesAreReusedKilledOnesAreNot) {
   pid_t esc;
   ASSERT_NO_FATAL_FAILURE(start_escaping("exec sleep 30", b, esc));
   EXPECT_EQ(b.cgroup, a.cgroup) << "the clean leaf was not reused";
-  send_ctl(b, frame::Type::Signal, SIGKILL);  // the group dies, the escapee lives on
+  send_ctl(b, frame::SignalFrame{SIGKILL});  // the group dies, the escapee lives on
   expect_exit(b);
   EXPECT_TRUE(dead(esc));
   EXPECT_FALSE(exists(b.cgroup)) << "a killed leaf was kept";
