@@ -330,7 +330,13 @@ defmodule Corral.Error do
 
   @impl true
   def message(%{reason: {errno, stage}, command: command}) when is_atom(errno) do
-    "could not run #{inspect(command)}: #{errno} (#{:file.format_error(errno)}) at #{stage}"
+    case :file.format_error(errno) do
+      ~c"unknown POSIX error" ->
+        "could not run #{inspect(command)}: #{errno} at #{stage}"
+
+      description ->
+        "could not run #{inspect(command)}: #{errno} (#{description}) at #{stage}"
+    end
   end
 
   def message(%{reason: reason, command: command}) do
