@@ -263,9 +263,10 @@ defmodule Corral do
       where `sink.(iodata)` returns `:ok`, `{:error, :epipe}` once the child
       closed its stdin, or `{:error, :closed}` once it is gone. stdin is
       closed after the input; without `:input` at once.
-    * `:stderr` — absent: copied to the VM's stderr, like `cmd/3`;
+    * `:stderr` — absent: read and printed through `:standard_error`;
       `:consume`: elements become `{:stdout, bin}` and `{:stderr, bin}`;
-      `:redirect`: merged into stdout; `:discard`: dropped.
+      `:redirect`: merged into stdout; `:discard`: dropped; `:inherit`:
+      the VM's own stderr, as `cmd/3` leaves it by default.
     * `:ignore_epipe` — `true` makes a child that stops reading its input
       silent: the sink returns `:ok` and drops the bytes.
     * `:lines` — `true` makes the elements lines instead of chunks, each
