@@ -39,7 +39,10 @@ defmodule Corral.Watcher do
 
   @typedoc "Why a watcher was not started."
   @type start_error ::
-          {:bad_port, term()} | {:bad_pid, term()} | {:bad_pids, term()} | {:not_registered, atom()}
+          {:bad_port, term()}
+          | {:bad_pid, term()}
+          | {:bad_pids, term()}
+          | {:not_registered, atom()}
 
   @doc "Starts an unlinked watcher of `port` for `pids`."
   @spec start(port(), [watched()]) :: {:ok, pid()} | {:error, start_error()}
