@@ -287,7 +287,9 @@ defmodule Corral.ProcessTest do
       :ok = Proc.close_stdin(p)
       assert Proc.read(p) == :eof
 
-      {:ok, p} = Proc.start("sh", ["-c", "printf 0123456789abcdef"], lines: 10)
+      {:ok, p} =
+        Proc.start("sh", ["-c", "printf 0123456789abcdef"], lines: true, max_line_length: 10)
+
       assert read_lines(p) == ["0123456789", "abcdef"]
     end
 
@@ -318,7 +320,11 @@ defmodule Corral.ProcessTest do
     end
 
     test "a bad value is an error" do
-      assert Proc.start("true", [], lines: 0) == {:error, {:bad_option, :lines, 0}}
+      assert Proc.start("true", [], lines: 1) == {:error, {:bad_option, :lines, 1}}
+
+      assert Proc.start("true", [], lines: true, max_line_length: 0) ==
+               {:error, {:bad_option, :max_line_length, 0}}
+
       assert Proc.start("true", [], lines: "yes") == {:error, {:bad_option, :lines, "yes"}}
     end
   end

@@ -26,10 +26,10 @@ defmodule Corral.Process do
 
   ## Lines
 
-  With `lines: true` (or `lines: max_bytes`) every read returns one line
-  with its `"\\n"`, whatever the chunks the OS delivered; the last line may
-  lack the `"\\n"`. A line longer than `max_bytes` (65536 with `true`) comes
-  in pieces of `max_bytes` bytes, as `:corral_lines` cuts it. The mode is
+  With `lines: true` every read returns one line with its `"\\n"`, whatever
+  the chunks the OS delivered; the last line may lack the `"\\n"`. A line
+  whose text is longer than `:max_line_length` bytes (default 65536) comes
+  in pieces of that many bytes, as `:corral_lines` cuts it. The mode is
   chosen at start, not per read, because the GenServer splits the output as
   it arrives: the partial line it holds is not part of the window, so a
   line longer than the window cannot stall the child.
@@ -85,7 +85,7 @@ defmodule Corral.Process do
   @type status :: non_neg_integer()
 
   # Options of this module's own; the rest go to corral_opts.
-  @own_opts [:owner, :name, :lines, :stop_on_exit, :shutdown]
+  @own_opts [:owner, :name, :lines, :max_line_length, :stop_on_exit, :shutdown]
 
   ## ---------------------------------------------------------------------
   ## API
@@ -100,9 +100,10 @@ defmodule Corral.Process do
     * `:stderr` — absent: copied to the VM's stderr; `:consume`: kept for
       `read_stderr/2` and `read_any/2` (it shares the window with stdout, so
       read it); `:redirect`: merged into stdout; `:discard`: dropped.
-    * `:lines` — `true` or a maximum line length in bytes: reads return one
-      line at a time (see "Lines" above). Default `false`: chunks as the OS
-      delivered them.
+    * `:lines` — `true`: reads return one line at a time (see "Lines"
+      above). Default `false`: chunks as the OS delivered them.
+    * `:max_line_length` — with `lines: true`, the longest line text in
+      bytes before the line is cut into pieces. Default 65536.
     * `:owner` — the process whose exit stops the child; the caller by
       default.
     * `:name` — registers the GenServer.
@@ -228,15 +229,27 @@ defmodule Corral.Process do
 
   defp own_options(opts) when is_list(opts) do
     {own, rest} = Keyword.split(opts, @own_opts)
-    defaults = %{owner: self(), name: nil, lines: false, stop_on_exit: false, shutdown: :infinity}
+
+    defaults = %{
+      owner: self(),
+      name: nil,
+      lines: false,
+      max_line_length: 65536,
+      stop_on_exit: false,
+      shutdown: :infinity
+    }
+
     own = Map.merge(defaults, Map.new(own))
 
     cond do
       not is_pid(own.owner) ->
         {:error, {:bad_option, :owner, own.owner}}
 
-      own.lines != false and own.lines != true and not (is_integer(own.lines) and own.lines > 0) ->
+      not is_boolean(own.lines) ->
         {:error, {:bad_option, :lines, own.lines}}
+
+      not (is_integer(own.max_line_length) and own.max_line_length > 0) ->
+        {:error, {:bad_option, :max_line_length, own.max_line_length}}
 
       not is_boolean(own.stop_on_exit) ->
         {:error, {:bad_option, :stop_on_exit, own.stop_on_exit}}
@@ -447,7 +460,7 @@ defmodule Corral.Process do
          owner_ref: Process.monitor(own.owner),
          stderr: stderr,
          stop_on_exit: own.stop_on_exit,
-         lines: splitters(own.lines),
+         lines: if(own.lines, do: splitters(own.max_line_length)),
          started_at: System.monotonic_time(:millisecond)
        }}
     else
@@ -464,8 +477,6 @@ defmodule Corral.Process do
   defp fit_shutdown(_, :brutal_kill), do: 0
   defp fit_shutdown(kill_timeout, ms), do: min(kill_timeout, max(ms - 500, div(ms, 2)))
 
-  defp splitters(false), do: nil
-  defp splitters(true), do: %{stdout: :corral_lines.new(), stderr: :corral_lines.new()}
   defp splitters(max), do: %{stdout: :corral_lines.new(max), stderr: :corral_lines.new(max)}
 
   @impl true
