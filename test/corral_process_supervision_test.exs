@@ -157,6 +157,15 @@ defmodule Corral.ProcessSupervisionTest do
       refute alive?(third_os_pid)
     end
 
+    test "a program that cannot start is a start error of the supervisor" do
+      Process.flag(:trap_exit, true)
+
+      assert {:error, {:shutdown, {:failed_to_start_child, Proc, :enoent}}} =
+               Supervisor.start_link([{Proc, ["corral-no-such-program", []]}],
+                 strategy: :one_for_one
+               )
+    end
+
     test ":transient restarts a failed program, not one that exited with 0" do
       spec =
         {Proc,
