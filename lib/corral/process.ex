@@ -85,7 +85,7 @@ defmodule Corral.Process do
   @type status :: non_neg_integer()
 
   # Options of this module's own; the rest go to corral_opts.
-  @own_opts [:owner, :name, :lines, :max_line_length, :stop_on_exit, :shutdown]
+  @own_opts [:owner, :name, :stop_on_exit, :shutdown]
 
   ## ---------------------------------------------------------------------
   ## API
@@ -95,11 +95,13 @@ defmodule Corral.Process do
 
   Options: those of `Corral.cmd/3` that shape the child (`:cd`, `:env`,
   `:arg0`, `:clear_env`, `:kill_timeout`, `:stop_signal`, `:window`,
-  `:stderr_to_stdout`, `:stdout`), and:
+  `:stderr_to_stdout`, `:stdout`, `:parallelism`), and:
 
-    * `:stderr` — absent: copied to the VM's stderr; `:consume`: kept for
-      `read_stderr/2` and `read_any/2` (it shares the window with stdout, so
-      read it); `:redirect`: merged into stdout; `:discard`: dropped.
+    * `:stderr` — absent: read and copied to `:standard_error`;
+      `:consume`: kept for `read_stderr/2` and `read_any/2` (it shares the
+      window with stdout, so read it); `:redirect`: merged into stdout;
+      `:discard`: dropped; `:inherit`: the child writes to the VM's own
+      stderr. `corral_opts` takes this decision for every entry point.
     * `:lines` — `true`: reads return one line at a time (see "Lines"
       above). Default `false`: chunks as the OS delivered them.
     * `:max_line_length` — with `lines: true`, the longest line text in
@@ -230,26 +232,13 @@ defmodule Corral.Process do
   defp own_options(opts) when is_list(opts) do
     {own, rest} = Keyword.split(opts, @own_opts)
 
-    defaults = %{
-      owner: self(),
-      name: nil,
-      lines: false,
-      max_line_length: 65536,
-      stop_on_exit: false,
-      shutdown: :infinity
-    }
+    defaults = %{owner: self(), name: nil, stop_on_exit: false, shutdown: :infinity}
 
     own = Map.merge(defaults, Map.new(own))
 
     cond do
       not is_pid(own.owner) ->
         {:error, {:bad_option, :owner, own.owner}}
-
-      not is_boolean(own.lines) ->
-        {:error, {:bad_option, :lines, own.lines}}
-
-      not (is_integer(own.max_line_length) and own.max_line_length > 0) ->
-        {:error, {:bad_option, :max_line_length, own.max_line_length}}
 
       not is_boolean(own.stop_on_exit) ->
         {:error, {:bad_option, :stop_on_exit, own.stop_on_exit}}
@@ -438,29 +427,18 @@ defmodule Corral.Process do
     # terminate/2, which stops the child's tree.
     Process.flag(:trap_exit, true)
 
-    stderr =
-      cond do
-        Keyword.get(opts, :stderr_to_stdout) == true -> :merged
-        Keyword.get(opts, :stderr) == :consume -> :consume
-        Keyword.get(opts, :stderr) in [:redirect, :stdout] -> :merged
-        Keyword.get(opts, :stderr) in [:discard, :null] -> :discard
-        true -> :forward
-      end
-
-    with {:ok, n} <- :corral_opts.normalize(command, args, opts, :corral_opts.spawn_keys()),
-         kill_timeout = fit_shutdown(n.request.kill_timeout, own.shutdown),
-         opts = Keyword.drop(opts, [:kill_timeout, :delay_to_sigkill]),
-         {:ok, port, os_pid} <-
-           :corral.open_pid(command, args, [{:kill_timeout, kill_timeout} | opts]) do
+    with {:ok, n} <- :corral_opts.normalize(command, args, opts, :process),
+         n = fit_shutdown(n, own.shutdown),
+         {:ok, port, os_pid} <- :corral.spawn_normalized(n) do
       {:ok,
        %__MODULE__{
          port: port,
          os_pid: os_pid,
          owner: own.owner,
          owner_ref: Process.monitor(own.owner),
-         stderr: stderr,
+         stderr: n.stderr,
          stop_on_exit: own.stop_on_exit,
-         lines: if(own.lines, do: splitters(own.max_line_length)),
+         lines: splitters(n.lines),
          started_at: System.monotonic_time(:millisecond)
        }}
     else
@@ -473,14 +451,17 @@ defmodule Corral.Process do
   # SIGKILL early enough that the tree is gone before the supervisor's
   # shutdown time runs out and it kills the GenServer (after which the tree
   # would be stopped without anyone waiting for it).
-  defp fit_shutdown(kill_timeout, :infinity), do: kill_timeout
-  defp fit_shutdown(_, :brutal_kill), do: 0
-  defp fit_shutdown(kill_timeout, ms), do: min(kill_timeout, max(ms - 500, div(ms, 2)))
+  defp fit_shutdown(n, :infinity), do: n
+  defp fit_shutdown(n, :brutal_kill), do: put_in(n.request.kill_timeout, 0)
 
+  defp fit_shutdown(n, ms),
+    do: update_in(n.request.kill_timeout, &min(&1, max(ms - 500, div(ms, 2))))
+
+  defp splitters(false), do: nil
   defp splitters(max), do: %{stdout: :corral_lines.new(max), stderr: :corral_lines.new(max)}
 
   @impl true
-  def handle_call({:read, :stderr, _}, _from, %{stderr: mode} = s) when mode != :consume,
+  def handle_call({:read, :stderr, _}, _from, %{stderr: mode} = s) when mode != :capture,
     do: {:reply, {:error, :not_consumed}, s}
 
   def handle_call({:read, kind, timeout}, from, s) do
@@ -608,10 +589,9 @@ defmodule Corral.Process do
     :corral.flush_exit(port)
 
     exit =
-      case terminal do
-        {:exit_status, n} -> {:ok, n}
-        {:exit_signal, n} -> {:ok, 128 + n}
-        {:error, reason} -> {:error, reason}
+      case :corral.status(terminal) do
+        {:error, _} = error -> error
+        status -> {:ok, status}
       end
 
     # The partial last lines are complete now; their bytes were
