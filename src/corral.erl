@@ -346,8 +346,8 @@ run_cmd(N) ->
             case maps:get(fold, N) of
                 undefined ->
                     case Result of
-                        {Chunks, Status} -> {iolist_to_binary(lists:reverse(Chunks)), Status};
-                        Error -> Error
+                        {error, _} = Error -> Error;
+                        {Chunks, Status} -> {iolist_to_binary(lists:reverse(Chunks)), Status}
                     end;
                 _ ->
                     Result
