@@ -1,6 +1,7 @@
 #include "leaf_pool.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
@@ -66,16 +67,26 @@ int LeafPool::clone3_refused(const cgroup::Dir& leaf, int err) {
   return leaf.open_procs();
 }
 
-void LeafPool::give_back(cgroup::Dir& leaf) {
-  if (leaf && clean_.size() < kCleanLeaves) clean_.push_back(std::move(leaf));
+// Whether a child made cgroups of its own inside its leaf (a nested Corral
+// VM does: its spawner's base). Such a leaf is not clean: reused, it would
+// keep them alive until the base goes. On cgroupfs a directory's link count
+// is 2 plus its subdirectories, so one fstatat tells.
+bool LeafPool::has_subgroups(const cgroup::Dir& leaf) const {
+  struct stat st {};
+  int rc = base_fd_ ? fstatat(base_fd_.get(), std::string(leaf.name()).c_str(), &st, 0)
+                    : stat(leaf.path().c_str(), &st);
+  return rc < 0 || st.st_nlink > 2;
 }
+
+void LeafPool::give_back(cgroup::Dir& leaf) { release(leaf, false); }
 
 void LeafPool::release(cgroup::Dir& leaf, bool killed) {
   if (!leaf) return;
-  if (!killed && clean_.size() < kCleanLeaves) {
+  if (!killed && clean_.size() < kCleanLeaves && !has_subgroups(leaf)) {
     clean_.push_back(std::move(leaf));
   } else if (int rc = leaf.remove(); rc < 0) {
-    // EBUSY after a drain that gave up; the base's removal at exit sweeps it.
+    // Dir::remove takes the child's own subgroups first. EBUSY after a drain that gave up; the
+    // base's removal at exit sweeps it.
     remove_failed_("cannot remove cgroup %s: %s", leaf.path().c_str(), strerror(-rc));
   }
 }

@@ -33,9 +33,10 @@ class LeafPool {
   // kernel lacks it (ENOSYS, E2BIG, EINVAL before 5.7) later children join
   // that way from the start. Returns the fd or -errno.
   int clone3_refused(const cgroup::Dir& leaf, int err);
-  // A leaf no child was ever killed in, and that is empty now.
+  // A leaf no child was ever killed in, and that is empty now: as release.
   void give_back(cgroup::Dir& leaf);
-  // The leaf of a finished child: kept for reuse while clean, else removed.
+  // The leaf of a finished child: kept for reuse while clean (never killed,
+  // no subgroups of the child's making), else removed with its subgroups.
   void release(cgroup::Dir& leaf, bool killed);
   // Keeps one leaf ready, so that the mkdir is not on the next spawn's path.
   void prepare_spare();
@@ -47,6 +48,7 @@ class LeafPool {
 
  private:
   int make_leaf(cgroup::Dir& leaf, bool quiet);
+  bool has_subgroups(const cgroup::Dir& leaf) const;
 
   cgroup::Dir base_;        // <own v2 cgroup>/corral.<pid>, or empty
   unique_fd base_fd_;       // base_ opened, for short relative path walks

@@ -805,6 +805,28 @@ TEST_F(SpawnerTest, EachChildHasItsOwnLeaf) {
   EXPECT_TRUE(gone_or_empty(b.cgroup));
 }
 
+// A child that made cgroups of its own in its leaf (as a nested VM's
+// spawner does) leaves a leaf that is not clean: it is removed with them,
+// never handed to the next child.
+TEST_F(SpawnerTest, LeafWithTheChildsOwnSubgroupsIsRemovedNotReused) {
+  std::string why, own = writable_v2_dir(why);
+  if (own.empty()) GTEST_SKIP() << why;
+  Handle a;
+  start({"/bin/sh",
+         {"sh", "-c",
+          "m=$(awk '$3 == \"cgroup2\" {print $2; exit}' /proc/self/mounts); "
+          "p=$(sed -n 's/^0:://p' /proc/self/cgroup); mkdir \"$m$p/nested\""}},
+        a);
+  int st = expect_exit(a);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "the child could not mkdir";
+  EXPECT_FALSE(exists(a.cgroup + "/nested")) << "the child's subgroup was left behind";
+  EXPECT_FALSE(exists(a.cgroup)) << "a leaf with subgroups was kept for reuse";
+  Handle b;
+  start({"/bin/true", {"true"}}, b);
+  EXPECT_NE(b.cgroup, a.cgroup);
+  expect_exit(b);
+}
+
 // A leaf whose tree was gone when its leader was reaped was never
 // cgroup.kill'ed, so it can serve the next child; a killed one never does
 // (a child cloned into it would die at birth).
