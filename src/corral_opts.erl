@@ -17,12 +17,14 @@
 %% <li>`enoent': the executable cannot be found.</li>
 %% </ul>
 %%
-%% Aliases, accepted everywhere and listed by {@link aliases/0}: the
-%% MuonTrap names `delay_to_sigkill' (= `kill_timeout') and `stdio_window'
-%% (= `window'); `{stderr_to_stdout, true}' (System.cmd's) is
-%% `{stderr, redirect}'; the `stderr' values `stdout' = `redirect',
-%% `null' = `discard', `pipe' = the entry point's default reading mode.
-%% When an option and its alias are both given, the canonical name wins.
+%% Aliases, accepted everywhere: the MuonTrap names `delay_to_sigkill'
+%% (= `kill_timeout') and `stdio_window' (= `window'), listed by
+%% {@link aliases/0}; the values `{stderr, stdout}' (= `redirect'),
+%% `{stderr, null}' (= `discard'), `{stdout, discard}' (= `null'), listed
+%% by {@link value_aliases/0}; `{stderr_to_stdout, true}' (System.cmd's) is
+%% `{stderr, redirect}'; `{stderr, pipe}' is the entry point's default
+%% reading mode. When an option and its alias are both given, the
+%% canonical name wins.
 -module(corral_opts).
 
 -export([
@@ -30,6 +32,7 @@
     normalize/5,
     keys/1,
     aliases/0,
+    value_aliases/0,
     unsupported/0,
     signal_number/1,
     spawn_keys/0,
@@ -250,6 +253,14 @@ keys(process) -> spawn_keys() ++ [lines, max_line_length].
 aliases() ->
     [{delay_to_sigkill, kill_timeout}, {stdio_window, window}].
 
+%% @doc Value aliases, `{Option, Alias, Canonical}': `{stderr, stdout}' is
+%% `{stderr, redirect}', and so on. (`{stderr_to_stdout, true}' is also
+%% `{stderr, redirect}'; `{capture_stderr_only, true}' is `{stderr, capture}'
+%% with stdout discarded.)
+-spec value_aliases() -> [{atom(), atom(), atom()}].
+value_aliases() ->
+    [{stderr, stdout, redirect}, {stderr, null, discard}, {stdout, discard, null}].
+
 %% @doc Options of `MuonTrap.cmd/3' and `MuonTrap.Daemon' that Corral does
 %% not implement yet: `{error, {unsupported_option, Name}}' rather than
 %% unknown.
@@ -334,12 +345,12 @@ do_normalize(Cmd, Args, Opts, Context, Allowed) ->
         case {bool(stderr_to_stdout, Get(stderr_to_stdout, false)), CaptureStderrOnly} of
             {true, _} -> merge;
             {false, true} -> capture;
-            {false, false} -> stderr_mode(Context, Get(stderr, default))
+            {false, false} -> stderr_mode(Context, canonical(stderr, Get(stderr, default)))
         end,
     Stdout =
         case CaptureStderrOnly of
             true -> null;
-            false -> stdout_mode(Get(stdout, pipe))
+            false -> stdout_mode(canonical(stdout, Get(stdout, pipe)))
         end,
     Input = input(Context, Get(input, undefined)),
     Stdin =
@@ -490,14 +501,20 @@ pos_int(Name, V) -> bad(Name, V).
 non_neg_int(_, N) when is_integer(N), N >= 0 -> N;
 non_neg_int(Name, V) -> bad(Name, V).
 
+canonical(Option, Value) ->
+    case [C || {O, A, C} <- value_aliases(), O =:= Option, A =:= Value] of
+        [Canonical] -> Canonical;
+        [] -> Value
+    end.
+
 %% The `stderr' value of each entry point; see stderr().
 stderr_mode(open, M) when M =:= default; M =:= pipe; M =:= consume -> capture;
 stderr_mode(cmd, default) -> inherit;
 stderr_mode(cmd, M) when M =:= pipe; M =:= consume -> forward;
 stderr_mode(_, M) when M =:= default; M =:= pipe -> forward;
 stderr_mode(_, consume) -> capture;
-stderr_mode(_, M) when M =:= stdout; M =:= redirect -> merge;
-stderr_mode(_, M) when M =:= null; M =:= discard -> discard;
+stderr_mode(_, redirect) -> merge;
+stderr_mode(_, discard) -> discard;
 stderr_mode(_, inherit) -> inherit;
 stderr_mode(_, M) -> bad(stderr, M).
 
@@ -508,7 +525,7 @@ request_stderr(merge) -> stdout;
 request_stderr(discard) -> null.
 
 stdout_mode(pipe) -> pipe;
-stdout_mode(M) when M =:= null; M =:= discard -> null;
+stdout_mode(null) -> null;
 stdout_mode(M) -> bad(stdout, M).
 
 stdin_mode(pipe) -> pipe;

@@ -72,6 +72,7 @@ defmodule Corral.ParityTest do
     test "the command must be a binary" do
       assert_raise FunctionClauseError, fn -> Corral.cmd(:echo, []) end
       assert_raise FunctionClauseError, fn -> Corral.cmd(~c"echo", []) end
+      assert_raise FunctionClauseError, fn -> Corral.stream!(:echo, []) end
     end
 
     test "the Erlang API keeps accepting strings and atoms" do

@@ -386,3 +386,16 @@ env_map_test() ->
     ?assertEqual(
         {<<"v\n">>, 0}, corral:cmd("sh", ["-c", "echo $CORRAL_M"], [{env, #{"CORRAL_M" => "v"}}])
     ).
+
+value_aliases_test() ->
+    Decide = fun(Opts) ->
+        {ok, #{stderr := E, request := #{stdout := O}}} = corral_opts:normalize("true", [], Opts, stream),
+        {E, O}
+    end,
+    [
+        ?assertEqual(Decide([{Option, Canonical}]), Decide([{Option, Alias}]))
+     || {Option, Alias, Canonical} <- corral_opts:value_aliases()
+    ],
+    ?assertEqual({merge, pipe}, Decide([{stderr, stdout}])),
+    ?assertEqual({discard, pipe}, Decide([{stderr, null}])),
+    ?assertEqual({forward, null}, Decide([{stdout, discard}])).

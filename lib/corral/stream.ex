@@ -99,7 +99,7 @@ defmodule Corral.Stream do
   def stream(input, command, args, opts) when is_list(opts),
     do: stream(command, args, Keyword.put(opts, :input, input))
 
-  defp prepare(command, args, opts, operation) do
+  defp prepare(command, args, opts, operation) when is_binary(command) and is_list(args) do
     opts = Corral.validate!(command, args, opts, operation)
     opts = Keyword.update(opts, :input, nil, &input_option/1)
 
