@@ -122,7 +122,8 @@ defmodule Corral.Process do
       tree to be reaped before the supervisor gives up. Default `:infinity`.
 
   Returns `{:error, reason}` as `:corral.open/3` does: `:enoent`,
-  `{errno, stage}`, `{:bad_option, name, value}`, `{:unknown_option, name}`.
+  `{errno, stage}`, `{:bad_option, name, value}` (also for this module's
+  own options), `{:unknown_option, name}`, `{:unsupported_option, name}`.
   """
   @spec start(binary(), [binary()], keyword()) :: GenServer.on_start()
   def start(command, args, opts \\ []), do: do_start(:start, command, args, opts)
