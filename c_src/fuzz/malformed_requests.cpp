@@ -38,8 +38,11 @@
 
 #include "frame.h"
 #include "options.h"
+#include "wire.h"
 
 namespace frame = corral::frame;
+using corral::fuzz::wire_bytes;
+using corral::fuzz::wire_of;
 
 namespace {
 
@@ -199,12 +202,7 @@ struct Spawner {
   int send_spawn(const std::string& payload, int64_t b = 0, size_t extra = 0) {
     int cp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cp) != 0) return -1;
-    frame::Frame f;
-    f.type = frame::Type::Spawn;
-    f.b = b;
-    f.payload = payload;
-    std::string bytes;
-    frame::encode(f, bytes);
+    std::string bytes = wire_bytes(static_cast<uint32_t>(frame::Type::Spawn), 0, 0, b, payload);
     int fds[3] = {cp[1], cp[1], cp[1]};
     bool ok = send_raw(bytes, fds, 1 + extra);
     close(cp[1]);
@@ -224,13 +222,15 @@ bool expect_decode_error(int ctl, bool error, const char* what, size_t i) {
   int r = recv_within(ctl, f, fds);
   if (error) {
     CHECK(r == 1, "%s %zu: no answer (%d)", what, i, r);
-    CHECK(f.type == frame::Type::Error && f.a == EINVAL && f.payload == "decode",
-          "%s %zu: answered type %u a=%lld '%s'", what, i, static_cast<unsigned>(f.type),
-          static_cast<long long>(f.a), f.payload.c_str());
+    auto w = wire_of(f);
+    CHECK(w.h.type == static_cast<uint32_t>(frame::Type::Error) && w.h.a == EINVAL &&
+              w.payload == "decode",
+          "%s %zu: answered type %u a=%lld '%s'", what, i, w.h.type, static_cast<long long>(w.h.a),
+          w.payload.c_str());
     r = recv_within(ctl, f, fds);
   }
   CHECK(r == 0, "%s %zu: control socket not closed (%d, type %u)", what, i, r,
-        static_cast<unsigned>(f.type));
+        r == 1 ? wire_of(f).h.type : 0);
   close(ctl);
   return true;
 }
@@ -264,11 +264,13 @@ bool start_child(Spawner& sp, const std::string& term, Child& c) {
   frame::Frame f;
   std::vector<int> fds;
   int r = recv_within(c.ctl, f, fds);
-  CHECK(r == 1 && f.type == frame::Type::Fds,
-        "valid spawn not answered with Fds (%d, type %u, a=%lld '%s')", r,
-        static_cast<unsigned>(f.type), static_cast<long long>(f.a), f.payload.c_str());
-  CHECK(fds.size() == 3 && f.b == 7, "valid spawn: %zu fds, mask %lld", fds.size(),
-        static_cast<long long>(f.b));
+  CHECK(r == 1, "valid spawn not answered (%d)", r);
+  auto w = wire_of(f);
+  CHECK(w.h.type == static_cast<uint32_t>(frame::Type::Fds),
+        "valid spawn answered type %u a=%lld '%s'", w.h.type, static_cast<long long>(w.h.a),
+        w.payload.c_str());
+  CHECK(fds.size() == 3 && w.h.b == 7, "valid spawn: %zu fds, mask %lld", fds.size(),
+        static_cast<long long>(w.h.b));
   c.in = fds[0];
   c.out = fds[1];
   c.err = fds[2];
@@ -296,9 +298,12 @@ bool finish_child(Child& c, const std::string& want_out) {
   frame::Frame f;
   std::vector<int> fds;
   int r = recv_within(c.ctl, f, fds);
-  CHECK(r == 1 && f.type == frame::Type::Exit && WIFEXITED(f.a) && WEXITSTATUS(f.a) == 0,
-        "child: no Exit 0 (%d, type %u, status %lld)", r, static_cast<unsigned>(f.type),
-        static_cast<long long>(f.a));
+  CHECK(r == 1, "child: no Exit (%d)", r);
+  auto w = wire_of(f);
+  int st = static_cast<int>(w.h.a);
+  CHECK(
+      w.h.type == static_cast<uint32_t>(frame::Type::Exit) && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+      "child: no Exit 0 (type %u, status %d)", w.h.type, st);
   r = recv_within(c.ctl, f, fds);
   CHECK(r == 0, "child: control socket not closed after Exit (%d)", r);
   close(c.ctl);
@@ -355,9 +360,8 @@ int main(int argc, char** argv) {
       raws.push_back({m.substr(1), static_cast<size_t>(static_cast<unsigned char>(m[0]) % 4)});
     }
   }
-  auto header = [](uint32_t type, uint32_t flags, int64_t a, int64_t b, std::string payload) {
-    frame::Header h{type, flags, a, b};
-    return std::string(reinterpret_cast<const char*>(&h), sizeof h) + payload;
+  auto header = [](uint32_t type, uint32_t flags, int64_t a, int64_t b, std::string_view p) {
+    return wire_bytes(type, flags, a, b, p);
   };
   std::string term = encode_request("/bin/echo", {"echo", "never"});
   raws.push_back({header(1, 0, 0, 0, term).substr(0, 23), 1});  // short header
@@ -375,10 +379,13 @@ int main(int argc, char** argv) {
     raws.push_back({header(1, 0, 0, b, term + "/cwd"), 1});
   std::erase_if(raws, [](const Raw& r) {
     frame::Frame f;
-    // Would spawn: a well-formed Spawn with exactly one socket and a valid term.
-    if (frame::decode(r.bytes, f) != 0 || f.type != frame::Type::Spawn || r.nfds != 1) return false;
-    std::string_view t = f.payload;
-    if (f.b > 0 && static_cast<uint64_t>(f.b) <= f.payload.size()) t = t.substr(0, f.b);
+    // Would spawn: a well-formed Spawn with exactly one socket and a valid
+    // term (the payload, or its first b bytes when a cwd follows).
+    if (frame::decode(r.bytes, f) != 0 || r.nfds != 1) return false;
+    auto w = wire_of(f);
+    if (w.h.type != static_cast<uint32_t>(frame::Type::Spawn)) return false;
+    std::string_view t = w.payload;
+    if (w.h.b > 0 && static_cast<uint64_t>(w.h.b) <= t.size()) t = t.substr(0, w.h.b);
     return valid_spec(t);
   });
 
@@ -425,7 +432,8 @@ int main(int argc, char** argv) {
         // Answered with an error only when it reached the term's decoding
         // or the descriptor count check: a well-formed Spawn frame.
         frame::Frame f;
-        bool answered = frame::decode(r.bytes, f) == 0 && f.type == frame::Type::Spawn;
+        bool answered = frame::decode(r.bytes, f) == 0 &&
+                        wire_of(f).h.type == static_cast<uint32_t>(frame::Type::Spawn);
         if (!expect_decode_error(cp[0], answered, "raw frame", i)) return false;
       }
       if (!between()) return false;
