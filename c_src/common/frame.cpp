@@ -1,6 +1,7 @@
 // Frame encoding and fd passing over SOCK_SEQPACKET (see frame.h).
 #include "frame.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,7 +25,10 @@ void put(const SpawnFrame& x, Header& h, std::string& out) {
   out += x.cwd;
 }
 bool get(const Header& h, std::string_view p, SpawnFrame& x) {
-  if (h.a != 0 || h.b < 0 || static_cast<uint64_t>(h.b) > p.size()) return false;
+  // b > 0 splits off a non-empty cwd; b equal to the payload size would
+  // name an empty one, which encodes as b = 0, so it is refused: each
+  // frame has one encoding.
+  if (h.a != 0 || h.b < 0 || (h.b > 0 && static_cast<uint64_t>(h.b) >= p.size())) return false;
   size_t split = h.b > 0 ? static_cast<size_t>(h.b) : p.size();
   x.term.assign(p.substr(0, split));
   x.cwd.assign(p.substr(split));
@@ -198,7 +202,14 @@ int recv_frame(int sock, Frame& f, std::vector<int>& fds) {
     fds.resize(first);
     return err;
   };
-  if (n == 0 && fds.size() == first) return 0;
+  // On SOCK_SEQPACKET a read of 0 is either the peer's close or an empty
+  // message; only a hang-up is EOF, so that an empty message from a live
+  // peer is a malformed frame and not "the VM is gone".
+  if (n == 0 && fds.size() == first) {
+    pollfd p{sock, POLLRDHUP, 0};
+    if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP))) return 0;
+    return -EBADMSG;
+  }
   if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) return fail(-EBADMSG);
   if (decode(std::string_view(buf.get(), static_cast<size_t>(n)), f) < 0) return fail(-EBADMSG);
   return 1;

@@ -105,8 +105,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   int r = frame::recv_frame(socks.rx, g, fds);
   FUZZ_CHECK(!fds.empty() && fds[0] == -7, "recv_frame changed the descriptors it was given");
   if (msg.empty() && nfds == 0) {
-    // A zero-length message reads as EOF on SOCK_SEQPACKET.
-    FUZZ_CHECK(r == 0, "empty message: %d", r);
+    // A zero-length message from a live peer is malformed, not EOF.
+    FUZZ_CHECK(r == -EBADMSG, "empty message: %d", r);
   } else if (rc == 0 && nfds <= frame::kMaxFds + 1) {
     FUZZ_CHECK(r == 1, "well-formed frame received as %d", r);
     std::string got;

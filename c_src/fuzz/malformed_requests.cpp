@@ -356,7 +356,7 @@ int main(int argc, char** argv) {
   for (const auto& s : frame_seeds) {
     for (int i = 0; i < kMutationsPerSeed; i++) {
       std::string m = mutate(s, rng);
-      if (m.size() < 2) continue;  // an empty message reads as EOF: see docs/decisions/harden.md
+      if (m.empty()) continue;
       raws.push_back({m.substr(1), static_cast<size_t>(static_cast<unsigned char>(m[0]) % 4)});
     }
   }
@@ -364,6 +364,8 @@ int main(int argc, char** argv) {
     return wire_bytes(type, flags, a, b, p);
   };
   std::string term = encode_request("/bin/echo", {"echo", "never"});
+  raws.push_back({"", 0});                                      // an empty message
+  raws.push_back({"", 1});                                      // empty, with a socket
   raws.push_back({header(1, 0, 0, 0, term).substr(0, 23), 1});  // short header
   raws.push_back({header(1, 1, 0, 0, term), 1});                // flags set
   raws.push_back({header(0, 0, 0, 0, term), 1});                // type 0

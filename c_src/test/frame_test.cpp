@@ -99,6 +99,7 @@ TEST(Frame, DecodeRejectsFieldsOutOfRange) {
       raw(1, 1, 0, "term"),              // Spawn: a unused
       raw(1, 0, 5, "term"),              // Spawn: split past the payload
       raw(1, 0, -1, "term"),             // Spawn: negative split
+      raw(1, 0, 4, "term"),              // Spawn: an empty cwd is b = 0
       raw(16, 0, kFdStdout),             // Fds: no pid
       raw(16, int64_t{1} << 40, 0),      // Fds: pid out of range
       raw(16, 12, 8),                    // Fds: unknown pipe bit
@@ -165,6 +166,22 @@ TEST(Frame, SendRecvKeepsBoundariesAndPassesFds) {
   EXPECT_EQ(7, std::get<ExitFrame>(got).wait_status);
   EXPECT_TRUE(fds.empty());
 
+  close(sp.fd[0]);
+  sp.fd[0] = -1;
+  EXPECT_EQ(0, recv_frame(sp.fd[1], got, fds));
+}
+
+// On SOCK_SEQPACKET an empty message reads as 0 bytes, like the peer's
+// close: only the close is EOF (for the spawner, "the VM is gone").
+TEST(Frame, EmptyMessageIsMalformedNotEof) {
+  SocketPair sp;
+  ASSERT_EQ(0, send(sp.fd[0], "", 0, 0));
+  ASSERT_EQ(0, send_frame(sp.fd[0], ExitFrame{3}));
+  Frame got;
+  std::vector<int> fds;
+  EXPECT_EQ(-EBADMSG, recv_frame(sp.fd[1], got, fds));
+  ASSERT_EQ(1, recv_frame(sp.fd[1], got, fds));
+  EXPECT_EQ(3, std::get<ExitFrame>(got).wait_status);
   close(sp.fd[0]);
   sp.fd[0] = -1;
   EXPECT_EQ(0, recv_frame(sp.fd[1], got, fds));
