@@ -35,8 +35,7 @@ defmodule Corral.MixProject do
   # them with, never build output (priv/, build/, _build/). include/ goes in
   # once there is one.
   defp package do
-    files =
-      ~w(lib src include c_src scripts Makefile mix.exs rebar.config .formatter.exs
+    files = ~w(lib src include c_src scripts Makefile mix.exs rebar.config .formatter.exs
          .clang-format README.md LICENSE CHANGELOG.md)
 
     [

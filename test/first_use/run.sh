@@ -136,7 +136,8 @@ rebar3_git() {
 {deps, [{corral, {git, "file://$dir/corral", {branch, "main"}}}]}.
 EOF
   cat >"$dir/app/src/scratch.app.src" <<'EOF'
-{application, scratch, [{vsn, "0.1.0"}, {applications, [kernel, stdlib, corral]}]}.
+{application, scratch, [{description, "scratch"}, {vsn, "0.1.0"},
+                        {applications, [kernel, stdlib, corral]}]}.
 EOF
   cd "$dir/app"
   as_user self rebar3 compile
