@@ -114,11 +114,12 @@ first-use: deps
 demo: native
 	@mix run examples/tour.exs
 
+EDOC := try edoc:application(corral, ".", [{dir, "build/doc"}, {preprocess, true}]) of ok -> halt(0) \
+	catch C:R -> io:format(standard_error, "edoc: ~p:~p~n", [C, R]), halt(1) end.
 docs:
 	@sh scripts/deps.sh --install native erlang-edoc
 	@mkdir -p build/doc
-	@erl -noshell -eval \
-		'case edoc:application(corral, ".", [{dir, "build/doc"}, {preprocess, true}]) of ok -> halt(0); _ -> halt(1) end.'
+	@erl -noshell -eval '$(EDOC)'
 	@echo "corral: API docs in build/doc/index.html"
 
 bench: native fixtures
