@@ -7,7 +7,8 @@
 #     release's `eval`: MIX_ENV=dev as we are, and MIX_ENV=prod as a non-root
 #     user (nobody, when we are root)
 #   rebar3, git dependency (file:// URL): `rebar3 compile`, then the code runs
-#     from an `erl` started on the build
+#     from an `erl` started on the build; `rebar3 release`, and the release
+#     run in the foreground
 #   a dependency build that lacks a package stops with the install command
 #
 # Every build runs with a PATH that has no clang-format and whose apt-get,
@@ -137,6 +138,7 @@ rebar3_git() {
   mkdir -p "$dir/app/src"
   cat >"$dir/app/rebar.config" <<EOF
 {deps, [{corral, {git, "file://$dir/corral", {branch, "main"}}}]}.
+{relx, [{release, {scratch, "0.1.0"}, [scratch]}, {dev_mode, false}, {include_erts, false}]}.
 EOF
   cat >"$dir/app/src/scratch.app.src" <<'EOF'
 {application, scratch, [{description, "scratch"}, {vsn, "0.1.0"},
@@ -144,9 +146,12 @@ EOF
 EOF
   cd "$dir/app"
   as_user self rebar3 compile
-  as_user self erl -noshell -pa _build/default/lib/*/ebin \
-    -eval 'io:format("~p~n", [corral:cmd("echo", ["hi"])]), halt().' | tee run.out
+  local eval='io:format("~p~n", [corral:cmd("echo", ["hi"])]), halt().'
+  as_user self erl -noshell -pa _build/default/lib/*/ebin -eval "$eval" | tee run.out
   expect_hi run.out '{<<"hi\n">>,0}'
+  as_user self rebar3 release
+  as_user self _build/default/rel/scratch/bin/scratch foreground -eval "$eval" | tee rel.out
+  expect_hi rel.out '{<<"hi\n">>,0}'
 }
 
 # As root, with cmake missing: the build stops, names the package and the
@@ -172,5 +177,5 @@ me=$(id -un)
 scenario "as $me, cmake missing: the build stops with the install command, installs nothing" missing_cmake
 scenario "mix path dependency, MIX_ENV=dev, as $me: mix run, mix release, eval" mix_dev
 scenario "mix path dependency, MIX_ENV=prod, as ${nonroot/self/$me}: mix run, mix release, eval" mix_prod_nonroot
-scenario "rebar3 git dependency, as $me: rebar3 compile, then erl" rebar3_git
+scenario "rebar3 git dependency, as $me: rebar3 compile, erl, rebar3 release, foreground" rebar3_git
 exit $failed
