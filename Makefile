@@ -71,7 +71,8 @@ fixtures: deps
 	@for f in test/fixtures/*.c; do [ -e "$$f" ] || continue; \
 		cc -O1 -Wall -Wextra -o test/fixtures/bin/$$(basename $$f .c) $$f || exit 1; done
 
-test: ctest ctest-asan eunit exunit rebar3 readme first-use
+# exunit includes test/readme_test.exs (the README's code blocks).
+test: ctest ctest-asan eunit exunit rebar3 docs first-use
 
 ctest: native
 	@cd build/native && ctest --output-on-failure -j$(JOBS)
@@ -101,9 +102,10 @@ rebar3: fixtures
 	@REBAR_COLOR=none rebar3 compile
 	@REBAR_COLOR=none rebar3 eunit
 
-# Every ```elixir and ```erlang block of README.md, run as written.
-readme: native erlang fixtures
-	@MIX_ENV=test mix test $(if $(CI),--no-color) test/readme/readme_test.exs
+# Every ```elixir and ```erlang block of README.md, run as written (also
+# part of exunit).
+readme: native fixtures
+	@MIX_ENV=test mix test $(if $(CI),--no-color) test/readme_test.exs
 
 # A fresh copy of the repository used as a dependency: Mix (path dependency;
 # dev, prod and as a non-root user; mix release) and rebar3 (git dependency).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # First use of Corral as someone else's dependency, each scenario from its
-# own fresh copy of the repository (the files git tracks, so no build
+# own fresh copy of the repository (the files git knows, so no build
 # output): the very first command in the user's project must work.
 #
 #   mix, path dependency: `mix run` first, then `mix release` and the
@@ -9,45 +9,58 @@
 #   rebar3, git dependency (file:// URL): `rebar3 compile`, then the code runs
 #     from an `erl` started on the build; `rebar3 release`, and the release
 #     run in the foreground
-#   a dependency build that lacks a package stops with the install command
+#   a dependency build that lacks cmake stops with the install command
 #
 # Every build runs with a PATH that has no clang-format and whose apt-get,
-# apt and dpkg only record that they were called: a dependency build needs
-# neither the test tools nor an installer, and must never try to install.
-# Prints one line per scenario; on failure, the scenario's log.
+# apt, dpkg and sudo only record that they were called: a dependency build
+# needs neither the test tools nor an installer, and must never try to
+# install. The scenarios run side by side (each is mostly a C++ build); one
+# line each is printed, in order, and a failed one's log.
 #
 #   test/first_use/run.sh [SCENARIO_FUNCTION...]   (default: all of them)
+#   CORRAL_FIRST_USE_KEEP=1 keeps the scratch projects and logs for a look.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d /tmp/corral-first-use.XXXXXX)
-# CORRAL_FIRST_USE_KEEP=1 keeps the scratch projects and logs for a look.
-[ -n "${CORRAL_FIRST_USE_KEEP:-}" ] && echo "first use: working in $work" || trap 'rm -rf "$work"' EXIT
+if [ -n "${CORRAL_FIRST_USE_KEEP:-}" ]; then
+  echo "first use: working in $work"
+else
+  trap 'rm -rf "$work"' EXIT
+fi
 chmod 755 "$work"
 expected='{"hi\n", 0}'
 snippet='IO.inspect(Corral.cmd("echo", ["hi"]))'
+if [ "$(id -u)" = 0 ]; then nonroot=nobody; else nonroot=self; fi
+me=$(id -un)
 
-# The restricted PATH: every command of /usr/bin and /bin but the hidden ones.
-fakebin=$work/bin
-mkdir -p "$fakebin"
-for dir in /usr/local/bin /usr/bin /bin; do
-  # An earlier directory wins, as in PATH; ln complains about the rest.
-  ln -s -t "$fakebin" "$dir"/* 2>/dev/null || true
-done
-rm -f "$fakebin"/clang-format*
-for name in apt apt-get dpkg sudo; do
-  rm -f "$fakebin/$name"
-  printf '#!/bin/sh\necho "%s $*" >>%s/installer-calls\nexit 1\n' "$name" "$work" >"$fakebin/$name"
-  chmod 755 "$fakebin/$name"
-done
-touch "$work/installer-calls"
-chmod 666 "$work/installer-calls"
+# restricted_path DIR HIDDEN...: DIR gets every command of the usual
+# directories but clang-format and HIDDEN, and installers that record their
+# calls in DIR/installer-calls.
+restricted_path() {
+  local bin=$1 name
+  shift
+  mkdir -p "$bin"
+  for dir in /usr/local/bin /usr/bin /bin; do
+    # An earlier directory wins, as in PATH; ln complains about the rest.
+    ln -s -t "$bin" "$dir"/* 2>/dev/null || true
+  done
+  rm -f "$bin"/clang-format*
+  for name in "$@"; do rm -f "$bin/$name"; done
+  for name in apt apt-get dpkg sudo; do
+    rm -f "$bin/$name"
+    printf '#!/bin/sh\necho "%s $*" >>%s/installer-calls\nexit 1\n' "$name" "$bin" >"$bin/$name"
+    chmod 755 "$bin/$name"
+  done
+  : >"$bin/installer-calls"
+  chmod 666 "$bin/installer-calls"
+}
 
-# fresh_copy DIR: the tracked files of the repository, as they are now in the
-# work tree (uncommitted edits included).
+# fresh_copy DIR: the files git knows (tracked, and new ones it does not
+# ignore), as they are in the work tree now.
 fresh_copy() {
   mkdir -p "$1"
-  (cd "$repo" && git ls-files -z --cached --others --exclude-standard | \
+  (cd "$repo" && git ls-files -z --cached --others --exclude-standard |
     xargs -0 -I{} sh -c '[ -e "$1" ] && cp --parents -P "$1" "$2" || true' _ {} "$1")
 }
 
@@ -63,66 +76,47 @@ end
 EOF
 }
 
-# as_user USER CMD...: CMD with the restricted PATH, as USER (or as we are).
+# as_user USER CMD...: CMD with the scenario's restricted PATH ($bin), as
+# USER (`self`: as we are), with a home of its own and nothing of the
+# caller's make, Mix or rebar3 settings.
 as_user() {
   local user=$1
   shift
-  # Nothing of the caller's make, Mix or rebar3 settings leaks in.
+  local home="$work/home-$user-$BASHPID"
+  mkdir -p "$home"
   local env=(env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MIX_BUILD_PATH -u MIX_BUILD_ROOT
     -u MIX_DEPS_PATH -u MIX_EXS -u ERL_LIBS -u REBAR_BASE_DIR -u MIX_ENV
-    PATH="$fakebin" HOME="$work/home-$user" MIX_HOME="$work/home-$user/mix"
-    HEX_HOME="$work/home-$user/hex" HEX_OFFLINE=1 REBAR_COLOR=none CI=true "$@")
-  mkdir -p "$work/home-$user"
+    PATH="$bin" HOME="$home" MIX_HOME="$home/mix" HEX_HOME="$home/hex" HEX_OFFLINE=1
+    REBAR_COLOR=none CI=true "$@")
   if [ "$user" = self ]; then
     "${env[@]}"
   else
-    chown -R "$user" "$work/home-$user"
+    chown -R "$user" "$home"
     setpriv --reuid="$user" --regid="$(id -g "$user")" --clear-groups "${env[@]}"
   fi
 }
 
-# expect_hi LOG: the last line of LOG is what Corral.cmd returned.
-expect_hi() {
+# expect_last FILE LINE: FILE's last line is LINE.
+expect_last() {
   local last
   last=$(tail -n 1 "$1")
-  if [ "$last" != "$2" ]; then
-    echo "expected $2 as the last line, got: $last" >>"$1"
-    return 1
-  fi
-}
-
-failed=0
-only=" $* "
-# scenario NAME FUNCTION: runs FUNCTION (unless other functions were named on
-# the command line) with its output in a log, and prints one line.
-scenario() {
-  local name=$1 fn=$2 log="$work/$2.log" start=$SECONDS
-  [ "$only" = "  " ] || [[ $only == *" $fn "* ]] || return 0
-  : >"$work/installer-calls"
-  # In the background so that `set -e` holds inside (an `if` would disable it).
-  "$fn" >"$log" 2>&1 &
-  if wait $! && [ ! -s "$work/installer-calls" ]; then
-    echo "first use: $name: ok ($((SECONDS - start)) s)"
-  else
-    [ -s "$work/installer-calls" ] && { echo "installer called:"; cat "$work/installer-calls"; } >>"$log"
-    echo "first use: $name: FAILED ($((SECONDS - start)) s); its log:"
-    sed 's/^/    /' "$log" | tail -n 60
-    failed=1
-  fi
+  [ "$last" = "$2" ] || { echo "expected $2 as the last line, got: $last"; return 1; }
 }
 
 # mix_scenario USER MIX_ENV: path dependency; mix run first, then a release.
 mix_scenario() {
   local user=$1 env=$2 dir="$work/mix-$1-$2"
+  bin=$dir/bin
+  restricted_path "$bin"
   fresh_copy "$dir/corral"
   scratch_mix "$dir/app" "$dir/corral"
-  [ "$user" = self ] || chown -R "$user" "$dir"
+  [ "$user" = self ] || chown -R "$user" "$dir/corral" "$dir/app"
   cd "$dir/app"
   as_user "$user" MIX_ENV="$env" mix run -e "$snippet" | tee run.out
-  expect_hi run.out "$expected"
+  expect_last run.out "$expected"
   as_user "$user" MIX_ENV="$env" mix release --quiet
   as_user "$user" "_build/$env/rel/scratch/bin/scratch" eval "$snippet" | tee eval.out
-  expect_hi eval.out "$expected"
+  expect_last eval.out "$expected"
 }
 
 mix_dev() { mix_scenario self dev; }
@@ -132,6 +126,8 @@ mix_prod_nonroot() { mix_scenario "$nonroot" prod; }
 
 rebar3_git() {
   local dir="$work/rebar3"
+  bin=$dir/bin
+  restricted_path "$bin"
   fresh_copy "$dir/corral"
   (cd "$dir/corral" && git init -q -b main && git add -A &&
     git -c user.name=t -c user.email=t@t commit -qm copy)
@@ -148,34 +144,74 @@ EOF
   as_user self rebar3 compile
   local eval='io:format("~p~n", [corral:cmd("echo", ["hi"])]), halt().'
   as_user self erl -noshell -pa _build/default/lib/*/ebin -eval "$eval" | tee run.out
-  expect_hi run.out '{<<"hi\n">>,0}'
+  expect_last run.out '{<<"hi\n">>,0}'
   as_user self rebar3 release
   as_user self _build/default/rel/scratch/bin/scratch foreground -eval "$eval" | tee rel.out
-  expect_hi rel.out '{<<"hi\n">>,0}'
+  expect_last rel.out '{<<"hi\n">>,0}'
 }
 
-# As root, with cmake missing: the build stops, names the package and the
-# command, and installs nothing.
+# cmake missing: the build stops, names the package and the command, and
+# installs nothing (as root too, where an install would be possible).
 missing_cmake() {
-  local dir="$work/missing"
+  local dir="$work/missing" status=0
+  bin=$dir/bin
+  restricted_path "$bin" cmake
   fresh_copy "$dir/corral"
   scratch_mix "$dir/app" "$dir/corral"
-  rm "$fakebin/cmake"
   cd "$dir/app"
-  local status=0
   as_user self mix compile >compile.out 2>&1 || status=$?
-  ln -s "$(command -v cmake)" "$fakebin/cmake"
   cat compile.out
   [ "$status" != 0 ] || { echo "mix compile succeeded without cmake"; return 1; }
   grep -F 'corral: missing Debian packages: cmake' compile.out
   grep -F "apt-get install -y --no-install-recommends cmake" compile.out
 }
 
-# As root, the non-root scenario runs as nobody; otherwise as we are.
-if [ "$(id -u)" = 0 ]; then nonroot=nobody; else nonroot=self; fi
-me=$(id -un)
-scenario "as $me, cmake missing: the build stops with the install command, installs nothing" missing_cmake
+# run_scenario FUNCTION: FUNCTION, then no installer may have been called.
+run_scenario() {
+  "$1"
+  if [ -s "$bin/installer-calls" ]; then
+    echo "an installer was called:"
+    cat "$bin/installer-calls"
+    return 1
+  fi
+}
+
+names=()
+fns=()
+scenario() { # scenario NAME FUNCTION, unless other functions were named
+  [ $# -eq 2 ] || return 1
+  if [ ${#only[@]} -gt 0 ] && [[ " ${only[*]} " != *" $2 "* ]]; then return 0; fi
+  names+=("$1")
+  fns+=("$2")
+}
+only=("$@")
+scenario "as $me, cmake missing: the build stops with the install command, installs nothing" \
+  missing_cmake
 scenario "mix path dependency, MIX_ENV=dev, as $me: mix run, mix release, eval" mix_dev
-scenario "mix path dependency, MIX_ENV=prod, as ${nonroot/self/$me}: mix run, mix release, eval" mix_prod_nonroot
-scenario "rebar3 git dependency, as $me: rebar3 compile, erl, rebar3 release, foreground" rebar3_git
+scenario "mix path dependency, MIX_ENV=prod, as ${nonroot/self/$me}: mix run, mix release, eval" \
+  mix_prod_nonroot
+scenario "rebar3 git dependency, as $me: rebar3 compile, erl, rebar3 release, foreground" \
+  rebar3_git
+
+start=$SECONDS
+pids=()
+for fn in "${fns[@]}"; do
+  # A background job also keeps `set -e` in force inside the function (an
+  # `if` around it would turn it off).
+  run_scenario "$fn" >"$work/$fn.log" 2>&1 &
+  pids+=($!)
+done
+failed=0
+for i in "${!fns[@]}"; do
+  fn=${fns[$i]}
+  status=0
+  wait "${pids[$i]}" || status=$?
+  if [ "$status" = 0 ]; then
+    echo "first use: ${names[$i]}: ok (done after $((SECONDS - start)) s)"
+  else
+    echo "first use: ${names[$i]}: FAILED; its log:"
+    sed 's/^/    /' "$work/$fn.log" | tail -n 60
+    failed=1
+  fi
+done
 exit $failed
