@@ -38,7 +38,7 @@ me=$(id -un)
 # directories but clang-format and HIDDEN, and installers that record their
 # calls in DIR/installer-calls.
 restricted_path() {
-  local bin=$1 name
+  local bin=$1 name dir
   shift
   mkdir -p "$bin"
   for dir in /usr/local/bin /usr/bin /bin; do
