@@ -57,17 +57,38 @@ defmodule Mix.Tasks.Compile.CorralNative do
   """
   use Mix.Task.Compiler
 
+  @outputs ["priv/corral_drv.so", "priv/corral_spawner"]
+
   @impl true
-  def run(_args) do
+  def run(args) do
+    # This runs on every `mix compile` of a project that depends on Corral;
+    # make, cmake and the package check take seconds even when nothing
+    # changed, so they run only when a source is newer than priv/.
+    sources = Path.wildcard("c_src/**/*.{cpp,h,txt}") ++ ["Makefile", "scripts/deps.sh"]
+
+    status =
+      if "--force" in args or Mix.Utils.stale?(sources, @outputs) do
+        make_priv()
+        :ok
+      else
+        :noop
+      end
+
+    # Mix lays out _build/<env>/lib/corral (linking or copying priv/) before
+    # any compiler runs, so on the very first build priv/ did not exist yet
+    # and would be missing from _build and from releases. Laying it out again
+    # now links or copies the fresh priv/.
+    Mix.Project.build_structure()
+    {status, []}
+  end
+
+  defp make_priv do
     case System.cmd("make", ["--no-print-directory", "priv"], stderr_to_stdout: true) do
       {out, 0} ->
         if out != "", do: Mix.shell().info(String.trim_trailing(out))
-        # Mix lays out _build/<env>/lib/corral (linking or copying priv/)
-        # before any compiler runs, so on the very first build priv/ did not
-        # exist yet and would be missing from _build and from releases.
-        # Laying it out again now links or copies the fresh priv/.
-        Mix.Project.build_structure()
-        {:ok, []}
+        # make may leave an output untouched when a source change did not
+        # affect it (a comment in CMakeLists.txt): stale? must not stay true.
+        Enum.each(@outputs, &File.touch!/1)
 
       {out, status} ->
         Mix.shell().error(String.trim_trailing(out))

@@ -41,8 +41,9 @@ need make have make
 need erlang-base have erl
 if have erl >/dev/null 2>&1; then
   # Where this OTP keeps its headers (not always /usr/lib/erlang).
-  root=$(erl_eval 'io:format("~s",[code:root_dir()]),halt().' || true)
-  ei=$(erl_eval 'io:format("~s",[code:lib_dir(erl_interface)]),halt().' || true)
+  dirs=$(erl_eval 'io:format("~s~n~s~n",[code:root_dir(),code:lib_dir(erl_interface)]),halt().' || true)
+  root=$(printf '%s\n' "$dirs" | sed -n 1p)
+  ei=$(printf '%s\n' "$dirs" | sed -n 2p)
   need erlang-dev test -f "$root/usr/include/erl_driver.h"
   need erlang-dev test -f "$ei/include/ei.h"
 else
