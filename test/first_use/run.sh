@@ -3,9 +3,10 @@
 # own fresh copy of the repository (the files git knows, so no build
 # output): the very first command in the user's project must work.
 #
-#   mix, path dependency: `mix run` first, then `mix release` and the
-#     release's `eval`: MIX_ENV=dev as we are, and MIX_ENV=prod as a non-root
-#     user (nobody, when we are root)
+#   mix, path dependency: `mix run` first, again without make and cmake on
+#     the PATH (nothing to rebuild), then `mix release` and the release's
+#     `eval`: MIX_ENV=dev as we are, and MIX_ENV=prod as a non-root user
+#     (nobody, when we are root)
 #   rebar3, git dependency (file:// URL): `rebar3 compile`, then the code runs
 #     from an `erl` started on the build; `rebar3 release`, and the release
 #     run in the foreground
@@ -114,6 +115,13 @@ mix_scenario() {
   cd "$dir/app"
   as_user "$user" MIX_ENV="$env" mix run -e "$snippet" | tee run.out
   expect_last run.out "$expected"
+  # Nothing changed: the next command runs neither make nor cmake.
+  local full=$bin
+  bin=$dir/bin-nomake
+  restricted_path "$bin" make cmake
+  as_user "$user" MIX_ENV="$env" mix run -e "$snippet" | tee rerun.out
+  expect_last rerun.out "$expected"
+  bin=$full
   as_user "$user" MIX_ENV="$env" mix release --quiet
   as_user "$user" "_build/$env/rel/scratch/bin/scratch" eval "$snippet" | tee eval.out
   expect_last eval.out "$expected"
@@ -187,8 +195,8 @@ scenario() { # scenario NAME FUNCTION, unless other functions were named
 only=("$@")
 scenario "as $me, cmake missing: the build stops with the install command, installs nothing" \
   missing_cmake
-scenario "mix path dependency, MIX_ENV=dev, as $me: mix run, mix release, eval" mix_dev
-scenario "mix path dependency, MIX_ENV=prod, as ${nonroot/self/$me}: mix run, mix release, eval" \
+scenario "mix path dependency, MIX_ENV=dev, as $me: mix run (twice), mix release, eval" mix_dev
+scenario "mix path dependency, MIX_ENV=prod, as ${nonroot/self/$me}: mix run (twice), mix release, eval" \
   mix_prod_nonroot
 scenario "rebar3 git dependency, as $me: rebar3 compile, erl, rebar3 release, foreground" \
   rebar3_git
