@@ -27,8 +27,10 @@ defmodule Corral.ReadmeTest do
   end
 
   for {lang, line, code} <- blocks do
-    @tag :tmp_dir
-    test "README.md:#{line} (#{lang})", %{tmp_dir: dir} do
+    test "README.md:#{line} (#{lang})" do
+      dir = Path.join(System.tmp_dir!(), "corral-readme-#{System.unique_integer([:positive])}")
+      File.mkdir_p!(dir)
+      on_exit(fn -> File.rm_rf!(dir) end)
       run(unquote(lang), unquote(code), unquote(line), dir)
     end
   end
