@@ -119,7 +119,7 @@ demo: native
 EDOC := try edoc:application(corral, ".", [{dir, "build/doc"}, {preprocess, true}]) of ok -> halt(0) \
 	catch C:R -> io:format(standard_error, "edoc: ~p:~p~n", [C, R]), halt(1) end.
 docs:
-	@sh scripts/deps.sh --install native erlang-edoc
+	@sh scripts/deps.sh --install none erlang-edoc
 	@mkdir -p build/doc
 	@erl -noshell -eval '$(EDOC)'
 	@echo "corral: API docs in build/doc/index.html"

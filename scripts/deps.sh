@@ -3,7 +3,7 @@
 #
 #   scripts/deps.sh [--install] GROUP [TOOL...]
 #
-# GROUP `native`: what the driver and the spawner need (g++, cmake, make,
+# GROUP `none`: only the TOOLs. GROUP `native`: what the driver and the spawner need (g++, cmake, make,
 # erlang-dev), i.e. all a project that depends on Corral needs. GROUP `all`:
 # also Elixir, EUnit, GoogleTest and clang-format, for Corral's own tests.
 # Each TOOL names a Debian package that installs a command of the same name
@@ -22,8 +22,8 @@ if [ "${1:-}" = --install ]; then install=yes; shift; fi
 group=${1:-native}
 [ $# -gt 0 ] && shift
 case $group in
-  native | all) ;;
-  *) echo "usage: scripts/deps.sh [--install] native|all [TOOL...]" >&2; exit 2 ;;
+  none | native | all) ;;
+  *) echo "usage: scripts/deps.sh [--install] none|native|all [TOOL...]" >&2; exit 2 ;;
 esac
 
 missing=""
@@ -35,19 +35,21 @@ have() { command -v "$1"; }
 erl_eval() { erl -noshell -eval "$1" 2>/dev/null; }
 erl_lib() { erl_eval "case code:lib_dir($1) of {error,_} -> halt(1); _ -> halt(0) end."; }
 
-need g++ have g++
-need cmake have cmake
-need make have make
-need erlang-base have erl
-if have erl >/dev/null 2>&1; then
-  # Where this OTP keeps its headers (not always /usr/lib/erlang).
-  dirs=$(erl_eval 'io:format("~s~n~s~n",[code:root_dir(),code:lib_dir(erl_interface)]),halt().' || true)
-  root=$(printf '%s\n' "$dirs" | sed -n 1p)
-  ei=$(printf '%s\n' "$dirs" | sed -n 2p)
-  need erlang-dev test -f "$root/usr/include/erl_driver.h"
-  need erlang-dev test -f "$ei/include/ei.h"
-else
-  missing="$missing erlang-dev"
+if [ "$group" != none ]; then
+  need g++ have g++
+  need cmake have cmake
+  need make have make
+  need erlang-base have erl
+  if have erl >/dev/null 2>&1; then
+    # Where this OTP keeps its headers (not always /usr/lib/erlang).
+    dirs=$(erl_eval 'io:format("~s~n~s~n",[code:root_dir(),code:lib_dir(erl_interface)]),halt().' || true)
+    root=$(printf '%s\n' "$dirs" | sed -n 1p)
+    ei=$(printf '%s\n' "$dirs" | sed -n 2p)
+    need erlang-dev test -f "$root/usr/include/erl_driver.h"
+    need erlang-dev test -f "$ei/include/ei.h"
+  else
+    missing="$missing erlang-dev"
+  fi
 fi
 if [ "$group" = all ]; then
   need erlang-eunit erl_lib eunit
