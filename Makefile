@@ -104,7 +104,7 @@ rebar3: fixtures
 
 # Every ```elixir and ```erlang block of README.md, run as written (also
 # part of exunit).
-readme: native fixtures
+readme: native
 	@MIX_ENV=test mix test $(if $(CI),--no-color) test/readme_test.exs
 
 # A fresh copy of the repository used as a dependency: Mix (path dependency;
