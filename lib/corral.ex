@@ -15,6 +15,50 @@ defmodule Corral do
   @typedoc "Why a command could not be run, as returned by the Erlang API."
   @type reason :: term()
 
+  @typedoc """
+  A signal, by name (`:sigterm`, also `:term`) or number: the
+  `:stop_signal` option and `:corral.signal/2` take it.
+  """
+  @type signal :: atom() | 1..64
+
+  @typedoc """
+  Every option of `cmd/3`, `stream!/3` and `stream/3`, with its value type
+  (the Erlang API's `t::corral_opts.option/0`, with `:into`). Which
+  function takes which is listed in their docs; `:delay_to_sigkill` and
+  `:stdio_window` are MuonTrap's names for `:kill_timeout` and `:window`.
+  """
+  @type option ::
+          {:into, Collectable.t()}
+          | {:cd, binary()}
+          | {:env, Enumerable.t()}
+          | {:arg0, binary()}
+          | {:stderr_to_stdout, boolean()}
+          | {:parallelism, boolean()}
+          | {:clear_env, boolean()}
+          | {:stdin, :pipe | :null}
+          | {:stdout, :pipe | :null | :discard}
+          | {:stderr, :pipe | :consume | :inherit | :redirect | :stdout | :discard | :null}
+          | {:kill_timeout, non_neg_integer()}
+          | {:delay_to_sigkill, non_neg_integer()}
+          | {:stop_signal, signal()}
+          | {:window, pos_integer()}
+          | {:stdio_window, pos_integer()}
+          | {:pipe_size, non_neg_integer()}
+          | {:timeout, pos_integer() | :infinity | nil}
+          | {:max_output_size, pos_integer() | :infinity | nil}
+          | {:capture_stderr_only, boolean()}
+          | {:input, iodata() | Enumerable.t() | (sink() -> term()) | nil}
+          | {:ignore_epipe, boolean()}
+          | {:lines, boolean()}
+          | {:max_line_length, pos_integer()}
+
+  @typedoc """
+  The sink an `:input` function writes with: `:ok`, `{:error, :epipe}` once
+  the child closed its stdin (`:ok` with `ignore_epipe: true`), or
+  `{:error, :closed}` once the child is gone.
+  """
+  @type sink :: (iodata() -> :ok | {:error, atom()})
+
   @doc """
   Runs `command` with `args` and returns `{collectable, status}`.
 
@@ -42,10 +86,21 @@ defmodule Corral do
   Corral and printed through `:standard_error`, so `capture_io(:stderr, ...)`
   sees it; `:redirect` or `:discard`), `:stop_signal`, `:clear_env`.
 
-  A missing executable raises `ErlangError` with `:enoent`, as
-  `System.cmd/3` does. An unknown option or a bad value raises
-  `ArgumentError` naming it. Any other failure to start the child (a bad
-  `:cd`, a file that is not executable) raises `Corral.Error`.
+  `:env` is any enumerable of `{name, value}` pairs (a map, a keyword-like
+  list); `command`, `args`, `:cd`, `:arg0` and env names and values are
+  binaries, as for `System.cmd/3`.
+
+  Errors are those of `System.cmd/3`, naming `Corral.cmd/3`: a missing
+  executable raises `ErlangError` with `:enoent`; a NUL byte in the program
+  raises `ArgumentError` ("cannot execute Corral.cmd/3 for program with
+  null byte, got: ..."), and likewise in `args`, `:cd`, `:arg0` or `:env`
+  (naming the option); a non-binary argument, "all arguments for
+  Corral.cmd/3 must be binaries"; a bad value, "invalid option :cd with
+  value ..."; an unknown option, "unknown option :name". The MuonTrap
+  options Corral does not implement yet (`:uid`, `:gid`, `:cgroup_*`) raise
+  `ArgumentError` "option :uid is not supported yet by Corral.cmd/3". Any
+  other failure to start the child (a bad `:cd`, a file that is not
+  executable) raises `Corral.Error`.
 
       iex> Corral.cmd("echo", ["hello"])
       {"hello\\n", 0}
@@ -56,9 +111,10 @@ defmodule Corral do
       iex> Corral.cmd("cat", [], input: ["a", ?b, "c"])
       {"abc", 0}
   """
-  @spec cmd(binary(), [binary()], keyword()) ::
+  @spec cmd(binary(), [binary()], [option()]) ::
           {Collectable.t(), non_neg_integer() | :timeout | :max_output_exceeded}
-  def cmd(command, args, opts \\ []) when is_list(opts) do
+  def cmd(command, args, opts \\ []) when is_binary(command) and is_list(args) do
+    opts = validate!(command, args, opts, "Corral.cmd/3")
     {into, opts} = Keyword.pop(opts, :into, "")
     opts = Keyword.update(opts, :input, nil, &input_option/1)
     {acc, collector} = Collectable.into(into)
@@ -76,7 +132,7 @@ defmodule Corral do
     case result do
       {:error, reason} ->
         collector.(acc, :halt)
-        raise_error(reason, command, args, opts)
+        raise_error(reason, command, args, opts, "Corral.cmd/3")
 
       {acc, status} ->
         {collector.(acc, :done), status}
@@ -84,22 +140,92 @@ defmodule Corral do
   end
 
   @doc false
+  # The checks System.cmd/3 makes in Elixir, before the Erlang API's own:
+  # binaries only, NUL bytes, env as any enumerable of pairs. Returns the
+  # options with `:env` as a list. `operation` names the function in
+  # messages.
+  @spec validate!(binary(), [binary()], [option()], String.t()) :: keyword()
+  def validate!(command, args, opts, operation) do
+    no_null_byte!(command, "program", operation)
+
+    unless Enum.all?(args, &is_binary/1) do
+      raise ArgumentError, "all arguments for #{operation} must be binaries"
+    end
+
+    Enum.each(args, &no_null_byte!(&1, ":args", operation))
+
+    unless is_list(opts) and Enum.all?(opts, &match?({key, _} when is_atom(key), &1)) do
+      raise ArgumentError,
+            "expected a keyword list of options for #{operation}, got: #{inspect(opts)}"
+    end
+
+    Enum.map(opts, fn
+      {key, value} when key in [:cd, :arg0] and is_binary(value) ->
+        no_null_byte!(value, inspect(key), operation)
+        {key, value}
+
+      {key, value} when key in [:cd, :arg0] ->
+        raise ArgumentError, "invalid option #{inspect(key)} with value #{inspect(value)}"
+
+      {:env, env} ->
+        {:env, env_option(env, operation)}
+
+      other ->
+        other
+    end)
+  end
+
+  defp env_option(env, operation) do
+    if Enumerable.impl_for(env) == nil do
+      raise ArgumentError, "invalid option :env with value #{inspect(env)}"
+    end
+
+    Enum.map(env, fn
+      {key, value} = entry when is_binary(key) and (is_binary(value) or is_nil(value)) ->
+        no_null_byte!(key, ":env", operation, entry)
+        if value, do: no_null_byte!(value, ":env", operation, entry)
+        entry
+
+      other ->
+        raise ArgumentError, "invalid environment key-value #{inspect(other)} in :env"
+    end)
+  end
+
+  defp no_null_byte!(binary, what, operation, shown \\ nil) do
+    if String.contains?(binary, <<0>>) do
+      raise ArgumentError,
+            "cannot execute #{operation} for #{what} with null byte, got: #{inspect(shown || binary)}"
+    end
+  end
+
+  @doc false
   # Turns a `{:error, reason}` of the Erlang API into the exception a
-  # System.cmd user expects.
-  @spec raise_error(reason(), term(), term(), keyword()) :: no_return()
-  def raise_error(reason, command, args, opts) when reason in [:enoent, {:enoent, :exec}] do
+  # System.cmd user expects; `operation` names the function.
+  @spec raise_error(reason(), term(), term(), keyword(), String.t()) :: no_return()
+  def raise_error(reason, command, args, opts, operation \\ "Corral.cmd/3")
+
+  def raise_error(reason, command, args, opts, _operation)
+      when reason in [:enoent, {:enoent, :exec}] do
     :erlang.error(:enoent, [command, args, opts])
   end
 
-  def raise_error({:bad_option, name, value}, _command, _args, _opts) do
-    raise ArgumentError, "invalid value for option #{inspect(name)}: #{inspect(value)}"
+  def raise_error({:bad_option, :env, {_, _} = entry}, _command, _args, _opts, _operation) do
+    raise ArgumentError, "invalid environment key-value #{inspect(entry)} in :env"
   end
 
-  def raise_error({:unknown_option, name}, _command, _args, _opts) do
+  def raise_error({:bad_option, name, value}, _command, _args, _opts, _operation) do
+    raise ArgumentError, "invalid option #{inspect(name)} with value #{inspect(value)}"
+  end
+
+  def raise_error({:unknown_option, name}, _command, _args, _opts, _operation) do
     raise ArgumentError, "unknown option #{inspect(name)}"
   end
 
-  def raise_error(reason, command, _args, _opts) do
+  def raise_error({:unsupported_option, name}, _command, _args, _opts, operation) do
+    raise ArgumentError, "option #{inspect(name)} is not supported yet by #{operation}"
+  end
+
+  def raise_error(reason, command, _args, _opts, _operation) do
     raise Corral.Error, reason: reason, command: command
   end
 
@@ -137,11 +263,21 @@ defmodule Corral do
       where `sink.(iodata)` returns `:ok`, `{:error, :epipe}` once the child
       closed its stdin, or `{:error, :closed}` once it is gone. stdin is
       closed after the input; without `:input` at once.
-    * `:stderr` — absent: copied to the VM's stderr, like `cmd/3`;
+    * `:stderr` — absent: read and printed through `:standard_error`;
       `:consume`: elements become `{:stdout, bin}` and `{:stderr, bin}`;
-      `:redirect`: merged into stdout; `:discard`: dropped.
+      `:redirect`: merged into stdout; `:discard`: dropped; `:inherit`:
+      the VM's own stderr, as `cmd/3` leaves it by default.
     * `:ignore_epipe` — `true` makes a child that stops reading its input
       silent: the sink returns `:ok` and drops the bytes.
+    * `:lines` — `true` makes the elements lines instead of chunks, each
+      with its trailing `"\\n"` (the last one may lack it), as
+      `File.stream!/1` gives them, however the child's writes were cut. A
+      line whose text is longer than `:max_line_length` bytes (default
+      65536) comes in pieces of exactly that many bytes. Memory stays
+      bounded: bytes are acknowledged as lines are consumed.
+
+  Arguments and options are checked as by `cmd/3`, with errors naming
+  `Corral.stream!/3` or `Corral.stream/3`.
 
   An EPIPE never raises: the rest of the input is dropped and the output
   goes on (`stream/3` shows it as `{:error, :epipe}`).
@@ -151,8 +287,11 @@ defmodule Corral do
 
       iex> ["b\\n", "a\\n"] |> Corral.stream!("sort", []) |> Enum.join()
       "a\\nb\\n"
+
+      iex> Corral.stream!("yes", [], lines: true) |> Enum.take(2)
+      ["y\\n", "y\\n"]
   """
-  @spec stream!(binary() | term(), [binary()] | binary(), keyword() | [binary()]) ::
+  @spec stream!(binary() | term(), [binary()] | binary(), [option()] | [binary()]) ::
           Enumerable.t()
   defdelegate stream!(command, args, opts \\ []), to: Corral.Stream
 
@@ -192,7 +331,13 @@ defmodule Corral.Error do
 
   @impl true
   def message(%{reason: {errno, stage}, command: command}) when is_atom(errno) do
-    "could not run #{inspect(command)}: #{errno} (#{:file.format_error(errno)}) at #{stage}"
+    case :file.format_error(errno) do
+      ~c"unknown POSIX error" ->
+        "could not run #{inspect(command)}: #{errno} at #{stage}"
+
+      description ->
+        "could not run #{inspect(command)}: #{errno} (#{description}) at #{stage}"
+    end
   end
 
   def message(%{reason: reason, command: command}) do

@@ -19,9 +19,11 @@
 %% `kill_timeout' ms.
 -module(corral).
 
+-compile({no_auto_import, [spawn/3]}).
+
 -export([
     open/3,
-    open_pid/3,
+    spawn/3,
     write/2,
     close_stdin/1,
     ack/2,
@@ -33,17 +35,22 @@
     os_pid/1,
     stats/1,
     cmd/2,
-    cmd/3
+    cmd/3,
+    status/1
 ]).
-%% Internal: shared with corral_stream and the Elixir layer.
--export([open_normalized/1, await_terminal/2, flush_exit/1]).
+%% For the other entry points (corral_stream, Corral.Process): start from a
+%% corral_opts:normalize/4 result; drain a port.
+-export([open_normalized/1, spawn_normalized/1, await_terminal/2, flush_exit/1]).
 
--export_type([terminal/0, stats/0]).
+-export_type([terminal/0, status/0, stats/0]).
 
 -type terminal() ::
     {exit_status, non_neg_integer()}
     | {exit_signal, pos_integer()}
     | {error, {atom(), atom()}}.
+%% A terminal message as one value: the exit status, 128 + N for death by
+%% signal N (as in a shell), or `{error, Reason}' when the child was lost.
+-type status() :: non_neg_integer() | {error, term()}.
 -type stats() :: #{
     bytes_in := non_neg_integer(),
     bytes_out := non_neg_integer(),
@@ -65,11 +72,6 @@
 -define(OP_OSPID, 7).
 -define(OP_SET_WINDOW, 8).
 
-%% Inputs up to this size are queued in the driver directly by the owner;
-%% larger ones are fed by a helper process, so that the owner keeps reading
-%% output while the driver's stdin queue is full.
--define(DIRECT_INPUT_MAX, 524288).
-
 %%% ------------------------------------------------------------------------
 %%% Ports
 
@@ -78,36 +80,41 @@
 %% Returns after the child has been exec'd, or with the reason it could not
 %% be: `{error, enoent}' (not found in PATH), `{error, {Errno, Stage}}' from
 %% the child's setup (e.g. `{enoent, chdir}', `{eacces, exec}'), or
-%% `{error, {bad_option, Name, Value}}' / `{error, {unknown_option, Name}}'.
--spec open(iodata() | atom(), [iodata()], [corral_opts:option()] | map()) ->
+%% `{error, {bad_option, Name, Value}}', `{error, {unknown_option, Name}}',
+%% `{error, {unsupported_option, Name}}' (see corral_opts).
+-spec open(iodata() | atom(), [iodata() | atom()], corral_opts:options()) ->
     {ok, port()} | {error, term()}.
 open(Cmd, Args, Opts) ->
-    case corral_opts:normalize(Cmd, Args, Opts, corral_opts:spawn_keys()) of
+    case corral_opts:normalize(Cmd, Args, Opts, open) of
         {ok, N} -> open_normalized(N);
         Error -> Error
     end.
 
-%% @doc Like {@link open/3}, and also returns the child's OS pid, which
-%% stays known after the port has closed.
--spec open_pid(iodata() | atom(), [iodata()], [corral_opts:option()] | map()) ->
+%% @doc Like {@link open/3}, and also returns the child's OS pid (also its
+%% process group id), for a caller that must know it after the port has
+%% closed; {@link os_pid/1} asks a running port.
+-spec spawn(iodata() | atom(), [iodata() | atom()], corral_opts:options()) ->
     {ok, port(), pos_integer()} | {error, term()}.
-open_pid(Cmd, Args, Opts) ->
-    case corral_opts:normalize(Cmd, Args, Opts, corral_opts:spawn_keys()) of
-        {ok, N} -> open_normalized_pid(N);
+spawn(Cmd, Args, Opts) ->
+    case corral_opts:normalize(Cmd, Args, Opts, open) of
+        {ok, N} -> spawn_normalized(N);
         Error -> Error
     end.
 
-%% @private
+%% @doc {@link open/3} from a {@link corral_opts:normalize/4} result.
 -spec open_normalized(corral_opts:normalized()) -> {ok, port()} | {error, term()}.
 open_normalized(N) ->
-    case open_normalized_pid(N) of
+    case spawn_normalized(N) of
         {ok, Port, _OsPid} -> {ok, Port};
         Error -> Error
     end.
 
-%% @private
--spec open_normalized_pid(corral_opts:normalized()) -> {ok, port(), pos_integer()} | {error, term()}.
-open_normalized_pid(#{request := Request, window := Window} = N) ->
+%% @doc {@link spawn/3} from a {@link corral_opts:normalize/4} result. Only
+%% the `request', `window' and `port_opts' keys are used: what the others
+%% ask for (stderr forwarding, input, lines) is the caller's to do.
+-spec spawn_normalized(corral_opts:normalized()) ->
+    {ok, port(), pos_integer()} | {error, term()}.
+spawn_normalized(#{request := Request, window := Window} = N) ->
     SpawnerPath = ensure_driver(),
     Port = open_port({spawn_driver, "corral_drv"}, [binary | maps:get(port_opts, N, [])]),
     Blob = term_to_binary(Request),
@@ -128,7 +135,13 @@ open_normalized_pid(#{request := Request, window := Window} = N) ->
 
 %% @doc Queues `Data' for the child's stdin. When the driver's queue is above
 %% its high-water mark the caller is suspended until the child catches up.
-%% Any process may write. Returns `{error, closed}' once the port is gone.
+%% Any process may write.
+%%
+%% Returns `{error, closed}' once the port is gone (the child has exited
+%% and its terminal message was sent): unlike {@link ack/2}, a write that
+%% cannot reach the child is worth knowing about. After the child closed
+%% its stdin but before it exits, writes return `ok' and are dropped; the
+%% owner gets `{Port, {stdin_error, epipe}}'.
 -spec write(port(), iodata()) -> ok | {error, closed}.
 write(Port, Data) ->
     try
@@ -139,16 +152,21 @@ write(Port, Data) ->
     end.
 
 %% @doc Closes the child's stdin once the queued bytes have been written.
--spec close_stdin(port()) -> ok | {error, closed}.
+%% `ok' also when the port has closed already: the child's stdin is then
+%% closed too.
+-spec close_stdin(port()) -> ok.
 close_stdin(Port) -> simple_control(Port, ?OP_CLOSE_STDIN, <<>>).
 
-%% @doc Acknowledges `Bytes' of output, so the driver reads more.
--spec ack(port(), non_neg_integer()) -> ok | {error, closed}.
+%% @doc Acknowledges `Bytes' of output, so the driver reads more. `ok' also
+%% when the port has closed already (the child exited after sending that
+%% output): the natural receive loop must not crash on a race it cannot see.
+-spec ack(port(), non_neg_integer()) -> ok.
 ack(Port, Bytes) when is_integer(Bytes), Bytes >= 0 ->
     simple_control(Port, ?OP_ACK, <<Bytes:64/native>>).
 
 %% @doc Sets the credit window (unacknowledged output bytes) of a port.
--spec set_window(port(), pos_integer()) -> ok | {error, closed}.
+%% `ok' also when the port has closed already, as {@link ack/2}.
+-spec set_window(port(), pos_integer()) -> ok.
 set_window(Port, Bytes) when is_integer(Bytes), Bytes > 0 ->
     simple_control(Port, ?OP_SET_WINDOW, <<Bytes:64/native>>).
 
@@ -219,7 +237,8 @@ await_terminal(Port, Timeout) ->
         end
     end.
 
-%% @doc The child's OS pid (also its process group id).
+%% @doc The child's OS pid (also its process group id), while the port is
+%% open; `{error, closed}' after. {@link spawn/3} returns it for keeps.
 -spec os_pid(port()) -> {ok, pos_integer()} | {error, closed}.
 os_pid(Port) ->
     case control(Port, ?OP_OSPID, <<>>) of
@@ -253,7 +272,8 @@ stats(Port) ->
 %%% cmd
 
 %% @equiv cmd(Cmd, Args, [])
--spec cmd(iodata() | atom(), [iodata()]) -> {term(), integer() | atom()} | {error, term()}.
+-spec cmd(iodata() | atom(), [iodata() | atom()]) ->
+    {term(), non_neg_integer() | timeout | max_output_exceeded} | {error, term()}.
 cmd(Cmd, Args) -> cmd(Cmd, Args, []).
 
 %% @doc Runs a command to completion and returns `{Output, Status}'.
@@ -265,17 +285,25 @@ cmd(Cmd, Args) -> cmd(Cmd, Args, []).
 %% accumulator of `{fold, {Fun, Acc0}}' where `Fun(Chunk, Acc)' is called for
 %% every chunk in order. stdin gets `input' (iodata, or a fun of the port that
 %% writes with {@link write/2}) and is then closed. stderr is the VM's own
-%% (`stderr => inherit', as System.cmd/3 leaves it) unless `stderr' says
-%% otherwise: `pipe' forwards it to standard_error, `stdout', `null'; or
-%% `stderr_to_stdout', `capture_stderr_only'.
--spec cmd(iodata() | atom(), [iodata()], [corral_opts:option()] | map()) ->
-    {term(), integer() | timeout | max_output_exceeded} | {error, term()}.
+%% (as System.cmd/3 leaves it) unless `stderr' says otherwise: `pipe' or
+%% `consume' forwards it to standard_error, `redirect', `discard'; or
+%% `stderr_to_stdout', `capture_stderr_only'. Options: see
+%% {@link corral_opts:option()}.
+-spec cmd(iodata() | atom(), [iodata() | atom()], corral_opts:options()) ->
+    {term(), non_neg_integer() | timeout | max_output_exceeded} | {error, term()}.
 cmd(Cmd, Args, Opts) ->
-    Keys = corral_opts:spawn_keys() ++ corral_opts:cmd_keys(),
-    case corral_opts:normalize(Cmd, Args, Opts, Keys, #{stderr => inherit}) of
+    case corral_opts:normalize(Cmd, Args, Opts, cmd) of
         {ok, N} -> run_cmd(N);
         Error -> Error
     end.
+
+%% @doc The status of a terminal message: the exit status, 128 + N for
+%% death by signal N, or `{error, Reason}' when the child was lost. The one
+%% mapping of cmd/3, corral_stream and Corral.Process.
+-spec status(terminal()) -> status().
+status({exit_status, N}) -> N;
+status({exit_signal, Sig}) -> 128 + Sig;
+status({error, Reason}) -> {error, Reason}.
 
 -record(cmd, {
     port :: port(),
@@ -285,20 +313,12 @@ cmd(Cmd, Args, Opts) ->
     forward_stderr :: boolean(),
     size = 0 :: non_neg_integer(),
     max :: pos_integer() | infinity,
-    writer :: undefined | {pid(), reference()},
+    feeder :: corral_feed:feeder(),
     timer :: undefined | reference(),
     outcome = running :: running | timeout | max_output_exceeded
 }).
 
-run_cmd(#{request := Req0, input := Input} = N0) ->
-    %% Without input the child's stdin is /dev/null (EOF at once, as a closed
-    %% pipe would be): one pipe fewer to make, pass and close.
-    Req =
-        case Input of
-            undefined -> Req0#{stdin => null};
-            _ -> Req0
-        end,
-    N = N0#{request := Req},
+run_cmd(N) ->
     case open_normalized(N) of
         {ok, Port} ->
             {Fold, Acc0} =
@@ -306,33 +326,28 @@ run_cmd(#{request := Req0, input := Input} = N0) ->
                     undefined -> {fun(Bin, Acc) -> [Bin | Acc] end, []};
                     F -> F
                 end,
-            Writer = feed_input(Port, maps:get(input, N)),
+            Feeder = corral_feed:start(Port, maps:get(input, N), false),
             Timer =
                 case maps:get(timeout, N) of
                     infinity -> undefined;
                     T -> erlang:start_timer(T, self(), {corral_timeout, Port})
                 end,
-            CaptureStderr = maps:get(capture_stderr_only, N),
             S = #cmd{
                 port = Port,
                 fold = Fold,
                 acc = Acc0,
-                capture =
-                    case CaptureStderr of
-                        true -> stderr;
-                        false -> stdout
-                    end,
-                forward_stderr = maps:get(stderr, Req) =:= pipe andalso not CaptureStderr,
+                capture = maps:get(output, N),
+                forward_stderr = maps:get(stderr, N) =:= forward,
                 max = maps:get(max_output_size, N),
-                writer = Writer,
+                feeder = Feeder,
                 timer = Timer
             },
             Result = cmd_loop(S),
             case maps:get(fold, N) of
                 undefined ->
                     case Result of
-                        {Chunks, Status} -> {iolist_to_binary(lists:reverse(Chunks)), Status};
-                        Error -> Error
+                        {error, _} = Error -> Error;
+                        {Chunks, Status} -> {iolist_to_binary(lists:reverse(Chunks)), Status}
                     end;
                 _ ->
                     Result
@@ -341,64 +356,33 @@ run_cmd(#{request := Req0, input := Input} = N0) ->
             Error
     end.
 
-feed_input(_Port, undefined) ->
-    undefined;
-feed_input(Port, Data) when not is_function(Data) ->
-    case iolist_size(Data) =< ?DIRECT_INPUT_MAX of
-        true ->
-            _ = write(Port, Data),
-            _ = close_stdin(Port),
-            undefined;
-        false ->
-            feed_by_helper(Port, fun(P) -> write(P, Data) end)
-    end;
-feed_input(Port, Fun) ->
-    feed_by_helper(Port, Fun).
-
-feed_by_helper(Port, Fun) ->
-    spawn_monitor(fun() ->
-        try Fun(Port) of
-            _ -> close_stdin(Port)
-        catch
-            error:badarg -> ok;
-            Class:Reason:Stack -> exit({corral_input_failed, Class, Reason, Stack})
-        end
-    end).
-
-cmd_loop(#cmd{port = Port} = S) ->
+cmd_loop(#cmd{port = Port, feeder = Feeder} = S) ->
+    {FRef, FMon} = corral_feed:refs(Feeder),
     receive
         {Port, {data, Stream, Bin}} ->
             _ = ack(Port, byte_size(Bin)),
             cmd_loop(take(Stream, Bin, S));
-        {Port, {stdin_error, _}} ->
+        {Port, {stdin_error, Errno}} ->
+            corral_feed:stdin_error(Feeder, Errno),
             cmd_loop(S);
         {timeout, Ref, {corral_timeout, Port}} when Ref =:= S#cmd.timer ->
             _ = request_stop(Port),
             cmd_loop(S#cmd{timer = undefined, outcome = finished(S#cmd.outcome, timeout)});
-        {'DOWN', Ref, process, _, Reason} when element(2, S#cmd.writer) =:= Ref ->
-            case Reason of
-                {corral_input_failed, Class, Why, Stack} ->
-                    catch port_close(Port),
-                    flush_exit(Port),
-                    cancel_timer(S#cmd.timer),
-                    erlang:raise(Class, Why, Stack);
-                _ ->
-                    cmd_loop(S#cmd{writer = undefined})
-            end;
+        {FRef, input_failed, Class, Why, Stack} ->
+            catch port_close(Port),
+            flush_exit(Port),
+            cancel_timer(S#cmd.timer),
+            corral_feed:stop(Feeder),
+            erlang:raise(Class, Why, Stack);
+        {'DOWN', FMon, process, _, _} ->
+            cmd_loop(S#cmd{feeder = corral_feed:down(Feeder)});
         {Port, Terminal} ->
             flush_exit(Port),
             cancel_timer(S#cmd.timer),
-            case S#cmd.writer of
-                {Pid, Ref} ->
-                    erlang:demonitor(Ref, [flush]),
-                    exit(Pid, kill);
-                undefined ->
-                    ok
-            end,
-            case {S#cmd.outcome, Terminal} of
+            corral_feed:stop(Feeder),
+            case {S#cmd.outcome, status(Terminal)} of
                 {_, {error, Reason}} -> {error, Reason};
-                {running, {exit_status, Code}} -> {S#cmd.acc, Code};
-                {running, {exit_signal, Sig}} -> {S#cmd.acc, 128 + Sig};
+                {running, Status} -> {S#cmd.acc, Status};
                 {Outcome, _} -> {S#cmd.acc, Outcome}
             end
     end.
@@ -473,11 +457,10 @@ control(Port, Op, Data) ->
         error:badarg -> {error, closed}
     end.
 
+%% A closed port needs no more credit, window or stdin closing.
 simple_control(Port, Op, Data) ->
-    case control(Port, Op, Data) of
-        {ok, _} -> ok;
-        Error -> Error
-    end.
+    _ = control(Port, Op, Data),
+    ok.
 
 %% @private The port closes itself after its terminal message; a caller that
 %% traps exits would otherwise find {'EXIT', Port, normal} in its mailbox.

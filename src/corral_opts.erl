@@ -1,30 +1,220 @@
-%% @doc The one place where Corral's options are validated and normalized.
+%% @doc The one place where Corral's options are validated, and where every
+%% decision that follows from them is taken.
 %%
-%% Every entry point (`corral:open/3', `corral:cmd/3', the Elixir API) passes
-%% its command, arguments and options through `normalize/4'. Errors name the
-%% option and the value, before any system call is made:
-%% `{bad_option, Name, Value}', `{unknown_option, Name}', or `enoent' for an
-%% executable that cannot be found.
+%% Every entry point passes its command, arguments and options through
+%% {@link normalize/4} with its context (`open', `cmd', `stream',
+%% `process'); the result, a {@link normalized()} map, is all the entry
+%% point needs: the spawner's request, and what to do with stderr, stdin
+%% input, the exit status and lines. Errors name the option and the value,
+%% before any system call is made:
+%%
+%% <ul>
+%% <li>`{bad_option, Name, Value}': a value of the wrong type or range
+%%     (for `env', `Value' is the offending `{Key, Value}' entry);</li>
+%% <li>`{unknown_option, Name}': not an option of this entry point;</li>
+%% <li>`{unsupported_option, Name}': a `MuonTrap.cmd/3' option that Corral
+%%     does not implement yet ({@link unsupported/0});</li>
+%% <li>`enoent': the executable cannot be found.</li>
+%% </ul>
+%%
+%% Aliases, accepted everywhere: the MuonTrap names `delay_to_sigkill'
+%% (= `kill_timeout') and `stdio_window' (= `window'), listed by
+%% {@link aliases/0}; the values `{stderr, stdout}' (= `redirect'),
+%% `{stderr, null}' (= `discard'), `{stdout, discard}' (= `null'), listed
+%% by {@link value_aliases/0}; `{stderr_to_stdout, true}' (System.cmd's) is
+%% `{stderr, redirect}'; `{stderr, pipe}' is the entry point's default
+%% reading mode. When an option and its alias are both given, the
+%% canonical name wins.
 -module(corral_opts).
 
--export([normalize/4, normalize/5, signal_number/1, spawn_keys/0, cmd_keys/0]).
+-export([
+    normalize/4,
+    normalize/5,
+    keys/1,
+    aliases/0,
+    value_aliases/0,
+    unsupported/0,
+    signal_number/1,
+    spawn_keys/0,
+    cmd_keys/0
+]).
 
--export_type([option/0, normalized/0]).
-
--type option() :: {atom(), term()}.
--type normalized() :: #{
-    request := map(),
-    window := pos_integer(),
-    atom() => term()
-}.
+-export_type([
+    option/0,
+    options/0,
+    context/0,
+    normalized/0,
+    request/0,
+    stderr/0,
+    input/0,
+    sink/0,
+    signal/0
+]).
 
 -define(DEFAULT_WINDOW, 1048576).
 -define(DEFAULT_KILL_TIMEOUT, 5000).
 %% The child's pipes are enlarged to this (F_SETPIPE_SZ) so that one read or
 %% write, and one message, carries up to a quarter MiB; 0 keeps the kernel's.
 -define(DEFAULT_PIPE_SIZE, 262144).
+-define(DEFAULT_MAX_LINE, 65536).
 
-%% Options that shape the child itself (accepted by open/3 and cmd/3).
+%% A signal by name (`sigterm' or `term', ...) or by number.
+-type signal() :: atom() | 1..64.
+
+%% Text: a binary, a string (chardata) or an atom; never with a NUL byte.
+-type text() :: iodata() | atom().
+
+%% The sink an input fun writes with (streams): `ok', `{error, epipe}' once
+%% the child closed its stdin (`ok' with `ignore_epipe'), `{error, closed}'
+%% once the child is gone.
+-type sink() :: fun((iodata()) -> ok | {error, atom()}).
+
+%% Every option, with the type of its value. Which entry point takes which
+%% is {@link keys/1}.
+-type option() ::
+    %% -- the child (every entry point) --
+    %% Working directory; relative to the VM's current one. Default: the VM's.
+    {cd, text()}
+    %% Variables to set (`nil' or `false' unsets one), over the VM's own
+    %% environment: a list or a map of {Key, Value}.
+    | {env, [{text(), text() | nil | false}] | #{text() => text() | nil | false}}
+    %% Start from an empty environment instead of the VM's. Default false.
+    | {clear_env, boolean()}
+    %% argv[0] of the child. Default: the resolved path.
+    | {arg0, text()}
+    %% `pipe' (default) or `null' (/dev/null).
+    | {stdin, pipe | null}
+    %% `pipe' (default), `null' or `discard'.
+    | {stdout, pipe | null | discard}
+    %% What becomes of stderr; see {@link stderr()} for the entry points'
+    %% defaults.
+    | {stderr, pipe | consume | inherit | redirect | stdout | discard | null}
+    %% System.cmd's: true is `{stderr, redirect}'.
+    | {stderr_to_stdout, boolean()}
+    %% ms between the stop signal and SIGKILL. Default 5000.
+    | {kill_timeout, non_neg_integer()}
+    %% MuonTrap's name for kill_timeout.
+    | {delay_to_sigkill, non_neg_integer()}
+    %% The signal that stops the child. Default sigterm.
+    | {stop_signal, signal()}
+    %% Unacknowledged output bytes the driver reads ahead. Default 1 MiB.
+    | {window, pos_integer()}
+    %% MuonTrap's name for window.
+    | {stdio_window, pos_integer()}
+    %% Size the child's pipes are set to (F_SETPIPE_SZ); 0 keeps the
+    %% kernel's. Default 256 KiB.
+    | {pipe_size, non_neg_integer()}
+    %% The port's parallelism flag, as with System.cmd/3. Default: the VM's.
+    | {parallelism, boolean()}
+    %% -- cmd and stream --
+    %% Written to stdin, which is then closed: iodata, or a fun of one
+    %% argument run in a helper process (cmd: given the port, it writes with
+    %% corral:write/2; stream: given a sink()).
+    | {input, iodata() | fun((port()) -> term()) | fun((sink()) -> term()) | nil}
+    %% -- cmd --
+    %% ms until the child's tree is stopped and cmd returns `timeout'.
+    | {timeout, pos_integer() | infinity | nil}
+    %% Output bytes kept; beyond, the child is stopped. Default infinity.
+    | {max_output_size, pos_integer() | infinity | nil}
+    %% Return stderr as the output, discard stdout. Default false.
+    | {capture_stderr_only, boolean()}
+    %% Fun(Chunk, Acc) folded over the output instead of collecting it.
+    | {fold, {fun((binary(), Acc :: term()) -> term()), term()}}
+    %% -- stream --
+    %% Leave `{error, epipe}' out and make the sink return ok. Default false.
+    | {ignore_epipe, boolean()}
+    %% -- stream and process --
+    %% Elements are lines (see corral_lines). Default false.
+    | {lines, boolean()}
+    %% Longest line text before it is cut in pieces. Default 65536.
+    | {max_line_length, pos_integer()}.
+
+-type options() :: [option()] | #{atom() => term()}.
+
+%% The entry point: its accepted keys, its defaults and the meaning of the
+%% `stderr' values depend on it. A list of keys is the `open' context
+%% restricted to those keys.
+-type context() :: open | cmd | stream | process.
+
+%% What becomes of the child's stderr, decided once for every entry point:
+%% <ul>
+%% <li>`inherit': the child writes to the VM's own fd 2 (cmd's default, as
+%%     with System.cmd/3; `{stderr, inherit}' anywhere);</li>
+%% <li>`forward': read by Corral and copied to `standard_error', so that
+%%     group leaders and capture_io see it (the default of stream and
+%%     process; `pipe' there, and `consume' in cmd);</li>
+%% <li>`capture': read and delivered to the caller: `{data, stderr, _}'
+%%     messages (open), `{stderr, Bin}' elements (stream, with `consume'),
+%%     `read_stderr' (process, with `consume'), the output (cmd, with
+%%     `capture_stderr_only');</li>
+%% <li>`merge': into stdout, by the OS (`redirect', `stdout',
+%%     `{stderr_to_stdout, true}');</li>
+%% <li>`discard': /dev/null (`discard', `null').</li>
+%% </ul>
+-type stderr() :: inherit | forward | capture | merge | discard.
+
+%% How stdin is fed (see corral_feed): `none': closed at once (cmd: the
+%% child's stdin is /dev/null); `{data, IoData}'; `{call, Fun}': Fun(Port)
+%% run in a helper, then stdin is closed (cmd); `{sink, Fun}': Fun(Sink),
+%% likewise (stream).
+-type input() ::
+    none
+    | {data, iodata()}
+    | {call, fun((port()) -> term())}
+    | {sink, fun((sink()) -> term())}.
+
+%% The spawner's request (see c_src/spawner/options.cpp).
+-type request() :: #{
+    path := binary(),
+    argv := [binary(), ...],
+    env := [binary()],
+    stdin := pipe | null,
+    stdout := pipe | null,
+    stderr := pipe | stdout | null | inherit,
+    kill_timeout := non_neg_integer(),
+    stop_signal := 1..64,
+    pipe_size := non_neg_integer(),
+    cd => binary()
+}.
+
+%% The result of {@link normalize/4}. Keys:
+%% <ul>
+%% <li>`context': the entry point it was normalized for;</li>
+%% <li>`request': what the driver sends the spawner;</li>
+%% <li>`window': the credit window in bytes;</li>
+%% <li>`port_opts': extra open_port/2 options (`parallelism');</li>
+%% <li>`stderr': {@link stderr()}, the decision on stderr;</li>
+%% <li>`output': the stream cmd collects: `stdout', or `stderr' with
+%%     `capture_stderr_only';</li>
+%% <li>`input': {@link input()};</li>
+%% <li>`ignore_epipe': whether an EPIPE on stdin is hidden;</li>
+%% <li>`lines': `false', or the maximum line length when elements are
+%%     lines;</li>
+%% <li>`timeout', `max_output_size': cmd's limits (`infinity' when
+%%     unset);</li>
+%% <li>`fold': cmd's `{Fun, Acc0}', or `undefined'.</li>
+%% </ul>
+%% Entry points added later (e.g. a daemon with log options) add keys of
+%% their own; the keys above keep their meaning.
+-type normalized() :: #{
+    context := context(),
+    request := request(),
+    window := pos_integer(),
+    port_opts := [{parallelism, boolean()}],
+    stderr := stderr(),
+    output := stdout | stderr,
+    input := input(),
+    ignore_epipe := boolean(),
+    lines := false | pos_integer(),
+    timeout := pos_integer() | infinity,
+    max_output_size := pos_integer() | infinity,
+    fold := undefined | {fun((binary(), term()) -> term()), term()}
+}.
+
+%%% ------------------------------------------------------------------------
+%%% Tables
+
+%% @doc Options that shape the child itself, accepted by every entry point.
 -spec spawn_keys() -> [atom()].
 spawn_keys() ->
     [
@@ -41,29 +231,61 @@ spawn_keys() ->
         stop_signal,
         window,
         stdio_window,
-        pipe_size
+        pipe_size,
+        parallelism
     ].
 
-%% Options that only cmd/3 takes. (`into' is Elixir's: Corral.cmd/3 turns
-%% it into `fold' before calling corral:cmd/3.)
+%% @doc Options that only cmd/3 takes. (`into' is Elixir's: Corral.cmd/3
+%% turns it into `fold' before calling corral:cmd/3.)
 -spec cmd_keys() -> [atom()].
 cmd_keys() ->
-    [timeout, input, max_output_size, capture_stderr_only, parallelism, fold].
+    [timeout, input, max_output_size, capture_stderr_only, fold].
 
-%% @doc Validates `Opts' for an entry point that accepts `Allowed' keys and
-%% returns the request for the spawner plus the remaining settings.
--spec normalize(iodata() | atom(), [iodata() | atom()], [option()] | map(), [atom()]) ->
-    {ok, normalized()} | {error, term()}.
-normalize(Cmd, Args, Opts, Allowed) ->
-    normalize(Cmd, Args, Opts, Allowed, #{}).
+%% @doc Every option an entry point accepts.
+-spec keys(context()) -> [atom()].
+keys(open) -> spawn_keys();
+keys(cmd) -> spawn_keys() ++ cmd_keys();
+keys(stream) -> spawn_keys() ++ [input, ignore_epipe, lines, max_line_length];
+keys(process) -> spawn_keys() ++ [lines, max_line_length].
 
-%% @doc Like {@link normalize/4}, with defaults of the entry point's own
-%% (`#{stderr => inherit}' for cmd/3, as System.cmd/3 leaves stderr alone).
--spec normalize(iodata() | atom(), [iodata() | atom()], [option()] | map(), [atom()], map()) ->
+%% @doc Option aliases, `{Alias, Canonical}': the MuonTrap names.
+-spec aliases() -> [{atom(), atom()}].
+aliases() ->
+    [{delay_to_sigkill, kill_timeout}, {stdio_window, window}].
+
+%% @doc Value aliases, `{Option, Alias, Canonical}': `{stderr, stdout}' is
+%% `{stderr, redirect}', and so on. (`{stderr_to_stdout, true}' is also
+%% `{stderr, redirect}'; `{capture_stderr_only, true}' is `{stderr, capture}'
+%% with stdout discarded.)
+-spec value_aliases() -> [{atom(), atom(), atom()}].
+value_aliases() ->
+    [{stderr, stdout, redirect}, {stderr, null, discard}, {stdout, discard, null}].
+
+%% @doc Options of `MuonTrap.cmd/3' and `MuonTrap.Daemon' that Corral does
+%% not implement yet: `{error, {unsupported_option, Name}}' rather than
+%% unknown.
+-spec unsupported() -> [atom()].
+unsupported() ->
+    [uid, gid, cgroup_controllers, cgroup_base, cgroup_path, cgroup_sets, cgroup].
+
+%%% ------------------------------------------------------------------------
+%%% normalize
+
+%% @doc Validates `Opts' for an entry point and returns every setting the
+%% entry point needs; see {@link normalized()}.
+-spec normalize(text(), [text()], options(), context() | [atom()]) ->
     {ok, normalized()} | {error, term()}.
-normalize(Cmd, Args, Opts, Allowed, Defaults) ->
+normalize(Cmd, Args, Opts, Context) when is_atom(Context) ->
+    normalize(Cmd, Args, Opts, Context, keys(Context));
+normalize(Cmd, Args, Opts, Allowed) when is_list(Allowed) ->
+    normalize(Cmd, Args, Opts, open, Allowed).
+
+%% @doc Like {@link normalize/4}, accepting exactly the keys `Allowed'.
+-spec normalize(text(), [text()], options(), context(), [atom()]) ->
+    {ok, normalized()} | {error, term()}.
+normalize(Cmd, Args, Opts, Context, Allowed) ->
     try
-        {ok, do_normalize(Cmd, Args, to_list(Opts), Allowed, Defaults)}
+        {ok, do_normalize(Cmd, Args, to_list(Opts), Context, Allowed)}
     catch
         throw:{corral_opts, Reason} -> {error, Reason}
     end.
@@ -74,17 +296,36 @@ to_list(Opts) -> bad(options, Opts).
 
 bad(Name, Value) -> throw({corral_opts, {bad_option, Name, Value}}).
 
-do_normalize(Cmd, Args, Opts, Allowed, Defaults) ->
+check_keys(Opts, Allowed) ->
     lists:foreach(
         fun
             ({K, _}) when is_atom(K) ->
-                lists:member(K, Allowed) orelse throw({corral_opts, {unknown_option, K}});
+                lists:member(K, Allowed) orelse
+                    case lists:member(K, unsupported()) of
+                        true -> throw({corral_opts, {unsupported_option, K}});
+                        false -> throw({corral_opts, {unknown_option, K}})
+                    end;
             (Other) ->
                 bad(options, Other)
         end,
         Opts
-    ),
-    Get = fun(K, Default) -> proplists:get_value(K, Opts, Default) end,
+    ).
+
+%% The value of an option, or of its alias, or the default.
+get(Opts, Key, Default) ->
+    case lists:keyfind(Key, 1, Opts) of
+        {Key, V} ->
+            V;
+        false ->
+            case [A || {A, K} <- aliases(), K =:= Key] of
+                [Alias] -> proplists:get_value(Alias, Opts, Default);
+                [] -> Default
+            end
+    end.
+
+do_normalize(Cmd, Args, Opts, Context, Allowed) ->
+    check_keys(Opts, Allowed),
+    Get = fun(K, Default) -> get(Opts, K, Default) end,
     Path = executable(Cmd),
     ArgBins = args(Args),
     Arg0 =
@@ -102,27 +343,31 @@ do_normalize(Cmd, Args, Opts, Allowed, Defaults) ->
         end,
     Stderr =
         case {bool(stderr_to_stdout, Get(stderr_to_stdout, false)), CaptureStderrOnly} of
-            {true, _} -> stdout;
-            {false, true} -> pipe;
-            {false, false} -> stderr_mode(Get(stderr, maps:get(stderr, Defaults, pipe)))
+            {true, _} -> merge;
+            {false, true} -> capture;
+            {false, false} -> stderr_mode(Context, canonical(stderr, Get(stderr, default)))
         end,
     Stdout =
         case CaptureStderrOnly of
             true -> null;
-            false -> stdout_mode(Get(stdout, pipe))
+            false -> stdout_mode(canonical(stdout, Get(stdout, pipe)))
         end,
-    Window = pos_int(window, Get(window, Get(stdio_window, ?DEFAULT_WINDOW))),
-    KillTimeout = non_neg_int(
-        kill_timeout, Get(kill_timeout, Get(delay_to_sigkill, ?DEFAULT_KILL_TIMEOUT))
-    ),
+    Input = input(Context, Get(input, undefined)),
+    Stdin =
+        case {Context, Input} of
+            %% cmd without input: /dev/null (EOF at once, as a closed pipe
+            %% would be), one pipe fewer to make, pass and close.
+            {cmd, none} -> null;
+            _ -> stdin_mode(Get(stdin, pipe))
+        end,
     Request0 = #{
         path => Path,
         argv => [Arg0 | ArgBins],
         env => environment(Get(env, []), bool(clear_env, Get(clear_env, false))),
-        stdin => stdin_mode(Get(stdin, pipe)),
+        stdin => Stdin,
         stdout => Stdout,
-        stderr => Stderr,
-        kill_timeout => KillTimeout,
+        stderr => request_stderr(Stderr),
+        kill_timeout => non_neg_int(kill_timeout, Get(kill_timeout, ?DEFAULT_KILL_TIMEOUT)),
         stop_signal => signal(stop_signal, Get(stop_signal, sigterm)),
         pipe_size => non_neg_int(pipe_size, Get(pipe_size, ?DEFAULT_PIPE_SIZE))
     },
@@ -134,14 +379,27 @@ do_normalize(Cmd, Args, Opts, Allowed, Defaults) ->
             undefined -> Request0;
             Dir -> Request0#{cd => cd(Dir)}
         end,
+    MaxLine = pos_int(max_line_length, Get(max_line_length, ?DEFAULT_MAX_LINE)),
     #{
+        context => Context,
         request => Request,
-        window => Window,
+        window => pos_int(window, Get(window, ?DEFAULT_WINDOW)),
         port_opts => PortOpts,
+        stderr => Stderr,
+        output =>
+            case CaptureStderrOnly of
+                true -> stderr;
+                false -> stdout
+            end,
+        input => Input,
+        ignore_epipe => bool(ignore_epipe, Get(ignore_epipe, false)),
+        lines =>
+            case bool(lines, Get(lines, false)) of
+                true -> MaxLine;
+                false -> false
+            end,
         timeout => timeout_value(Get(timeout, infinity)),
-        input => input(Get(input, undefined)),
         max_output_size => max_output(Get(max_output_size, infinity)),
-        capture_stderr_only => CaptureStderrOnly,
         fold => fold(Get(fold, undefined))
     }.
 
@@ -149,7 +407,7 @@ do_normalize(Cmd, Args, Opts, Allowed, Defaults) ->
 %% it is, anything else is looked up with os:find_executable/1.
 executable(Cmd) ->
     Name = text(command, Cmd),
-    Name =/= <<>> orelse bad(command, Cmd),
+    Name =/= <<>> orelse throw({corral_opts, enoent}),
     case filename:pathtype(Name) of
         absolute ->
             Name;
@@ -198,6 +456,8 @@ cd(Dir) ->
 
 %% The complete environment of the child, built here from the VM's current
 %% one (os:env/0, so os:putenv/2 and System.put_env/2 are honoured).
+environment(Env, Clear) when is_map(Env) ->
+    environment(maps:to_list(Env), Clear);
 environment([], false) ->
     [unicode:characters_to_binary([K, $=, V]) || {K, V} <- os:env()];
 environment(Env, Clear) when is_list(Env) ->
@@ -241,14 +501,31 @@ pos_int(Name, V) -> bad(Name, V).
 non_neg_int(_, N) when is_integer(N), N >= 0 -> N;
 non_neg_int(Name, V) -> bad(Name, V).
 
-stderr_mode(M) when M =:= pipe; M =:= consume -> pipe;
-stderr_mode(M) when M =:= stdout; M =:= redirect -> stdout;
-stderr_mode(M) when M =:= null; M =:= discard -> null;
-stderr_mode(inherit) -> inherit;
-stderr_mode(M) -> bad(stderr, M).
+canonical(Option, Value) ->
+    case [C || {O, A, C} <- value_aliases(), O =:= Option, A =:= Value] of
+        [Canonical] -> Canonical;
+        [] -> Value
+    end.
+
+%% The `stderr' value of each entry point; see stderr().
+stderr_mode(open, M) when M =:= default; M =:= pipe; M =:= consume -> capture;
+stderr_mode(cmd, default) -> inherit;
+stderr_mode(cmd, M) when M =:= pipe; M =:= consume -> forward;
+stderr_mode(_, M) when M =:= default; M =:= pipe -> forward;
+stderr_mode(_, consume) -> capture;
+stderr_mode(_, redirect) -> merge;
+stderr_mode(_, discard) -> discard;
+stderr_mode(_, inherit) -> inherit;
+stderr_mode(_, M) -> bad(stderr, M).
+
+request_stderr(inherit) -> inherit;
+request_stderr(forward) -> pipe;
+request_stderr(capture) -> pipe;
+request_stderr(merge) -> stdout;
+request_stderr(discard) -> null.
 
 stdout_mode(pipe) -> pipe;
-stdout_mode(M) when M =:= null; M =:= discard -> null;
+stdout_mode(null) -> null;
 stdout_mode(M) -> bad(stdout, M).
 
 stdin_mode(pipe) -> pipe;
@@ -263,17 +540,18 @@ max_output(infinity) -> infinity;
 max_output(nil) -> infinity;
 max_output(N) -> pos_int(max_output_size, N).
 
-input(undefined) -> undefined;
-input(nil) -> undefined;
-input(F) when is_function(F, 1) -> F;
-input(B) when is_binary(B) -> B;
-input(L) when is_list(L) ->
+input(_, undefined) -> none;
+input(_, nil) -> none;
+input(cmd, F) when is_function(F, 1) -> {call, F};
+input(_, F) when is_function(F, 1) -> {sink, F};
+input(_, B) when is_binary(B) -> {data, B};
+input(_, L) when is_list(L) ->
     try iolist_size(L) of
-        _ -> L
+        _ -> {data, L}
     catch
         error:badarg -> bad(input, L)
     end;
-input(V) ->
+input(_, V) ->
     bad(input, V).
 
 fold(undefined) -> undefined;
@@ -287,7 +565,7 @@ signal(Name, V) ->
     end.
 
 %% @doc Maps a signal name (`sigterm' or `term') or number to its number.
--spec signal_number(atom() | integer()) -> {ok, 1..64} | error.
+-spec signal_number(term()) -> {ok, 1..64} | error.
 signal_number(N) when is_integer(N), N >= 1, N =< 64 -> {ok, N};
 signal_number(Name) when is_atom(Name) ->
     Table = #{

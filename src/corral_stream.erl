@@ -10,7 +10,8 @@
 %%
 %% <ul>
 %% <li>`Bin': a chunk of stdout (or of stdout and stderr merged, with
-%%     `{stderr, redirect}'), as the child wrote it;</li>
+%%     `{stderr, redirect}'), as the child wrote it; with `{lines, true}', a
+%%     line instead (see below);</li>
 %% <li>`{stdout, Bin}' and `{stderr, Bin}' instead, with `{stderr, consume}';</li>
 %% <li>`{error, Errno}' (e.g. `{error, epipe}'): the child closed its stdin
 %%     while input was still pending. The rest of the input is dropped, the
@@ -29,10 +30,17 @@
 %%     suspend the helper while the driver's stdin queue is full. stdin is
 %%     closed when the fun returns. Without `input', stdin is closed at once;</li>
 %% <li>`stderr': absent or `pipe': stderr is copied to the VM's standard_error,
-%%     like `corral:cmd/3'; `consume': tagged elements; `redirect' (or
-%%     `stdout', or `{stderr_to_stdout, true}'): merged into stdout;
-%%     `discard' (or `null'): dropped by the OS;</li>
-%% <li>`ignore_epipe': boolean, default `false'.</li>
+%%     like `corral:cmd/3' with `pipe'; `consume': tagged elements; `redirect'
+%%     (or `stdout', or `{stderr_to_stdout, true}'): merged into stdout;
+%%     `discard' (or `null'): dropped by the OS; `inherit': the VM's fd 2;</li>
+%% <li>`ignore_epipe': boolean, default `false';</li>
+%% <li>`lines': boolean, default `false'. Elements are lines, split by
+%%     {@link corral_lines}: each with its trailing `"\n"' (the last one
+%%     may lack it), whatever the chunks; a line whose text exceeds
+%%     `max_line_length' bytes (default 65536) comes in pieces of that
+%%     size. With `{stderr, consume}' each stream is split on its own.
+%%     Bytes are acknowledged as lines are consumed, so the window still
+%%     bounds the output held, plus at most one partial line per stream.</li>
 %% </ul>
 %%
 %% What can go wrong: a consumer that stops asking for elements without
@@ -47,77 +55,50 @@
 
 -export_type([spec/0, stream/0, element/0, status/0]).
 
--record(spec, {
-    normalized :: corral_opts:normalized(),
-    input :: undefined | iodata() | fun((sink()) -> term()),
-    stderr :: forward | tagged | merged | discard,
-    ignore_epipe :: boolean()
-}).
+-record(spec, {normalized :: corral_opts:normalized()}).
 
 -record(stream, {
     port :: port(),
-    ref :: reference(),
-    writer :: undefined | {pid(), reference()},
-    stderr :: forward | tagged | merged | discard,
+    feeder :: corral_feed:feeder(),
+    stderr :: corral_opts:stderr(),
     ignore_epipe :: boolean(),
+    %% Line mode: a splitter per stream, and the lines split but not yet
+    %% handed out, oldest first.
+    lines = false :: false | #{stdout := corral_lines:state(), stderr := corral_lines:state()},
+    ready = [] :: [element()],
+    %% Bytes received and not acknowledged yet.
+    owed = 0 :: non_neg_integer(),
     %% Bytes of the element last handed out, acknowledged on the next pull.
     pending = 0 :: non_neg_integer(),
+    %% The exit element, held back until the last lines are out.
+    exit = undefined :: undefined | element(),
     done = false :: boolean()
 }).
 
 -opaque spec() :: #spec{}.
 -opaque stream() :: #stream{}.
--type sink() :: fun((iodata()) -> ok | {error, atom()}).
--type status() :: non_neg_integer() | {error, term()}.
+-type status() :: corral:status().
 -type element() ::
     binary()
     | {stdout | stderr, binary()}
     | {error, atom()}
     | {exit, status()}.
 
-%% Inputs up to this size are queued by the consumer itself; the driver takes
-%% them without suspending it. Larger ones go through a helper process.
--define(DIRECT_INPUT_MAX, 524288).
-
 %%% ------------------------------------------------------------------------
 %%% API
 
 %% @doc Validates a command and its options without starting anything.
 %% The result can be opened any number of times with {@link open/1}.
--spec prepare(iodata() | atom(), [iodata()], [corral_opts:option()] | map()) ->
+-spec prepare(iodata() | atom(), [iodata() | atom()], corral_opts:options()) ->
     {ok, spec()} | {error, term()}.
-prepare(Cmd, Args, Opts0) when is_map(Opts0) ->
-    prepare(Cmd, Args, maps:to_list(Opts0));
-prepare(Cmd, Args, Opts0) when is_list(Opts0) ->
-    {Input, Opts1} = take(input, Opts0, undefined),
-    {IgnoreEpipe, Opts} = take(ignore_epipe, Opts1, false),
-    Stderr = stderr_mode(Opts),
-    if
-        not is_boolean(IgnoreEpipe) ->
-            {error, {bad_option, ignore_epipe, IgnoreEpipe}};
-        true ->
-            case input(Input) of
-                {ok, In} ->
-                    case corral_opts:normalize(Cmd, Args, Opts, corral_opts:spawn_keys()) of
-                        {ok, N} ->
-                            {ok, #spec{
-                                normalized = N,
-                                input = In,
-                                stderr = Stderr,
-                                ignore_epipe = IgnoreEpipe
-                            }};
-                        Error ->
-                            Error
-                    end;
-                error ->
-                    {error, {bad_option, input, Input}}
-            end
-    end;
-prepare(_Cmd, _Args, Opts) ->
-    {error, {bad_option, options, Opts}}.
+prepare(Cmd, Args, Opts) ->
+    case corral_opts:normalize(Cmd, Args, Opts, stream) of
+        {ok, N} -> {ok, #spec{normalized = N}};
+        Error -> Error
+    end.
 
 %% @doc Starts `Cmd' for streaming; the caller owns the stream.
--spec open(iodata() | atom(), [iodata()], [corral_opts:option()] | map()) ->
+-spec open(iodata() | atom(), [iodata() | atom()], corral_opts:options()) ->
     {ok, stream()} | {error, term()}.
 open(Cmd, Args, Opts) ->
     case prepare(Cmd, Args, Opts) of
@@ -127,17 +108,21 @@ open(Cmd, Args, Opts) ->
 
 %% @doc Starts a prepared command; the caller owns the stream.
 -spec open(spec()) -> {ok, stream()} | {error, term()}.
-open(#spec{normalized = N, input = Input, stderr = Stderr, ignore_epipe = Ignore}) ->
+open(#spec{normalized = N}) ->
     case corral:open_normalized(N) of
         {ok, Port} ->
-            Ref = make_ref(),
-            Writer = feed(Port, Ref, Input, Ignore),
+            Ignore = maps:get(ignore_epipe, N),
+            Lines =
+                case maps:get(lines, N) of
+                    false -> false;
+                    Max -> #{stdout => corral_lines:new(Max), stderr => corral_lines:new(Max)}
+                end,
             {ok, #stream{
                 port = Port,
-                ref = Ref,
-                writer = Writer,
-                stderr = Stderr,
-                ignore_epipe = Ignore
+                feeder = corral_feed:start(Port, maps:get(input, N), Ignore),
+                stderr = maps:get(stderr, N),
+                ignore_epipe = Ignore,
+                lines = Lines
             }};
         Error ->
             Error
@@ -149,37 +134,45 @@ open(#spec{normalized = N, input = Input, stderr = Stderr, ignore_epipe = Ignore
 -spec next(stream()) -> {element(), stream()} | eof.
 next(#stream{done = true}) ->
     eof;
-next(#stream{port = Port, ref = Ref, pending = Pending} = S0) ->
-    _ = Pending > 0 andalso corral:ack(Port, Pending),
-    S = S0#stream{pending = 0},
+next(#stream{ready = [Element | Ready], owed = Owed, pending = Pending} = S) ->
+    %% A line's bytes may have been acknowledged already, while the rest of
+    %% it was awaited: never more than is owed.
+    Ack = min(Owed, Pending),
+    _ = Ack > 0 andalso corral:ack(S#stream.port, Ack),
+    {Element, S#stream{ready = Ready, owed = Owed - Ack, pending = elem_size(Element)}};
+next(#stream{exit = {exit, _} = Exit} = S) ->
+    {Exit, S#stream{exit = undefined, done = true}};
+next(#stream{port = Port, feeder = Feeder, owed = Owed} = S0) ->
+    %% Nothing is held for the consumer any more but partial lines: the
+    %% driver gets all its credit back before we wait for more.
+    _ = Owed > 0 andalso corral:ack(Port, Owed),
+    S = S0#stream{owed = 0, pending = 0},
+    {FRef, FMon} = corral_feed:refs(Feeder),
     receive
         {Port, {data, stdout, Bin}} ->
-            {stdout(Bin, S), S#stream{pending = byte_size(Bin)}};
+            next(take(stdout, Bin, S));
+        {Port, {data, stderr, Bin}} when S#stream.stderr =:= capture ->
+            next(take(stderr, Bin, S));
         {Port, {data, stderr, Bin}} ->
-            case S#stream.stderr of
-                tagged ->
-                    {{stderr, Bin}, S#stream{pending = byte_size(Bin)}};
-                _ ->
-                    io:put_chars(standard_error, Bin),
-                    next(S#stream{pending = byte_size(Bin)})
-            end;
+            io:put_chars(standard_error, Bin),
+            next(S#stream{owed = byte_size(Bin)});
         {Port, {stdin_error, Errno}} ->
-            tell_writer(S, Errno),
+            corral_feed:stdin_error(Feeder, Errno),
             case Errno =:= epipe andalso S#stream.ignore_epipe of
                 true -> next(S);
                 false -> {{error, Errno}, S}
             end;
         {Port, {started, _}} ->
             next(S);
-        {Ref, input_failed, Class, Reason, Stack} ->
+        {FRef, input_failed, Class, Reason, Stack} ->
             close(S),
             erlang:raise(Class, Reason, Stack);
-        {'DOWN', MRef, process, _, _} when element(2, S#stream.writer) =:= MRef ->
-            next(S#stream{writer = undefined});
+        {'DOWN', FMon, process, _, _} ->
+            next(S#stream{feeder = corral_feed:down(Feeder)});
         {Port, Terminal} ->
             corral:flush_exit(Port),
-            finish_writer(S),
-            {{exit, status(Terminal)}, S#stream{writer = undefined, done = true}}
+            corral_feed:finish(Feeder),
+            next(S#stream{ready = flush_lines(S), exit = {exit, corral:status(Terminal)}})
     end.
 
 %% @doc Stops the child, if it still runs, and waits until its whole process
@@ -188,17 +181,16 @@ next(#stream{port = Port, ref = Ref, pending = Pending} = S0) ->
 -spec close(stream()) -> ok.
 close(#stream{done = true}) ->
     ok;
-close(#stream{port = Port, pending = Pending} = S) ->
-    stop_writer(S),
+close(#stream{port = Port, owed = Owed} = S) ->
+    corral_feed:stop(S#stream.feeder),
     %% The driver must get its credit back to read the pipe to EOF.
-    _ = Pending > 0 andalso corral:ack(Port, Pending),
+    _ = Owed > 0 andalso corral:ack(Port, Owed),
     _ =
         case erlang:port_info(Port, id) of
             undefined -> ok;
             _ -> corral:stop(Port, infinity)
         end,
     flush_port(Port),
-    flush_input(S#stream.ref),
     ok.
 
 %% @doc Runs `Cmd' and folds `Fun' over its elements, except the final
@@ -210,8 +202,8 @@ close(#stream{port = Port, pending = Pending} = S) ->
 %% or was lost.
 -spec fold(
     iodata() | atom(),
-    [iodata()],
-    [corral_opts:option()] | map(),
+    [iodata() | atom()],
+    corral_opts:options(),
     fun((element(), Acc) -> {cont, Acc} | {halt, Acc}),
     Acc
 ) -> {Acc, non_neg_integer() | halted} | {error, term()}.
@@ -253,131 +245,34 @@ fold_loop(S0, Fun, Acc) ->
             end
     end.
 
-stdout(Bin, #stream{stderr = tagged}) -> {stdout, Bin};
-stdout(Bin, _) -> Bin.
+%% A chunk of output becomes the elements it completes. Its bytes are owed
+%% to the driver until the consumer has taken them.
+take(Stream, Bin, #stream{lines = false, owed = Owed} = S) ->
+    S#stream{ready = [tag(Stream, Bin, S)], owed = Owed + byte_size(Bin)};
+take(Stream, Bin, #stream{lines = Splitters, owed = Owed} = S) ->
+    {Lines, Splitter} = corral_lines:feed(Bin, maps:get(Stream, Splitters)),
+    S#stream{
+        ready = [tag(Stream, L, S) || L <- Lines],
+        lines = Splitters#{Stream := Splitter},
+        owed = Owed + byte_size(Bin)
+    }.
 
-status({exit_status, N}) -> N;
-status({exit_signal, Sig}) -> 128 + Sig;
-status({error, Reason}) -> {error, Reason};
-status(Other) -> {error, Other}.
+tag(Stream, Bin, #stream{stderr = capture}) -> {Stream, Bin};
+tag(_, Bin, _) -> Bin.
 
-take(Key, Opts, Default) ->
-    {proplists:get_value(Key, Opts, Default), proplists:delete(Key, Opts)}.
+%% The partial last lines at EOF, stdout's first.
+flush_lines(#stream{lines = false}) ->
+    [];
+flush_lines(#stream{lines = #{stdout := Out, stderr := Err}} = S) ->
+    {OutLines, _} = corral_lines:flush(Out),
+    {ErrLines, _} = corral_lines:flush(Err),
+    [tag(stdout, L, S) || L <- OutLines] ++ [tag(stderr, L, S) || L <- ErrLines].
 
-stderr_mode(Opts) ->
-    case proplists:get_value(stderr_to_stdout, Opts, false) of
-        true ->
-            merged;
-        _ ->
-            case proplists:get_value(stderr, Opts, pipe) of
-                consume -> tagged;
-                M when M =:= redirect; M =:= stdout -> merged;
-                M when M =:= discard; M =:= null -> discard;
-                %% pipe, and bad values that corral_opts reports
-                _ -> forward
-            end
-    end.
-
-input(undefined) -> {ok, undefined};
-input(nil) -> {ok, undefined};
-input(F) when is_function(F, 1) -> {ok, F};
-input(B) when is_binary(B) -> {ok, B};
-input(L) when is_list(L) ->
-    try iolist_size(L) of
-        _ -> {ok, L}
-    catch
-        error:badarg -> error
-    end;
-input(_) ->
-    error.
-
-%% Starts feeding stdin; returns the helper process, if one was needed.
-feed(Port, _Ref, undefined, _Ignore) ->
-    _ = corral:close_stdin(Port),
-    undefined;
-feed(Port, Ref, Data, Ignore) when not is_function(Data) ->
-    case iolist_size(Data) =< ?DIRECT_INPUT_MAX of
-        true ->
-            _ = corral:write(Port, Data),
-            _ = corral:close_stdin(Port),
-            undefined;
-        false ->
-            feed(Port, Ref, fun(Sink) -> Sink(Data) end, Ignore)
-    end;
-feed(Port, Ref, Fun, Ignore) ->
-    Owner = self(),
-    %% Linked, so that the helper dies with the consumer; it never exits
-    %% abnormally itself (failures travel as a message), so the link cannot
-    %% take the consumer down.
-    spawn_opt(fun() -> writer(Owner, Port, Ref, Fun, Ignore) end, [link, monitor]).
-
-writer(Owner, Port, Ref, Fun, Ignore) ->
-    Sink = fun(Data) -> sink(Port, Ref, Ignore, Data) end,
-    try Fun(Sink) of
-        _ -> corral:close_stdin(Port)
-    catch
-        Class:Reason:Stack -> Owner ! {Ref, input_failed, Class, Reason, Stack}
-    end.
-
-sink(Port, Ref, Ignore, Data) ->
-    case stdin_error(Ref) of
-        undefined -> corral:write(Port, Data);
-        epipe when Ignore -> ok;
-        Errno -> {error, Errno}
-    end.
-
-%% The consumer forwards the driver's stdin_error to the helper, which keeps
-%% it, so that every later write returns it.
-stdin_error(Ref) ->
-    case get({corral_stdin_error, Ref}) of
-        undefined ->
-            receive
-                {Ref, stdin_error, Errno} ->
-                    put({corral_stdin_error, Ref}, Errno),
-                    Errno
-            after 0 -> undefined
-            end;
-        Errno ->
-            Errno
-    end.
-
-tell_writer(#stream{writer = {Pid, _}, ref = Ref}, Errno) -> Pid ! {Ref, stdin_error, Errno};
-tell_writer(_, _) -> ok.
-
-%% The child has exited while the helper may still be writing: let it see
-%% the error in its sink and end by itself, for a moment, then stop it.
-finish_writer(#stream{writer = {Pid, MRef}, ref = Ref} = S) ->
-    Pid ! {Ref, stdin_error, closed},
-    receive
-        {'DOWN', MRef, process, Pid, _} ->
-            unlink(Pid),
-            receive
-                {Ref, input_failed, _, _, _} -> ok
-            after 0 -> ok
-            end
-    after 100 ->
-        stop_writer(S)
-    end;
-finish_writer(_) ->
-    ok.
-
-stop_writer(#stream{writer = {Pid, MRef}}) ->
-    unlink(Pid),
-    exit(Pid, kill),
-    erlang:demonitor(MRef, [flush]),
-    ok;
-stop_writer(_) ->
-    ok.
+elem_size({_, Bin}) -> byte_size(Bin);
+elem_size(Bin) -> byte_size(Bin).
 
 flush_port(Port) ->
     receive
         {Port, _} -> flush_port(Port)
     after 0 -> corral:flush_exit(Port)
     end.
-
-flush_input(Ref) ->
-    receive
-        {Ref, input_failed, _, _, _} -> ok
-    after 0 -> ok
-    end.
-

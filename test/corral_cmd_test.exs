@@ -231,11 +231,11 @@ defmodule Corral.CmdTest do
         Corral.cmd("true", [], colour: :red)
       end
 
-      assert_raise ArgumentError, ~r/option :timeout: -1/, fn ->
+      assert_raise ArgumentError, ~r/option :timeout with value -1/, fn ->
         Corral.cmd("true", [], timeout: -1)
       end
 
-      assert_raise ArgumentError, ~r/option :stderr: :loud/, fn ->
+      assert_raise ArgumentError, ~r/option :stderr with value :loud/, fn ->
         Corral.cmd("true", [], stderr: :loud)
       end
 

@@ -162,7 +162,7 @@ defmodule Corral.ContainmentTest do
       Sp = fun() -> string:trim(os:cmd("pgrep -f corral_spawner -P " ++ os:getpid())) end,
       {<<>>, 0} = corral:cmd("true", []),
       Spawner = Sp(),
-      Open = fun(_) -> corral:open_pid("sleep", ["30"], []) end,
+      Open = fun(_) -> corral:spawn("sleep", ["30"], []) end,
       Results = lists:map(Open, lists:seq(1, 60)),
       Ok = [{P, Pid} || {ok, P, Pid} <- Results],
       Errors = lists:usort([R || {error, R} <- Results]),

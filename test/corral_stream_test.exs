@@ -289,6 +289,60 @@ defmodule Corral.StreamTest do
     end
   end
 
+  describe "lines" do
+    test "yes, line by line" do
+      assert Corral.stream!("yes", [], lines: true) |> Enum.take(2) == ["y\n", "y\n"]
+    end
+
+    test "File.stream! |> grep, counted in lines" do
+      path = Path.join(System.tmp_dir!(), "corral-lines-#{System.unique_integer([:positive])}")
+      File.write!(path, Enum.map(1..5000, &"line #{&1}#{if rem(&1, 3) == 0, do: " x"}\n"))
+
+      try do
+        count = File.stream!(path) |> Corral.stream!("grep", ["x"], lines: true) |> Enum.count()
+        assert count == 1666
+      after
+        File.rm!(path)
+      end
+    end
+
+    test "a line cut across chunks comes whole, the last may lack its newline" do
+      # A 2-byte window cuts the output into chunks of at most 2 bytes.
+      assert Corral.stream!("printf", ["abc\\nde\\nf"], lines: true, window: 2) |> Enum.to_list() ==
+               ["abc\n", "de\n", "f"]
+    end
+
+    test "a line longer than max_line_length comes in pieces of exactly that size" do
+      stream = Corral.stream!("printf", ["abcdefghij\\nk\\n"], lines: true, max_line_length: 4)
+      assert Enum.to_list(stream) == ["abcd", "efgh", "ij\n", "k\n"]
+    end
+
+    test "stream/3 ends with the exit element after the last partial line" do
+      assert Corral.stream("sh", ["-c", "printf 'a\\nb'; exit 2"], lines: true) |> Enum.to_list() ==
+               ["a\n", "b", {:exit, 2}]
+    end
+
+    test "a consumer that stops pulling lines holds at most one window" do
+      {:ok, s} = :corral_stream.open("yes", [], window: 65536, lines: true)
+      {"y\n", s} = :corral_stream.next(s)
+      Process.sleep(300)
+      {:messages, messages} = Process.info(self(), :messages)
+      queued = for {_port, {:data, _, bin}} <- messages, reduce: 0, do: (n -> n + byte_size(bin))
+      assert queued <= 65536
+      assert :ok = :corral_stream.close(s)
+    end
+
+    test "bad values are named" do
+      assert_raise ArgumentError, "invalid option :lines with value :yes", fn ->
+        Corral.stream!("yes", [], lines: :yes)
+      end
+
+      assert_raise ArgumentError, "invalid option :max_line_length with value 0", fn ->
+        Corral.stream!("yes", [], lines: true, max_line_length: 0)
+      end
+    end
+  end
+
   defp start_sampler do
     parent = self()
 

@@ -81,3 +81,40 @@ input_crash_is_raised_test() ->
     Input = fun(_Sink) -> error(input_broke) end,
     {ok, S} = corral_stream:open("sh", ["-c", "cat; sleep 100"], [{input, Input}]),
     ?assertError(input_broke, collect(S)).
+
+%%% lines
+
+lines_test() ->
+    {ok, S} = corral_stream:open("printf", ["a\\nbc\\n\\nd"], [{lines, true}]),
+    ?assertEqual([<<"a\n">>, <<"bc\n">>, <<"\n">>, <<"d">>, {exit, 0}], collect(S)).
+
+%% A window of 3 bytes cuts the output into chunks of at most 3.
+line_split_across_chunks_test() ->
+    {ok, S} = corral_stream:open("printf", ["hello\\nworld\\n"], [{lines, true}, {window, 3}]),
+    ?assertEqual([<<"hello\n">>, <<"world\n">>, {exit, 0}], collect(S)).
+
+long_line_comes_in_pieces_test() ->
+    {ok, S} = corral_stream:open("printf", ["abcdefghij\\nk"], [{lines, true}, {max_line_length, 4}]),
+    ?assertEqual([<<"abcd">>, <<"efgh">>, <<"ij\n">>, <<"k">>, {exit, 0}], collect(S)).
+
+%% A line far longer than the window, from a child that stays: the bytes of
+%% the partial line are acknowledged while it waits for its end, or the
+%% driver would stop reading.
+line_longer_than_the_window_test() ->
+    Script = "head -c 5000 /dev/zero | tr '\\0' x; echo; sleep 30",
+    {ok, S0} = corral_stream:open("sh", ["-c", Script], [{lines, true}, {window, 100}]),
+    {Line, S} = corral_stream:next(S0),
+    ?assertEqual(<<(binary:copy(<<"x">>, 5000))/binary, "\n">>, Line),
+    ok = corral_stream:close(S).
+
+lines_per_stream_with_consume_test() ->
+    Script = "printf 'o1\\no'; printf 'e1\\ne' >&2; sleep 0.1; printf '2\\n'; printf '2\\n' >&2",
+    {ok, S} = corral_stream:open("sh", ["-c", Script], [{lines, true}, {stderr, consume}]),
+    Elements = collect(S),
+    ?assertEqual([{stdout, <<"o1\n">>}, {stdout, <<"o2\n">>}], [E || {stdout, _} = E <- Elements]),
+    ?assertEqual([{stderr, <<"e1\n">>}, {stderr, <<"e2\n">>}], [E || {stderr, _} = E <- Elements]),
+    ?assertEqual({exit, 0}, lists:last(Elements)).
+
+lines_fold_test() ->
+    Count = fun(_Line, N) -> {cont, N + 1} end,
+    ?assertEqual({1000, 0}, corral_stream:fold("seq", ["1", "1000"], [{lines, true}], Count, 0)).

@@ -270,3 +270,132 @@ eventually(Fun, Ms) ->
         true -> true;
         false -> timer:sleep(10), eventually(Fun, Ms - 10)
     end.
+
+%%% a port whose child has exited and which has closed itself
+
+exited_port() ->
+    {ok, Port} = corral:open("true", [], []),
+    ?assertEqual({exit_status, 0}, terminal(Port)),
+    corral:flush_exit(Port),
+    ?assertEqual(undefined, erlang:port_info(Port, id)),
+    Port.
+
+%% The natural receive loop acks after every message: the child may have
+%% exited and the port closed between two of them.
+ack_on_a_closed_port_is_ok_test() ->
+    ?assertEqual(ok, corral:ack(exited_port(), 10)).
+
+close_stdin_on_a_closed_port_is_ok_test() ->
+    ?assertEqual(ok, corral:close_stdin(exited_port())).
+
+set_window_on_a_closed_port_is_ok_test() ->
+    ?assertEqual(ok, corral:set_window(exited_port(), 4096)).
+
+write_to_a_closed_port_is_an_error_test() ->
+    ?assertEqual({error, closed}, corral:write(exited_port(), <<"late">>)).
+
+os_pid_of_a_closed_port_test() ->
+    ?assertEqual({error, closed}, corral:os_pid(exited_port())).
+
+%% `cat' exits between two lines: the loop that acks every chunk never
+%% crashes.
+receive_loop_survives_an_exit_test() ->
+    {ok, Port} = corral:open("head", ["-n", "1"], []),
+    ok = corral:write(Port, <<"one\n">>),
+    Loop = fun Loop(Acc) ->
+        receive
+            {Port, {data, stdout, Bin}} ->
+                timer:sleep(50),
+                ok = corral:ack(Port, byte_size(Bin)),
+                ok = corral:set_window(Port, 65536),
+                Loop(<<Acc/binary, Bin/binary>>);
+            {Port, {exit_status, 0}} ->
+                ok = corral:close_stdin(Port),
+                Acc
+        after 5000 -> error(no_exit)
+        end
+    end,
+    ?assertEqual(<<"one\n">>, Loop(<<>>)).
+
+spawn_returns_the_os_pid_test() ->
+    {ok, Port, OsPid} = corral:spawn("sleep", ["30"], []),
+    ?assertEqual({ok, OsPid}, corral:os_pid(Port)),
+    ?assertEqual({exit_signal, 15}, corral:stop(Port)),
+    ?assertNot(alive(OsPid)).
+
+status_test_() ->
+    [
+        ?_assertEqual(3, corral:status({exit_status, 3})),
+        ?_assertEqual(137, corral:status({exit_signal, 9})),
+        ?_assertEqual({error, {spawner_died, running}}, corral:status({error, {spawner_died, running}}))
+    ].
+
+%%% corral_opts: one decision per setting
+
+stderr_decision(Context, Opts) ->
+    {ok, #{stderr := Stderr, request := #{stderr := Req}}} =
+        corral_opts:normalize("true", [], Opts, Context),
+    {Stderr, Req}.
+
+stderr_decisions_test_() ->
+    [
+        ?_assertEqual({capture, pipe}, stderr_decision(open, [])),
+        ?_assertEqual({inherit, inherit}, stderr_decision(cmd, [])),
+        ?_assertEqual({forward, pipe}, stderr_decision(cmd, [{stderr, consume}])),
+        ?_assertEqual({forward, pipe}, stderr_decision(stream, [])),
+        ?_assertEqual({capture, pipe}, stderr_decision(stream, [{stderr, consume}])),
+        ?_assertEqual({forward, pipe}, stderr_decision(process, [{stderr, pipe}])),
+        ?_assertEqual({capture, pipe}, stderr_decision(process, [{stderr, consume}])),
+        ?_assertEqual({merge, stdout}, stderr_decision(process, [{stderr_to_stdout, true}])),
+        ?_assertEqual({merge, stdout}, stderr_decision(stream, [{stderr, redirect}])),
+        ?_assertEqual({discard, null}, stderr_decision(cmd, [{stderr, null}])),
+        ?_assertEqual({capture, pipe}, stderr_decision(cmd, [{capture_stderr_only, true}]))
+    ].
+
+opts_decisions_test() ->
+    {ok, Cmd} = corral_opts:normalize("cat", [], [{capture_stderr_only, true}], cmd),
+    ?assertMatch(#{output := stderr, input := none, request := #{stdin := null, stdout := null}}, Cmd),
+    {ok, Stream} = corral_opts:normalize("cat", [], #{input => <<"x">>, lines => true}, stream),
+    ?assertMatch(#{input := {data, <<"x">>}, lines := 65536, request := #{stdin := pipe}}, Stream),
+    {ok, Short} = corral_opts:normalize("cat", [], [{lines, true}, {max_line_length, 8}], process),
+    ?assertMatch(#{lines := 8}, Short),
+    F = fun(_) -> ok end,
+    ?assertMatch({ok, #{input := {call, F}}}, corral_opts:normalize("cat", [], [{input, F}], cmd)),
+    ?assertMatch({ok, #{input := {sink, F}}}, corral_opts:normalize("cat", [], [{input, F}], stream)),
+    ?assertEqual({error, {unknown_option, lines}}, corral_opts:normalize("cat", [], [{lines, true}], cmd)),
+    ?assertEqual(
+        {error, {bad_option, max_line_length, 0}},
+        corral_opts:normalize("cat", [], [{max_line_length, 0}], stream)
+    ).
+
+aliases_test() ->
+    {ok, N} = corral_opts:normalize("true", [], [{delay_to_sigkill, 7}, {stdio_window, 9}], open),
+    ?assertMatch(#{window := 9, request := #{kill_timeout := 7}}, N),
+    %% The canonical name wins over its alias.
+    {ok, N2} = corral_opts:normalize("true", [], [{stdio_window, 9}, {window, 11}], open),
+    ?assertMatch(#{window := 11}, N2),
+    [?assert(lists:member(A, corral_opts:spawn_keys())) || {A, _} <- corral_opts:aliases()].
+
+unsupported_options_test_() ->
+    [
+        ?_assertEqual({error, {unsupported_option, Name}}, corral:cmd("true", [], [{Name, 1}]))
+     || Name <- corral_opts:unsupported()
+    ].
+
+env_map_test() ->
+    ?assertEqual(
+        {<<"v\n">>, 0}, corral:cmd("sh", ["-c", "echo $CORRAL_M"], [{env, #{"CORRAL_M" => "v"}}])
+    ).
+
+value_aliases_test() ->
+    Decide = fun(Opts) ->
+        {ok, #{stderr := E, request := #{stdout := O}}} = corral_opts:normalize("true", [], Opts, stream),
+        {E, O}
+    end,
+    [
+        ?assertEqual(Decide([{Option, Canonical}]), Decide([{Option, Alias}]))
+     || {Option, Alias, Canonical} <- corral_opts:value_aliases()
+    ],
+    ?assertEqual({merge, pipe}, Decide([{stderr, stdout}])),
+    ?assertEqual({discard, pipe}, Decide([{stderr, null}])),
+    ?assertEqual({forward, null}, Decide([{stdout, discard}])).

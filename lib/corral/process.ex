@@ -268,7 +268,7 @@ defmodule Corral.Process do
         true -> :forward
       end
 
-    case :corral.open_pid(command, args, opts) do
+    case :corral.spawn(command, args, opts) do
       {:ok, port, os_pid} ->
         {:ok,
          %__MODULE__{

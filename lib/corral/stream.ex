@@ -30,9 +30,9 @@ defmodule Corral.Stream do
 
   @doc """
   Builds the stream of `Corral.stream!/3`: elements are chunks of stdout
-  (or `{:stdout, bin}` / `{:stderr, bin}` with `stderr: :consume`). It raises
-  `Corral.ExitError` after the last chunk when the child exits with a
-  non-zero status.
+  (or `{:stdout, bin}` / `{:stderr, bin}` with `stderr: :consume`), or lines
+  with `lines: true`. It raises `Corral.ExitError` after the last chunk when
+  the child exits with a non-zero status.
 
   Options are validated now; an unknown option or a bad value raises
   `ArgumentError`, and a missing executable raises `ErlangError` with
@@ -45,7 +45,7 @@ defmodule Corral.Stream do
   def stream!(input, command, args) when is_binary(command), do: stream!(input, command, args, [])
 
   def stream!(command, args, opts) do
-    spec = prepare(command, args, opts)
+    spec = prepare(command, args, opts, "Corral.stream!/3")
 
     Stream.resource(
       fn -> open(spec, command, args, opts) end,
@@ -69,7 +69,7 @@ defmodule Corral.Stream do
   def stream(input, command, args) when is_binary(command), do: stream(input, command, args, [])
 
   def stream(command, args, opts) do
-    spec = prepare(command, args, opts)
+    spec = prepare(command, args, opts, "Corral.stream/3")
 
     Stream.resource(
       fn ->
@@ -99,12 +99,13 @@ defmodule Corral.Stream do
   def stream(input, command, args, opts) when is_list(opts),
     do: stream(command, args, Keyword.put(opts, :input, input))
 
-  defp prepare(command, args, opts) when is_list(opts) do
+  defp prepare(command, args, opts, operation) when is_binary(command) and is_list(args) do
+    opts = Corral.validate!(command, args, opts, operation)
     opts = Keyword.update(opts, :input, nil, &input_option/1)
 
     case :corral_stream.prepare(command, args, opts) do
       {:ok, spec} -> spec
-      {:error, reason} -> Corral.raise_error(reason, command, args, opts)
+      {:error, reason} -> Corral.raise_error(reason, command, args, opts, operation)
     end
   end
 
@@ -172,7 +173,7 @@ defmodule Corral.Stream do
     if Enumerable.impl_for(data) do
       enumerable_input(data)
     else
-      raise ArgumentError, "invalid value for option :input: #{inspect(data)}"
+      raise ArgumentError, "invalid option :input with value #{inspect(data)}"
     end
   end
 
