@@ -4,101 +4,210 @@
 %% after `kill_timeout').
 %%
 %% A port already dies with its owner; a watcher adds more processes whose
-%% death must take the child down too, such as the client a Daemon serves.
+%% death must take the child down too, such as the client a daemon serves.
 %% The stop is the graceful one of {@link corral:request_stop/1}: the owner
-%% still receives the terminal message. The watcher ends by itself when the
-%% port closes.
+%% still receives the terminal message. The watcher ends by itself (reason
+%% `normal') when the port closes.
+%%
+%% A watched process is named by its pid or by a registered name. A name is
+%% resolved to its pid when it is given (to {@link start/2} or {@link
+%% watch/2}); the watcher then follows that process, not the name, and a
+%% name that nothing is registered under is refused with
+%% `{error, {not_registered, Name}}'. Anything else is refused with
+%% `{error, {bad_pid, Term}}', and a port that is not an open Corral port
+%% with `{error, {bad_port, Term}}'. These checks run in the caller, before
+%% the watcher is spawned.
+%%
+%% The watcher is a `gen_server'; {@link child_spec/1} and {@link
+%% start_link/2} put it under a supervisor. Its child spec is `temporary':
+%% a watcher that ended because its port closed has nothing left to watch.
 -module(corral_watcher).
+-behaviour(gen_server).
 
--export([start/2, start_link/2, watch/2, unwatch/2, watched/1]).
+-export([start/2, start_link/2, child_spec/1, watch/2, unwatch/2, watched/1]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
+
+-export_type([watched/0, start_error/0]).
+
+-type watched() :: pid() | atom().
+-type start_error() ::
+    {bad_port, term()} | {bad_pid, term()} | {bad_pids, term()} | {not_registered, atom()}.
+
+-record(state, {
+    port :: port(),
+    port_ref :: reference(),
+    watched = #{} :: #{pid() => reference()},
+    stopping = false :: boolean()
+}).
+
+%%% ------------------------------------------------------------------------
+%%% API
 
 %% @doc Starts an unlinked watcher of `Port' for `Pids'.
--spec start(port(), [pid()]) -> {ok, pid()} | {error, {bad_port, term()}}.
-start(Port, Pids) -> start(Port, Pids, false).
+-spec start(port(), [watched()]) -> {ok, pid()} | {error, start_error()}.
+start(Port, Pids) -> start(start, Port, Pids).
 
-%% @doc Like {@link start/2}, linked to the caller.
--spec start_link(port(), [pid()]) -> {ok, pid()} | {error, {bad_port, term()}}.
-start_link(Port, Pids) -> start(Port, Pids, true).
+%% @doc Like {@link start/2}, linked to the caller (a supervisor's start
+%% function).
+-spec start_link(port(), [watched()]) -> {ok, pid()} | {error, start_error()}.
+start_link(Port, Pids) -> start(start_link, Port, Pids).
 
-%% @doc Adds `Pid' to the watched set. A pid that is already dead closes the
-%% port at once, as if it had died while watched.
--spec watch(pid(), pid()) -> ok.
-watch(Watcher, Pid) when is_pid(Pid) -> call(Watcher, {watch, Pid}).
+%% @doc A child spec for a supervisor: `Arg' is `[Port, Pids]', or a
+%% proplist (an Elixir keyword list) with `port', `pids' and optionally
+%% `id' (default `corral_watcher'). The spec is
+%% `#{id => Id, start => {corral_watcher, start_link, [Port, Pids]},
+%% restart => temporary, shutdown => 5000, type => worker}'.
+-spec child_spec([port() | [watched()]] | [{port | pids | id, term()}]) ->
+    supervisor:child_spec().
+child_spec([Port, Pids]) when is_port(Port) ->
+    spec(?MODULE, Port, Pids);
+child_spec(Opts) when is_list(Opts) ->
+    lists:foreach(
+        fun
+            ({K, _}) when K =:= port; K =:= pids; K =:= id -> ok;
+            (Other) -> erlang:error({bad_option, Other})
+        end,
+        Opts
+    ),
+    Get = fun(K) ->
+        case lists:keyfind(K, 1, Opts) of
+            {K, V} -> V;
+            false -> erlang:error({missing_option, K})
+        end
+    end,
+    spec(proplists:get_value(id, Opts, ?MODULE), Get(port), Get(pids));
+child_spec(Other) ->
+    erlang:error({bad_child_spec_arg, Other}).
 
-%% @doc Removes `Pid' from the watched set.
--spec unwatch(pid(), pid()) -> ok.
-unwatch(Watcher, Pid) when is_pid(Pid) -> call(Watcher, {unwatch, Pid}).
+spec(Id, Port, Pids) ->
+    #{
+        id => Id,
+        start => {?MODULE, start_link, [Port, Pids]},
+        restart => temporary,
+        shutdown => 5000,
+        type => worker,
+        modules => [?MODULE]
+    }.
 
-%% @doc The processes being watched.
+%% @doc Adds a process to the watched set. A process that is already dead
+%% closes the port at once, as if it had died while watched. Returns
+%% `{error, closed}' when the watcher has ended (its port closed).
+-spec watch(pid(), watched()) ->
+    ok | {error, closed | {bad_pid, term()} | {not_registered, atom()}}.
+watch(Watcher, Pid) ->
+    case resolve(Pid) of
+        {ok, P} -> call(Watcher, {watch, P});
+        Error -> Error
+    end.
+
+%% @doc Removes a process from the watched set. Returns `{error, closed}'
+%% when the watcher has ended.
+-spec unwatch(pid(), watched()) ->
+    ok | {error, closed | {bad_pid, term()} | {not_registered, atom()}}.
+unwatch(Watcher, Pid) ->
+    case resolve(Pid) of
+        {ok, P} -> call(Watcher, {unwatch, P});
+        Error -> Error
+    end.
+
+%% @doc The pids being watched; `[]' once the watcher has ended.
 -spec watched(pid()) -> [pid()].
-watched(Watcher) -> call(Watcher, watched).
+watched(Watcher) ->
+    case call(Watcher, watched) of
+        {error, closed} -> [];
+        Pids -> Pids
+    end.
 
-start(Port, Pids, Link) when is_port(Port), is_list(Pids) ->
-    case erlang:port_info(Port, id) of
-        undefined ->
-            {error, {bad_port, Port}};
-        _ ->
-            Spawn =
-                case Link of
-                    true -> fun proc_lib:spawn_link/1;
-                    false -> fun proc_lib:spawn/1
-                end,
-            Parent = self(),
-            Ref = make_ref(),
-            Pid = Spawn(fun() -> init(Parent, Ref, Port, Pids) end),
-            receive
-                {Ref, ready} -> {ok, Pid}
-            end
-    end;
-start(Port, _Pids, _Link) ->
-    {error, {bad_port, Port}}.
+%%% ------------------------------------------------------------------------
+%%% gen_server
 
-init(Parent, Ref, Port, Pids) ->
+%% @private
+init({Port, Pids}) ->
+    %% A port that closed since the caller checked it sends its 'DOWN' at
+    %% once, and the watcher ends normally.
     PortRef = erlang:monitor(port, Port),
-    Watched = lists:foldl(fun add/2, #{}, Pids),
-    Parent ! {Ref, ready},
-    loop(Port, PortRef, Watched).
+    {ok, lists:foldl(fun add/2, #state{port = Port, port_ref = PortRef}, Pids)}.
 
-add(Pid, Watched) when is_map_key(Pid, Watched) -> Watched;
-add(Pid, Watched) -> Watched#{Pid => erlang:monitor(process, Pid)}.
+%% @private
+handle_call({watch, Pid}, _From, S) ->
+    {reply, ok, add(Pid, S)};
+handle_call({unwatch, Pid}, _From, #state{watched = W} = S) ->
+    case maps:take(Pid, W) of
+        {Ref, Rest} ->
+            erlang:demonitor(Ref, [flush]),
+            {reply, ok, S#state{watched = Rest}};
+        error ->
+            {reply, ok, S}
+    end;
+handle_call(watched, _From, S) ->
+    {reply, maps:keys(S#state.watched), S}.
 
-loop(Port, PortRef, Watched) ->
-    receive
-        {'DOWN', PortRef, port, Port, _} ->
-            ok;
-        {'DOWN', _Ref, process, Pid, _Reason} when is_map_key(Pid, Watched) ->
-            %% The owner still gets its terminal message, as after stop/1.
-            _ = corral:request_stop(Port),
-            wait_closed(PortRef, Port);
-        {call, From, Tag, {watch, Pid}} ->
-            From ! {Tag, ok},
-            loop(Port, PortRef, add(Pid, Watched));
-        {call, From, Tag, {unwatch, Pid}} ->
-            {Ref, Rest} =
-                case maps:take(Pid, Watched) of
-                    error -> {undefined, Watched};
-                    Found -> Found
-                end,
-            Ref =:= undefined orelse erlang:demonitor(Ref, [flush]),
-            From ! {Tag, ok},
-            loop(Port, PortRef, Rest);
-        {call, From, Tag, watched} ->
-            From ! {Tag, maps:keys(Watched)},
-            loop(Port, PortRef, Watched)
+%% @private
+handle_cast(_, S) -> {noreply, S}.
+
+%% @private
+handle_info({'DOWN', Ref, port, Port, _}, #state{port = Port, port_ref = Ref} = S) ->
+    {stop, normal, S};
+handle_info({'DOWN', _Ref, process, Pid, _}, #state{watched = W} = S) when
+    is_map_key(Pid, W)
+->
+    %% The owner still gets its terminal message, as after corral:stop/1; the
+    %% watcher ends when the port closes.
+    _ = S#state.stopping orelse corral:request_stop(S#state.port),
+    {noreply, S#state{watched = maps:remove(Pid, W), stopping = true}};
+handle_info(_, S) ->
+    {noreply, S}.
+
+%%% ------------------------------------------------------------------------
+%%% Internals
+
+start(How, Port, Pids) ->
+    case validate(Port, Pids) of
+        {ok, Resolved} -> gen_server:How(?MODULE, {Port, Resolved}, []);
+        Error -> Error
     end.
 
-wait_closed(PortRef, Port) ->
-    receive
-        {'DOWN', PortRef, port, Port, _} -> ok
+validate(Port, Pids) ->
+    case is_corral_port(Port) of
+        false -> {error, {bad_port, Port}};
+        true when not is_list(Pids) -> {error, {bad_pids, Pids}};
+        true -> resolve_all(Pids, [])
     end.
 
+is_corral_port(Port) when is_port(Port) ->
+    erlang:port_info(Port, name) =:= {name, "corral_drv"};
+is_corral_port(_) ->
+    false.
+
+resolve_all([], Acc) ->
+    {ok, lists:reverse(Acc)};
+resolve_all([P | Rest], Acc) ->
+    case resolve(P) of
+        {ok, Pid} -> resolve_all(Rest, [Pid | Acc]);
+        Error -> Error
+    end;
+resolve_all(Improper, _Acc) ->
+    {error, {bad_pids, Improper}}.
+
+resolve(Pid) when is_pid(Pid) ->
+    {ok, Pid};
+resolve(Name) when is_atom(Name) ->
+    case whereis(Name) of
+        undefined -> {error, {not_registered, Name}};
+        Pid -> {ok, Pid}
+    end;
+resolve(Other) ->
+    {error, {bad_pid, Other}}.
+
+add(Pid, #state{watched = W} = S) when is_map_key(Pid, W) -> S;
+add(Pid, #state{watched = W} = S) -> S#state{watched = W#{Pid => erlang:monitor(process, Pid)}}.
+
+%% A watcher ends when its port closes; a call that races with that is
+%% answered as on a closed port rather than crashing the caller.
 call(Watcher, Request) ->
-    Mref = erlang:monitor(process, Watcher),
-    Watcher ! {call, self(), Mref, Request},
-    receive
-        {Mref, Reply} ->
-            erlang:demonitor(Mref, [flush]),
-            Reply;
-        {'DOWN', Mref, process, _, Reason} ->
-            erlang:error({corral_watcher, Reason})
+    try
+        gen_server:call(Watcher, Request, infinity)
+    catch
+        exit:{noproc, _} -> {error, closed};
+        exit:{normal, _} -> {error, closed}
     end.

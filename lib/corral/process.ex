@@ -19,15 +19,51 @@ defmodule Corral.Process do
 
   The child is tied to an *owner* process, the caller of `start/3` unless
   `:owner` says otherwise (see `set_owner/2`). When the owner exits, or the
-  GenServer itself does, the child's whole process group is stopped. After
+  GenServer itself does, the child's whole process tree is stopped. After
   the child exits, the GenServer stays up, keeping the unread output and
-  the final `stats/1`, until the owner exits or `stop/1` is called.
+  the final `stats/1`, until the owner exits or `stop/1` is called (unless
+  `stop_on_exit: true`).
+
+  ## Lines
+
+  With `lines: true` every read returns one line with its `"\\n"`, whatever
+  the chunks the OS delivered; the last line may lack the `"\\n"`. A line
+  whose text is longer than `:max_line_length` bytes (default 65536) comes
+  in pieces of that many bytes, as `:corral_lines` cuts it. The mode is
+  chosen at start, not per read, because the GenServer splits the output as
+  it arrives: the partial line it holds is not part of the window, so a
+  line longer than the window cannot stall the child.
+
+      {:ok, p} = Corral.Process.start("printf", ["one\\ntwo\\nthree"], lines: true)
+      {:ok, "one\\n"} = Corral.Process.read(p)
+      {:ok, "two\\n"} = Corral.Process.read(p)
+      {:ok, "three"} = Corral.Process.read(p)
+      :eof = Corral.Process.read(p)
+
+  ## Supervision
+
+  `Corral.Process` can be a supervised child: `{Corral.Process, [command,
+  args]}`, `{Corral.Process, [command, args, opts]}`, or the keyword form
+  `{Corral.Process, command: command, args: args, ...options}`. See
+  `child_spec/1` for the spec it builds: by default the GenServer ends when
+  the program exits (`stop_on_exit: true`), so that the supervisor's
+  `:restart` applies to the program, and shutting it down returns only
+  after the program's whole process tree is gone.
+
+      children = [
+        {Corral.Process, ["sleep", ["600"], [name: MyApp.Sleeper, shutdown: 2000]]}
+      ]
+      {:ok, sup} = Supervisor.start_link(children, strategy: :one_for_one)
+      {:ok, os_pid} = Corral.Process.os_pid(MyApp.Sleeper)
+      :ok = Supervisor.stop(sup)
+      # sleep is gone by now: no /proc/<os_pid>.
 
   What can go wrong:
 
     * Output nobody reads stays in the window, and then in the child's pipe:
       a child that writes more than that blocks, and `await_exit/2` times
-      out. Read stdout (and stderr with `stderr: :consume`) to the end.
+      out. Read stdout (and stderr with `stderr: :consume`) to the end, or
+      start a child whose output nobody reads with `stdout: :discard`.
     * Writes from a process that must also read the same child's output can
       deadlock with a large input: the child blocks on a full stdout while
       the writer is suspended on a full stdin. Write from another process.
@@ -39,25 +75,17 @@ defmodule Corral.Process do
   @typedoc "A running (or exited) child."
   @type t :: GenServer.server()
 
-  @typedoc "Signals `kill/2` takes by name; an integer works too."
-  @type signal ::
-          :sigterm
-          | :sigkill
-          | :sigint
-          | :sighup
-          | :sigusr1
-          | :sigusr2
-          | :sigstop
-          | :sigcont
-          | :sigquit
-          | :sigpipe
-          | pos_integer()
+  @typedoc """
+  A signal by name (`:sigterm` or `:term`, as `:corral.signal/2` takes it)
+  or by number.
+  """
+  @type signal :: atom() | 1..64
 
   @typedoc "The exit status, or `128 + n` for death by signal `n`."
   @type status :: non_neg_integer()
 
-  @signals [:sigterm, :sigkill, :sigint, :sighup, :sigusr1, :sigusr2] ++
-             [:sigstop, :sigcont, :sigquit, :sigpipe]
+  # Options of this module's own; the rest go to corral_opts.
+  @own_opts [:owner, :name, :stop_on_exit, :shutdown]
 
   ## ---------------------------------------------------------------------
   ## API
@@ -67,17 +95,35 @@ defmodule Corral.Process do
 
   Options: those of `Corral.cmd/3` that shape the child (`:cd`, `:env`,
   `:arg0`, `:clear_env`, `:kill_timeout`, `:stop_signal`, `:window`,
-  `:stderr_to_stdout`), and:
+  `:stderr_to_stdout`, `:stdout`, `:parallelism`), and:
 
-    * `:stderr` — absent: copied to the VM's stderr; `:consume`: kept for
-      `read_stderr/2` and `read_any/2` (it shares the window with stdout, so
-      read it); `:redirect`: merged into stdout; `:discard`: dropped.
+    * `:stderr` — absent: read and copied to `:standard_error`;
+      `:consume`: kept for `read_stderr/2` and `read_any/2` (it shares the
+      window with stdout, so read it); `:redirect`: merged into stdout;
+      `:discard`: dropped; `:inherit`: the child writes to the VM's own
+      stderr. `corral_opts` takes this decision for every entry point.
+    * `:lines` — `true`: reads return one line at a time (see "Lines"
+      above). Default `false`: chunks as the OS delivered them.
+    * `:max_line_length` — with `lines: true`, the longest line text in
+      bytes before the line is cut into pieces. Default 65536.
     * `:owner` — the process whose exit stops the child; the caller by
       default.
     * `:name` — registers the GenServer.
+    * `:stop_on_exit` — when `true`, the GenServer ends as soon as the
+      program exits: with reason `:normal` for status 0, and
+      `{:exit_status, status}` (or `{:error, reason}` for a lost child)
+      otherwise, which a supervisor counts as a crash. Unread output is
+      dropped then. Default `false` (`true` in `child_spec/1`).
+    * `:shutdown` — the time in ms (or `:infinity`, `:brutal_kill`) the
+      GenServer is given to stop the child when it is itself stopped, as a
+      supervisor's `:shutdown`. SIGKILL then comes after `:kill_timeout` or
+      earlier: at most `max(shutdown - 500, div(shutdown, 2))` ms after the
+      stop signal (at once with `:brutal_kill`), which leaves time for the
+      tree to be reaped before the supervisor gives up. Default `:infinity`.
 
   Returns `{:error, reason}` as `:corral.open/3` does: `:enoent`,
-  `{errno, stage}`, `{:bad_option, name, value}`, `{:unknown_option, name}`.
+  `{errno, stage}`, `{:bad_option, name, value}` (also for this module's
+  own options), `{:unknown_option, name}`, `{:unsupported_option, name}`.
   """
   @spec start(binary(), [binary()], keyword()) :: GenServer.on_start()
   def start(command, args, opts \\ []), do: do_start(:start, command, args, opts)
@@ -86,29 +132,135 @@ defmodule Corral.Process do
   @spec start_link(binary(), [binary()], keyword()) :: GenServer.on_start()
   def start_link(command, args, opts \\ []), do: do_start(:start_link, command, args, opts)
 
-  defp do_start(how, command, args, opts) do
-    {owner, opts} = Keyword.pop(opts, :owner, self())
-    {name, opts} = Keyword.pop(opts, :name)
-    gen_opts = if name, do: [name: name], else: []
-    ref = make_ref()
-
-    # A child that cannot start is reported by message and :ignore, which
-    # neither logs a crash report nor takes a linked caller down.
-    case apply(GenServer, how, [__MODULE__, {command, args, opts, owner, {self(), ref}}, gen_opts]) do
-      :ignore ->
-        receive do
-          {^ref, reason} -> {:error, reason}
-        end
-
-      other ->
-        other
+  @doc """
+  `start_link/3` with its arguments in one list, as a supervisor calls it:
+  `[command, args]`, `[command, args, opts]`, or a keyword list with
+  `:command`, `:args` (default `[]`) and the options.
+  """
+  @spec start_link(list()) :: GenServer.on_start()
+  def start_link(arg) do
+    case split_arg(arg) do
+      {:ok, command, args, opts} -> start_link(command, args, opts)
+      {:error, _} = error -> error
     end
   end
 
   @doc """
-  Returns the next chunk of stdout, waiting up to `timeout` ms for one:
-  `{:ok, binary}`, `:eof` once the child exited and all its output was read,
-  or `{:error, :timeout}`. Chunks come as the OS delivered them.
+  The child spec for `arg`: `[command, args]`, `[command, args, opts]`, or
+  a keyword list with `:command`, `:args` (default `[]`) and the options.
+  The options may include the spec's `:id` (default `Corral.Process`),
+  `:restart` (default `:permanent`) and `:shutdown` (default 5000 ms); the
+  rest are `start/3`'s. For `["sleep", ["600"]]` it is:
+
+      %{
+        id: Corral.Process,
+        start:
+          {Corral.Process, :start_link,
+           [["sleep", ["600"], [stop_on_exit: true, shutdown: 5000]]]},
+        restart: :permanent,
+        shutdown: 5000,
+        type: :worker
+      }
+
+  `stop_on_exit: true` (unless given) lets `:restart` act on the program:
+  `:permanent` restarts it whenever it exits, `:transient` when it exits
+  with a status other than 0 or dies of a signal, `:temporary` never.
+  `:shutdown` is passed to the GenServer too, so that its stop fits in it
+  (see `start/3`); give it here rather than through
+  `Supervisor.child_spec/2`, which cannot pass it on.
+  """
+  @spec child_spec(list()) :: Supervisor.child_spec()
+  def child_spec(arg) do
+    case split_arg(arg) do
+      {:ok, command, args, opts} ->
+        {id, opts} = Keyword.pop(opts, :id, __MODULE__)
+        {restart, opts} = Keyword.pop(opts, :restart, :permanent)
+        {stop_on_exit, opts} = Keyword.pop(opts, :stop_on_exit, true)
+        {shutdown, opts} = Keyword.pop(opts, :shutdown, 5000)
+        opts = opts ++ [stop_on_exit: stop_on_exit, shutdown: shutdown]
+
+        %{
+          id: id,
+          start: {__MODULE__, :start_link, [[command, args, opts]]},
+          restart: restart,
+          shutdown: shutdown,
+          type: :worker
+        }
+
+      {:error, reason} ->
+        raise ArgumentError, "bad Corral.Process child spec argument: #{inspect(reason)}"
+    end
+  end
+
+  defp split_arg([command, args]) when not is_tuple(command), do: {:ok, command, args, []}
+
+  defp split_arg([command, args, opts]) when not is_tuple(command) and is_list(opts),
+    do: {:ok, command, args, opts}
+
+  defp split_arg([{_, _} | _] = kw) do
+    case Keyword.pop(kw, :command) do
+      {nil, _} ->
+        {:error, {:missing_option, :command}}
+
+      {command, kw} ->
+        {args, opts} = Keyword.pop(kw, :args, [])
+        {:ok, command, args, opts}
+    end
+  end
+
+  defp split_arg(other), do: {:error, {:bad_arg, other}}
+
+  defp do_start(how, command, args, opts) do
+    with {:ok, own, opts} <- own_options(opts) do
+      gen_opts = if own.name, do: [name: own.name], else: []
+      ref = make_ref()
+      init_arg = {command, args, opts, own, {self(), ref}}
+
+      # A child that cannot start is reported by message and :ignore, which
+      # neither logs a crash report nor takes a linked caller down.
+      case apply(GenServer, how, [__MODULE__, init_arg, gen_opts]) do
+        :ignore ->
+          receive do
+            {^ref, reason} -> {:error, reason}
+          end
+
+        other ->
+          other
+      end
+    end
+  end
+
+  defp own_options(opts) when is_list(opts) do
+    {own, rest} = Keyword.split(opts, @own_opts)
+
+    defaults = %{owner: self(), name: nil, stop_on_exit: false, shutdown: :infinity}
+
+    own = Map.merge(defaults, Map.new(own))
+
+    cond do
+      not is_pid(own.owner) ->
+        {:error, {:bad_option, :owner, own.owner}}
+
+      not is_boolean(own.stop_on_exit) ->
+        {:error, {:bad_option, :stop_on_exit, own.stop_on_exit}}
+
+      not valid_shutdown?(own.shutdown) ->
+        {:error, {:bad_option, :shutdown, own.shutdown}}
+
+      true ->
+        {:ok, own, rest}
+    end
+  end
+
+  defp own_options(opts), do: {:error, {:bad_option, :options, opts}}
+
+  defp valid_shutdown?(s), do: s in [:infinity, :brutal_kill] or (is_integer(s) and s >= 0)
+
+  @doc """
+  Returns the next chunk of stdout (the next line with `lines: true`),
+  waiting up to `timeout` ms for one: `{:ok, binary}`, `:eof` once the child
+  exited and all its output was read, or `{:error, :timeout}`. Chunks come
+  as the OS delivered them.
   """
   @spec read(t(), timeout()) :: {:ok, binary()} | :eof | {:error, :timeout}
   def read(server, timeout \\ 5000),
@@ -124,8 +276,9 @@ defmodule Corral.Process do
     do: GenServer.call(server, {:read, :stderr, timeout}, :infinity)
 
   @doc """
-  Returns the next chunk of either stream, in the order the driver read
-  them: `{:ok, {:stdout | :stderr, binary}}`, `:eof` or `{:error, :timeout}`.
+  Returns the next chunk (or line) of either stream, in the order the
+  driver read them: `{:ok, {:stdout | :stderr, binary}}`, `:eof` or
+  `{:error, :timeout}`.
   """
   @spec read_any(t(), timeout()) ::
           {:ok, {:stdout | :stderr, binary()}} | :eof | {:error, :timeout}
@@ -180,16 +333,22 @@ defmodule Corral.Process do
     do: GenServer.call(server, {:await_exit, timeout}, :infinity)
 
   @doc """
-  Sends `signal` to the child's whole process group. Returns
-  `{:error, :not_running}` after the child exited.
+  Sends `signal` to the child's whole process group, as `:corral.signal/2`
+  does: a name (`:sigterm`, or `:term`) or a number. Returns
+  `{:error, :not_running}` after the child exited, and
+  `{:error, {:bad_signal, signal}}` for a signal it does not know.
   """
+  @spec signal(t(), signal()) :: :ok | {:error, :not_running | {:bad_signal, term()}}
+  def signal(server, signal) do
+    case :corral_opts.signal_number(signal) do
+      {:ok, n} -> GenServer.call(server, {:signal, n}, :infinity)
+      :error -> {:error, {:bad_signal, signal}}
+    end
+  end
+
+  @doc "`signal/2`, with SIGKILL by default."
   @spec kill(t(), signal()) :: :ok | {:error, :not_running | {:bad_signal, term()}}
-  def kill(server, signal \\ :sigkill)
-
-  def kill(server, signal) when signal in @signals or (is_integer(signal) and signal in 1..64),
-    do: GenServer.call(server, {:signal, signal}, :infinity)
-
-  def kill(_server, signal), do: {:error, {:bad_signal, signal}}
+  def kill(server, signal \\ :sigkill), do: signal(server, signal)
 
   @doc "True until the child has exited."
   @spec alive?(t()) :: boolean()
@@ -200,11 +359,11 @@ defmodule Corral.Process do
   end
 
   @doc """
-  The child's OS pid, which is also its process group id. It stays known
-  after the child has exited.
+  `{:ok, os_pid}`: the child's OS pid, which is also its process group id.
+  It stays known after the child has exited.
   """
-  @spec os_pid(t()) :: pos_integer()
-  def os_pid(server), do: GenServer.call(server, :os_pid, :infinity)
+  @spec os_pid(t()) :: {:ok, pos_integer()}
+  def os_pid(server), do: {:ok, GenServer.call(server, :os_pid, :infinity)}
 
   @doc """
   I/O counters: `bytes_in`, `bytes_out`, `bytes_err`, `read_count`,
@@ -246,7 +405,13 @@ defmodule Corral.Process do
     :started_at,
     :exit,
     :final_stats,
-    out: :queue.new(),
+    stop_on_exit: false,
+    # nil, or a :corral_lines splitter per stream.
+    lines: nil,
+    # Unread output per stream, as {seq, bin, owed}: seq orders the two
+    # streams for read_any/2, owed is the part of bin not yet acknowledged.
+    out: %{stdout: :queue.new(), stderr: :queue.new()},
+    seq: 0,
     readers: [],
     exit_waiters: [],
     stdin: :open,
@@ -258,36 +423,46 @@ defmodule Corral.Process do
   ]
 
   @impl true
-  def init({command, args, opts, owner, {starter, ref}}) do
-    stderr =
-      cond do
-        Keyword.get(opts, :stderr_to_stdout) == true -> :merged
-        Keyword.get(opts, :stderr) == :consume -> :consume
-        Keyword.get(opts, :stderr) in [:redirect, :stdout] -> :merged
-        Keyword.get(opts, :stderr) in [:discard, :null] -> :discard
-        true -> :forward
-      end
+  def init({command, args, opts, own, {starter, ref}}) do
+    # A supervisor's shutdown, and the exit of a linked caller, must run
+    # terminate/2, which stops the child's tree.
+    Process.flag(:trap_exit, true)
 
-    case :corral.spawn(command, args, opts) do
-      {:ok, port, os_pid} ->
-        {:ok,
-         %__MODULE__{
-           port: port,
-           os_pid: os_pid,
-           owner: owner,
-           owner_ref: Process.monitor(owner),
-           stderr: stderr,
-           started_at: System.monotonic_time(:millisecond)
-         }}
-
+    with {:ok, n} <- :corral_opts.normalize(command, args, opts, :process),
+         n = fit_shutdown(n, own.shutdown),
+         {:ok, port, os_pid} <- :corral.spawn_normalized(n) do
+      {:ok,
+       %__MODULE__{
+         port: port,
+         os_pid: os_pid,
+         owner: own.owner,
+         owner_ref: Process.monitor(own.owner),
+         stderr: n.stderr,
+         stop_on_exit: own.stop_on_exit,
+         lines: splitters(n.lines),
+         started_at: System.monotonic_time(:millisecond)
+       }}
+    else
       {:error, reason} ->
         send(starter, {ref, reason})
         :ignore
     end
   end
 
+  # SIGKILL early enough that the tree is gone before the supervisor's
+  # shutdown time runs out and it kills the GenServer (after which the tree
+  # would be stopped without anyone waiting for it).
+  defp fit_shutdown(n, :infinity), do: n
+  defp fit_shutdown(n, :brutal_kill), do: put_in(n.request.kill_timeout, 0)
+
+  defp fit_shutdown(n, ms),
+    do: update_in(n.request.kill_timeout, &min(&1, max(ms - 500, div(ms, 2))))
+
+  defp splitters(false), do: nil
+  defp splitters(max), do: %{stdout: :corral_lines.new(max), stderr: :corral_lines.new(max)}
+
   @impl true
-  def handle_call({:read, :stderr, _}, _from, %{stderr: mode} = s) when mode != :consume,
+  def handle_call({:read, :stderr, _}, _from, %{stderr: mode} = s) when mode != :capture,
     do: {:reply, {:error, :not_consumed}, s}
 
   def handle_call({:read, kind, timeout}, from, s) do
@@ -331,7 +506,7 @@ defmodule Corral.Process do
   end
 
   def handle_call({:await_exit, _}, _from, %{exit: exit} = s) when exit != nil,
-    do: {:reply, exit_reply(exit), s}
+    do: {:reply, exit, s}
 
   def handle_call({:await_exit, 0}, _from, s), do: {:reply, {:error, :timeout}, s}
 
@@ -392,12 +567,17 @@ defmodule Corral.Process do
         :stderr -> %{s | bytes_err: s.bytes_err + byte_size(bin)}
       end
 
-    if kind == :stderr and s.stderr == :forward do
-      IO.binwrite(:standard_error, bin)
-      _ = :corral.ack(port, byte_size(bin))
-      {:noreply, s}
-    else
-      {:noreply, offer(s, kind, bin)}
+    cond do
+      kind == :stderr and s.stderr == :forward ->
+        IO.binwrite(:standard_error, bin)
+        _ = :corral.ack(port, byte_size(bin))
+        {:noreply, s}
+
+      s.lines == nil ->
+        {:noreply, offer(s, kind, bin, byte_size(bin))}
+
+      true ->
+        {:noreply, split(s, kind, bin)}
     end
   end
 
@@ -407,13 +587,26 @@ defmodule Corral.Process do
   def handle_info({port, {:started, _}}, %{port: port} = s), do: {:noreply, s}
 
   def handle_info({port, terminal}, %{port: port} = s) do
-    Process.unlink(port)
+    :corral.flush_exit(port)
 
     exit =
-      case terminal do
-        {:exit_status, n} -> {:ok, n}
-        {:exit_signal, n} -> {:ok, 128 + n}
-        {:error, reason} -> {:error, reason}
+      case :corral.status(terminal) do
+        {:error, _} = error -> error
+        status -> {:ok, status}
+      end
+
+    # The partial last lines are complete now; their bytes were
+    # acknowledged as they came.
+    s =
+      case s.lines do
+        nil ->
+          s
+
+        splitters ->
+          Enum.reduce([:stdout, :stderr], %{s | lines: nil}, fn kind, s ->
+            {lines, _} = :corral_lines.flush(splitters[kind])
+            Enum.reduce(lines, s, &offer(&2, kind, &1, 0))
+          end)
       end
 
     s = %{s | exit: exit}
@@ -421,7 +614,7 @@ defmodule Corral.Process do
 
     for {_, from, timer} <- s.exit_waiters do
       cancel(timer)
-      GenServer.reply(from, exit_reply(exit))
+      GenServer.reply(from, exit)
     end
 
     # Output is complete, and readers wait only when nothing of their kind
@@ -431,7 +624,14 @@ defmodule Corral.Process do
       GenServer.reply(from, :eof)
     end
 
-    {:noreply, %{s | exit_waiters: [], readers: []}}
+    s = %{s | exit_waiters: [], readers: []}
+
+    case {s.stop_on_exit, exit} do
+      {false, _} -> {:noreply, s}
+      {true, {:ok, 0}} -> {:stop, :normal, s}
+      {true, {:ok, status}} -> {:stop, {:exit_status, status}, s}
+      {true, error} -> {:stop, error, s}
+    end
   end
 
   def handle_info({:read_timeout, ref}, s) do
@@ -461,11 +661,18 @@ defmodule Corral.Process do
   end
 
   def handle_info({:EXIT, port, _}, %{port: port} = s), do: {:noreply, s}
+
+  # Trapping exits must not make links one-way: a linked process other than
+  # the parent (which gen_server handles) that fails takes us down, as it
+  # would without the trap.
+  def handle_info({:EXIT, _pid, :normal}, s), do: {:noreply, s}
+  def handle_info({:EXIT, _pid, reason}, s), do: {:stop, reason, s}
+
   def handle_info(_, s), do: {:noreply, s}
 
   @impl true
   def terminate(_reason, %{port: port, exit: nil}) do
-    # Stop the whole process group and wait until it is gone: stop/2 (and a
+    # Stop the whole tree and wait until it is gone: stop/2 (and a
     # supervisor's shutdown) returns only after the tree is dead.
     _ = :corral.stop(port)
     :ok
@@ -476,46 +683,68 @@ defmodule Corral.Process do
   ## ---------------------------------------------------------------------
   ## Internals
 
+  # In line mode the bytes of a partial line are acknowledged as they come
+  # (the splitter holds at most one line of them, outside the window), and
+  # those of a complete line when it is delivered. Only the first line out
+  # of a chunk can hold bytes of the earlier partial line.
+  defp split(s, kind, bin) do
+    splitter = s.lines[kind]
+    held = :corral_lines.pending_bytes(splitter)
+    {lines, splitter} = :corral_lines.feed(bin, splitter)
+    s = %{s | lines: %{s.lines | kind => splitter}}
+
+    case lines do
+      [] ->
+        _ = :corral.ack(s.port, byte_size(bin))
+        s
+
+      [first | rest] ->
+        _ = :corral.ack(s.port, :corral_lines.pending_bytes(splitter))
+        s = offer(s, kind, first, byte_size(first) - held)
+        Enum.reduce(rest, s, &offer(&2, kind, &1, byte_size(&1)))
+    end
+  end
+
   # A new chunk goes to the first reader that wants it, or into the buffer.
-  defp offer(s, kind, bin) do
+  defp offer(s, kind, bin, owed) do
     case Enum.split_while(s.readers, fn {_, _, want, _} -> want != kind and want != :any end) do
       {before, [{_, {pid, _} = from, want, timer} | rest]} ->
         cancel(timer)
 
         if Process.alive?(pid) do
-          GenServer.reply(from, deliver(s, want, {kind, bin}))
+          GenServer.reply(from, deliver(s, want, {kind, bin, owed}))
           %{s | readers: before ++ rest}
         else
-          offer(%{s | readers: before ++ rest}, kind, bin)
+          offer(%{s | readers: before ++ rest}, kind, bin, owed)
         end
 
       {_, []} ->
-        %{s | out: :queue.in({kind, bin}, s.out)}
+        out = Map.update!(s.out, kind, &:queue.in({s.seq, bin, owed}, &1))
+        %{s | out: out, seq: s.seq + 1}
     end
   end
 
   # Hands a chunk to a reader and acknowledges it, so the driver reads more.
-  defp deliver(s, want, {kind, bin}) do
-    _ = :corral.ack(s.port, byte_size(bin))
+  defp deliver(s, want, {kind, bin, owed}) do
+    if owed > 0, do: :corral.ack(s.port, owed)
     if want == :any, do: {:ok, {kind, bin}}, else: {:ok, bin}
   end
 
-  defp take(queue, :any) do
-    case :queue.out(queue) do
-      {{:value, chunk}, rest} -> {chunk, rest}
+  defp take(out, :any) do
+    case {:queue.peek(out.stdout), :queue.peek(out.stderr)} do
+      {:empty, :empty} -> nil
+      {{:value, {a, _, _}}, {:value, {b, _, _}}} when b < a -> take(out, :stderr)
+      {:empty, _} -> take(out, :stderr)
+      _ -> take(out, :stdout)
+    end
+  end
+
+  defp take(out, kind) do
+    case :queue.out(out[kind]) do
+      {{:value, {_, bin, owed}}, rest} -> {{kind, bin, owed}, %{out | kind => rest}}
       {:empty, _} -> nil
     end
   end
-
-  defp take(queue, kind) do
-    case Enum.split_while(:queue.to_list(queue), fn {k, _} -> k != kind end) do
-      {_, []} -> nil
-      {before, [chunk | rest]} -> {chunk, :queue.from_list(before ++ rest)}
-    end
-  end
-
-  defp exit_reply({:ok, status}), do: {:ok, status}
-  defp exit_reply({:error, reason}), do: {:error, reason}
 
   defp own_stats(s) do
     %{
