@@ -1,14 +1,19 @@
 # Corral: the single entry point.
 #   make          build the driver, the spawner and the Erlang/Elixir code
 #   make test     build and run every test (GoogleTest via ctest, also under
-#                 ASan+UBSan; EUnit; ExUnit; a short fuzz run; memcheck)
+#                 ASan+UBSan, also on the portable clone path; EUnit; ExUnit;
+#                 rebar3; the first-use scenarios and the README's code
+#                 blocks; a short fuzz run; memcheck)
 #   make fuzz     fuzz the spawner's request decoding and the frame decoding
 #                 (FUZZ_SECONDS per target, default 60), then send the
 #                 spawner malformed requests among valid ones
 #   make memcheck the spawner's end-to-end tests under Valgrind
 #   make demo     run the tour in examples/
+#   make docs     HTML API docs of the Erlang modules (edoc) in build/doc
 #   make bench    side-by-side benchmarks (bench/), as a table and a chart
-# Missing Debian packages are installed when run as root (scripts/deps.sh).
+# These top-level targets install missing Debian packages when run as root
+# (scripts/deps.sh --install). `make priv`, which `mix compile` and
+# `rebar3 compile` run when Corral is a dependency, never installs anything.
 
 SHELL := /bin/bash
 comma := ,
@@ -17,28 +22,46 @@ JOBS ?= 2
 # Recursive (=) so that they are read after `deps` has installed OTP.
 ERL_ROOT = $(shell erl -noshell -eval 'io:format("~s",[code:root_dir()]),halt().')
 EI_DIR = $(shell erl -noshell -eval 'io:format("~s",[code:lib_dir(erl_interface)]),halt().')
-CMAKE_ARGS = -DERL_EI_INCLUDE=$(EI_DIR)/include -DERL_EI_LIB=$(EI_DIR)/lib/libei.a \
-	-DERTS_INCLUDE=$(ERL_ROOT)/usr/include
+# --no-warn-unused-cli: the sanitizer build has no driver, so ERTS_INCLUDE
+# goes unused there.
+CMAKE_ARGS = --no-warn-unused-cli -DERL_EI_INCLUDE=$(EI_DIR)/include \
+	-DERL_EI_LIB=$(EI_DIR)/lib/libei.a -DERTS_INCLUDE=$(ERL_ROOT)/usr/include
 ERLC_FLAGS := -I include +debug_info +warn_unused_vars +warnings_as_errors
 EUNIT_MODS := $(subst $(eval) ,$(comma),$(basename $(notdir $(wildcard test/*_tests.erl))))
 FIXTURES := $(patsubst test/fixtures/%.c,test/fixtures/bin/%,$(wildcard test/fixtures/*.c))
 
 export MIX_ENV ?= dev
 
-.PHONY: all deps native erlang elixir fixtures test ctest ctest-asan ctest-portable \
-	ctest-portable-asan eunit exunit rebar3 demo bench bench-check format clean fuzz memcheck
+.PHONY: all deps priv-deps native priv erlang elixir fixtures test ctest ctest-asan \
+	ctest-portable ctest-portable-asan eunit exunit rebar3 first-use readme demo docs bench \
+	bench-check format clean fuzz memcheck
 
 all: native erlang elixir
 
-# DEPS=native checks only what the driver and the spawner need (the rebar3
-# pre-hook of an Erlang-only project); the default checks everything.
+# DEPS=native checks only what the driver and the spawner need; the default
+# checks everything Corral's own tests use.
 DEPS ?= all
 deps:
-	@sh scripts/deps.sh $(DEPS)
+	@sh scripts/deps.sh --install $(DEPS)
+
+# The dependency build: checks g++, cmake, make and erlang-dev (never
+# installs) and builds only the driver and the spawner into priv/.
+priv-deps:
+	@sh scripts/deps.sh native
+
+# cmake_build TARGETS: configures build/native and builds TARGETS (all when
+# empty) into priv/, printing only compiler diagnostics.
+define cmake_build
+	@cmake -S c_src -B build/native -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
+	@set -o pipefail; cmake --build build/native -j$(JOBS) $(if $(1),--target $(1)) \
+		| { grep -v -e '^\[' -e 'Entering' -e 'Leaving' || true; }
+endef
 
 native: deps
-	@cmake -S c_src -B build/native -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
-	@cmake --build build/native -j$(JOBS) | grep -v -e '^\[' -e 'Entering' -e 'Leaving' || true
+	$(call cmake_build,)
+
+priv: priv-deps
+	$(call cmake_build,corral_drv corral_spawner)
 
 erlang: native
 	@mkdir -p ebin
@@ -54,13 +77,15 @@ fixtures: deps
 	@for f in test/fixtures/*.c; do [ -e "$$f" ] || continue; \
 		cc -O1 -Wall -Wextra -o test/fixtures/bin/$$(basename $$f .c) $$f || exit 1; done
 
-test: ctest ctest-asan ctest-portable ctest-portable-asan eunit exunit rebar3 fuzz memcheck
+# exunit includes test/readme_test.exs (the README's code blocks).
+test: ctest ctest-asan ctest-portable ctest-portable-asan eunit exunit rebar3 docs first-use \
+	fuzz memcheck
 
 ctest: native
 	@cd build/native && ctest --output-on-failure -j$(JOBS)
 
 ctest-asan: deps
-	@cmake --no-warn-unused-cli -S c_src -B build/asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
+	@cmake -S c_src -B build/asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build build/asan -j$(JOBS) --target corral_tests corral_spawner
 	@cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --output-on-failure -j$(JOBS)
@@ -70,13 +95,13 @@ ctest-asan: deps
 # ASan+UBSan. Only the test binary and the spawner are built.
 PORTABLE_TESTS := '^(Child|Launch|SpawnerTest)\.'
 ctest-portable: deps
-	@cmake --no-warn-unused-cli -S c_src -B build/portable -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCORRAL_PORTABLE_CLONE=ON \
+	@cmake -S c_src -B build/portable -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCORRAL_PORTABLE_CLONE=ON \
 		$(CMAKE_ARGS) >/dev/null
 	@cmake --build build/portable -j$(JOBS) --target corral_tests corral_spawner
 	@cd build/portable && ctest --output-on-failure -j$(JOBS) -R $(PORTABLE_TESTS)
 
 ctest-portable-asan: deps
-	@cmake --no-warn-unused-cli -S c_src -B build/portable-asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON \
+	@cmake -S c_src -B build/portable-asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON \
 		-DCORRAL_PORTABLE_CLONE=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build build/portable-asan -j$(JOBS) --target corral_tests corral_spawner
 	@cd build/portable-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -88,13 +113,16 @@ eunit: erlang fixtures
 	@erl -noshell -pa ebin -pa build/eunit -eval \
 		'case eunit:test([$(EUNIT_MODS)], [verbose]) of ok -> halt(0); _ -> halt(1) end.'
 
+# Colour codes only on a terminal, never in CI logs (ExUnit already leaves
+# them out when its output is not a terminal).
 exunit: native fixtures
-	@MIX_ENV=test mix test
+	@MIX_ENV=test mix test $(if $(CI),--no-color)
 
 # The build an Erlang-only project gets: rebar3 compile (whose pre-hook runs
-# make native), then the EUnit suite through rebar3.
+# make priv), then the EUnit suite through rebar3. rebar3 builds in
+# _build_rebar3 (rebar.config), apart from Mix's _build.
 rebar3: fixtures
-	@sh scripts/deps.sh all rebar3
+	@sh scripts/deps.sh --install all rebar3
 	@REBAR_COLOR=none rebar3 compile
 	@REBAR_COLOR=none rebar3 eunit
 
@@ -106,7 +134,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := spawn_spec frame
 fuzz: native
 	@sh c_src/fuzz/deps.sh
-	@CC=clang CXX=clang++ cmake -S c_src/fuzz -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo --no-warn-unused-cli \
+	@CC=clang CXX=clang++ cmake -S c_src/fuzz -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 		$(CMAKE_ARGS) >/dev/null
 	@cmake --build build/fuzz -j$(JOBS) | grep -v -e '^\[' -e 'Entering' -e 'Leaving' || true
 	@for t in $(FUZZ_TARGETS); do \
@@ -121,11 +149,30 @@ fuzz: native
 		c_src/fuzz/corpus/spawn_spec c_src/fuzz/corpus/frame build/fuzz/corpus/spawn_spec
 
 memcheck: native
-	@sh scripts/deps.sh all valgrind
+	@sh scripts/deps.sh --install all valgrind
 	@bash c_src/fuzz/memcheck.sh build/native/corral_tests build/memcheck
+
+# Every ```elixir and ```erlang block of README.md, run as written (also
+# part of exunit).
+readme: native
+	@MIX_ENV=test mix test $(if $(CI),--no-color) test/readme_test.exs
+
+# A fresh copy of the repository used as a dependency: Mix (path dependency;
+# dev, prod and as a non-root user; mix release) and rebar3 (git dependency).
+first-use: deps
+	@sh scripts/deps.sh --install all rebar3 git
+	@bash test/first_use/run.sh
 
 demo: native
 	@mix run examples/tour.exs
+
+EDOC := try edoc:application(corral, ".", [{dir, "build/doc"}, {preprocess, true}]) of ok -> halt(0) \
+	catch C:R -> io:format(standard_error, "edoc: ~p:~p~n", [C, R]), halt(1) end.
+docs:
+	@sh scripts/deps.sh --install none erlang-edoc
+	@mkdir -p build/doc
+	@erl -noshell -eval '$(EDOC)'
+	@echo "corral: API docs in build/doc/index.html"
 
 # make bench [ONLY=name,...] [QUICK=1]: one VM runs every scenario (bench/run.exs)
 # and writes bench/results/results.md and results.svg. 10,000 children at
@@ -145,4 +192,4 @@ format:
 	@mix format
 
 clean:
-	@rm -rf build ebin priv _build test/fixtures/bin
+	@rm -rf build ebin priv _build _build_rebar3 test/fixtures/bin
