@@ -12,46 +12,10 @@
 #include <cstring>
 #include <vector>
 
+#include "sysfs.h"
+
 namespace corral {
 namespace {
-
-int read_file(const std::string& path, std::string& ret) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  ret.clear();
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      close(fd);
-      return -err;
-    }
-    if (n == 0) break;
-    ret.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return 0;
-}
-
-// The cgroups directly below dir.
-std::vector<std::string> subdirs(const std::string& dir) {
-  std::vector<std::string> ret;
-  DIR* d = opendir(dir.c_str());
-  if (!d) return ret;
-  while (dirent* e = readdir(d)) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    bool is_dir = e->d_type == DT_DIR;
-    if (e->d_type == DT_UNKNOWN) {
-      struct stat st;
-      is_dir = fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
-    }
-    if (is_dir) ret.push_back(dir + "/" + e->d_name);
-  }
-  closedir(d);
-  return ret;
-}
 
 // One round over dir and below. Returns how many pids it signalled.
 int kill_procs_once(const std::string& dir) {
@@ -68,7 +32,10 @@ int kill_procs_once(const std::string& dir) {
     }
     s = end;
   }
-  for (const std::string& sub : subdirs(dir)) {
+  std::vector<std::string> subs;
+  (void)subdirs(dir, subs);
+  for (const std::string& name : subs) {
+    const std::string sub = dir + "/" + name;
     int n = kill_procs_once(sub);
     if (n > 0) seen += n;
   }
