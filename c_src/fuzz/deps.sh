@@ -4,7 +4,7 @@
 # compiler (libclang-rt-N-dev). As root, installs what is missing;
 # otherwise prints the install line and fails.
 set -eu
-sh scripts/deps.sh all clang
+sh scripts/deps.sh --install all clang
 runtime=$(clang++ -print-file-name=libclang_rt.fuzzer-x86_64.a)
 [ -f "$runtime" ] && exit 0
 pkg="libclang-rt-$(clang++ -dumpversion | cut -d. -f1)-dev"
