@@ -94,19 +94,18 @@ spec(Id, Port, Pids) ->
 %% `{error, closed}' when the watcher has ended (its port closed).
 -spec watch(pid(), watched()) ->
     ok | {error, closed | {bad_pid, term()} | {not_registered, atom()}}.
-watch(Watcher, Pid) ->
-    case resolve(Pid) of
-        {ok, P} -> call(Watcher, {watch, P});
-        Error -> Error
-    end.
+watch(Watcher, Pid) -> call_resolved(Watcher, watch, Pid).
 
 %% @doc Removes a process from the watched set. Returns `{error, closed}'
 %% when the watcher has ended.
 -spec unwatch(pid(), watched()) ->
     ok | {error, closed | {bad_pid, term()} | {not_registered, atom()}}.
-unwatch(Watcher, Pid) ->
+unwatch(Watcher, Pid) -> call_resolved(Watcher, unwatch, Pid).
+
+%% A registered name is resolved in the caller, so a bad one is its error.
+call_resolved(Watcher, Op, Pid) ->
     case resolve(Pid) of
-        {ok, P} -> call(Watcher, {unwatch, P});
+        {ok, P} -> call(Watcher, {Op, P});
         Error -> Error
     end.
 
