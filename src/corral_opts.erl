@@ -435,7 +435,8 @@ do_normalize(Cmd, Args, Opts, Context, Allowed) ->
         case {bool(stderr_to_stdout, Get(stderr_to_stdout, false)), CaptureStderrOnly} of
             {true, _} -> merge;
             {false, true} -> capture;
-            {false, false} -> stderr_mode(Context, Log, canonical(stderr, Get(stderr, default)))
+            {false, false} ->
+                stderr_mode(Context, Log, Get(log_stderr_level, default), canonical(stderr, Get(stderr, default)))
         end,
     Stdout =
         case {CaptureStderrOnly, Log} of
@@ -572,8 +573,11 @@ logger_fun({M, F, A} = MFA) when is_atom(M), is_atom(F), is_list(A) -> MFA;
 logger_fun(V) -> optional_fun(logger_fun, V, 1).
 
 metadata(M) when is_list(M) ->
-    lists:all(fun(E) -> is_tuple(E) andalso tuple_size(E) =:= 2 andalso is_atom(element(1, E)) end, M) orelse
-        bad(logger_metadata, M),
+    Pair = fun
+        ({K, _}) -> is_atom(K);
+        (_) -> false
+    end,
+    lists:all(Pair, M) orelse bad(logger_metadata, M),
     M;
 metadata(M) ->
     bad(logger_metadata, M).
@@ -718,10 +722,16 @@ canonical(Option, Value) ->
     end.
 
 %% The `stderr' value of each entry point; see stderr(). A daemon reads
-%% stderr to log it, and leaves it to the VM's stderr when it does not.
-stderr_mode(daemon, #{stderr := none}, M) when M =:= default; M =:= pipe; M =:= consume -> inherit;
-stderr_mode(daemon, _, M) when M =:= default; M =:= pipe; M =:= consume -> capture;
-stderr_mode(Context, _, M) -> stderr_mode(Context, M).
+%% stderr to log it; when it logs nothing, stderr is the VM's (as with
+%% MuonTrap), and /dev/null when stderr alone is not logged.
+stderr_mode(daemon, #{stderr := none}, default, M) when M =:= default; M =:= pipe; M =:= consume ->
+    inherit;
+stderr_mode(daemon, #{stderr := none}, _, M) when M =:= default; M =:= pipe; M =:= consume ->
+    discard;
+stderr_mode(daemon, _, _, M) when M =:= default; M =:= pipe; M =:= consume ->
+    capture;
+stderr_mode(Context, _, _, M) ->
+    stderr_mode(Context, M).
 
 stderr_mode(open, M) when M =:= default; M =:= pipe; M =:= consume -> capture;
 stderr_mode(cmd, default) -> inherit;

@@ -245,7 +245,7 @@ defmodule Corral.Daemon do
       not Corral.Supervised.valid_shutdown?(own.shutdown) ->
         {:error, {:bad_option, :shutdown, own.shutdown}}
 
-      own.start_counter != nil and not is_reference(own.start_counter) ->
+      own.start_counter != nil and not counter?(own.start_counter) ->
         {:error, {:bad_option, :start_counter, own.start_counter}}
 
       true ->
@@ -254,6 +254,12 @@ defmodule Corral.Daemon do
   end
 
   defp own_options(opts), do: {:error, {:bad_option, :options, opts}}
+
+  defp counter?(ref) do
+    match?(%{size: 1}, :counters.info(ref))
+  rescue
+    _ -> false
+  end
 
   ## ---------------------------------------------------------------------
   ## GenServer
@@ -358,6 +364,12 @@ defmodule Corral.Daemon do
   def handle_info({:EXIT, _pid, :normal}, s), do: {:noreply, s}
   def handle_info({:EXIT, _pid, reason}, s), do: {:stop, reason, s}
   def handle_info(_, s), do: {:noreply, s}
+
+  # Crash reports show the program, not the whole environment.
+  @impl true
+  def format_status(_opt, [_pdict, s]) do
+    [data: [{~c"State", %{s | n: Map.take(s.n, [:log, :log_prefix, :window, :lines])}}]]
+  end
 
   @impl true
   def terminate(_reason, %{port: port} = s) when port != nil, do: stop_program(s)
