@@ -118,6 +118,9 @@ defmodule Corral.Daemon do
   # How often a :ready function or TCP port is tried.
   @poll_ms 50
 
+  # Output is split into lines this many bytes at a time.
+  @slice_bytes 4096
+
   ## ---------------------------------------------------------------------
   ## API
 
@@ -387,10 +390,7 @@ defmodule Corral.Daemon do
   # acknowledged, so unlogged output never exceeds the window (plus the
   # partial line each splitter holds).
   defp port_message({:data, kind, bin}, s) do
-    {lines, splitter} = :corral_lines.feed(bin, s.lines[kind])
-    s = %{s | lines: %{s.lines | kind => splitter}}
-    s = count(s, kind, byte_size(bin))
-    s = Enum.reduce(lines, s, &log_line(&2, kind, &1))
+    s = s |> count(kind, byte_size(bin)) |> log_slices(kind, bin)
     :ok = :corral.ack(s.port, byte_size(bin))
     {:cont, s}
   end
@@ -409,6 +409,23 @@ defmodule Corral.Daemon do
       end)
 
     {:exit, terminal, s}
+  end
+
+  # A chunk is split a slice at a time: a chunk of short lines would
+  # otherwise become a list of many thousand lines on the heap at once.
+  defp log_slices(s, _kind, <<>>), do: s
+
+  defp log_slices(s, kind, bin) do
+    {slice, rest} =
+      case bin do
+        <<slice::binary-size(@slice_bytes), rest::binary>> -> {slice, rest}
+        _ -> {bin, <<>>}
+      end
+
+    {lines, splitter} = :corral_lines.feed(slice, s.lines[kind])
+    s = %{s | lines: %{s.lines | kind => splitter}}
+    s = Enum.reduce(lines, s, &log_line(&2, kind, &1))
+    log_slices(s, kind, rest)
   end
 
   defp count(s, :stdout, bytes), do: %{s | stdout_bytes: s.stdout_bytes + bytes}
