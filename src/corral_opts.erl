@@ -165,7 +165,10 @@
     | {ready, {line, term()} | {tcp, inet:port_number()} | {tcp, term(), inet:port_number()}
         | fun(() -> term())}
     %% ms the ready check may take. Default 10000.
-    | {ready_timeout, pos_integer()}.
+    | {ready_timeout, pos_integer()}
+    %% ms after the program's start before its exit is reported: a program
+    %% that fails at once ends its daemon no faster than this. Default 0.
+    | {min_uptime, non_neg_integer()}.
 
 -type options() :: [option()] | #{atom() => term()}.
 
@@ -254,7 +257,8 @@
 %%     (`undefined' when not given), `logger_metadata' (a list);</li>
 %% <li>`exit_status_to_reason': a fun of one argument;</li>
 %% <li>`wait_for': `undefined' or a 0-arity fun;</li>
-%% <li>`ready': {@link ready()}; `ready_timeout': ms.</li>
+%% <li>`ready': {@link ready()}; `ready_timeout': ms;</li>
+%% <li>`min_uptime': ms.</li>
 %% </ul>
 %% A daemon's `lines' is always its maximum line length: it logs lines.
 -type normalized() :: #{
@@ -278,7 +282,8 @@
     exit_status_to_reason => fun((pos_integer()) -> term()),
     wait_for => undefined | fun(() -> term()),
     ready => ready(),
-    ready_timeout => pos_integer()
+    ready_timeout => pos_integer(),
+    min_uptime => non_neg_integer()
 }.
 
 %%% ------------------------------------------------------------------------
@@ -326,7 +331,8 @@ daemon_keys() ->
         exit_status_to_reason,
         wait_for,
         ready,
-        ready_timeout
+        ready_timeout,
+        min_uptime
     ].
 
 %% @doc Every option an entry point accepts.
@@ -561,7 +567,8 @@ daemon(Cmd, Get, Log) ->
             end,
         wait_for => optional_fun(wait_for, Get(wait_for, undefined), 0),
         ready => ready(Get(ready, undefined)),
-        ready_timeout => Timeout
+        ready_timeout => Timeout,
+        min_uptime => non_neg_int(min_uptime, Get(min_uptime, 0))
     }.
 
 optional_fun(_, undefined, _) -> undefined;

@@ -192,6 +192,49 @@ defmodule Corral.DaemonTest do
       assert eventually(fn -> not alive?(os_pid) end)
     end
 
+    @tag capture_log: true
+    test "a crash loop: without min_uptime it takes its siblings down, with it it does not" do
+      me = self()
+
+      children = fn opts ->
+        [
+          {Daemon, ["sleep", ["60"], [id: :sibling]]},
+          {Daemon,
+           [
+             "sh",
+             ["-c", "exit 1"],
+             [id: :flaky, wait_for: fn -> send(me, :flaky_start) end] ++ opts
+           ]}
+        ]
+      end
+
+      start = fn opts ->
+        {:ok, sup} =
+          Supervisor.start_link(children.(opts),
+            strategy: :one_for_one,
+            max_restarts: 3,
+            max_seconds: 1
+          )
+
+        Process.unlink(sup)
+        {sup, Process.monitor(sup)}
+      end
+
+      {_sup, ref} = start.([])
+      assert_receive {:DOWN, ^ref, :process, _, :shutdown}, 2000
+      collect_messages(:flaky_start)
+
+      {sup, ref} = start.(min_uptime: 400)
+      sibling = child_pid(sup, :sibling)
+      Process.sleep(1500)
+      refute_received {:DOWN, ^ref, _, _, _}
+      assert child_pid(sup, :sibling) == sibling
+      # Started once, then restarted about once per 400 ms.
+      starts = length(collect_messages(:flaky_start))
+      assert starts in 2..5
+      Supervisor.stop(sup)
+    end
+
     test "two daemons with distinct ids, and name registration" do
       sup =
         start_sup([
@@ -347,6 +390,14 @@ defmodule Corral.DaemonTest do
   defp collect(tag) do
     receive do
       {^tag, value} -> [value | collect(tag)]
+    after
+      0 -> []
+    end
+  end
+
+  defp collect_messages(msg) do
+    receive do
+      ^msg -> [msg | collect_messages(msg)]
     after
       0 -> []
     end

@@ -37,6 +37,21 @@ defmodule Corral.Daemon do
   brutally, the program's tree is stopped all the same, without anyone
   waiting for it.
 
+  ## Crash loops
+
+  A program that fails at once is restarted at once, and a supervisor that
+  sees more than `:max_restarts` (default 3) restarts in `:max_seconds`
+  (default 5) gives up and takes its other children down. With
+  `min_uptime: ms`, an exit sooner than `ms` after the program's start
+  ends the GenServer only when `ms` have passed since that start (the
+  GenServer waits without blocking anyone; `os_pid/1` and `statistics/1`
+  still answer, `write/2` returns `{:error, :closed}`). A program that
+  fails at once is then restarted once per `ms`: with the supervisor's
+  defaults, `min_uptime: 2000` keeps a failing daemon retrying forever
+  without taking its siblings down.
+
+      {Corral.Daemon, ["flaky", [], [min_uptime: 2000]]}
+
   ## Logging
 
   Output is split into lines (`:corral_lines`), each logged without its
@@ -99,6 +114,7 @@ defmodule Corral.Daemon do
       program's tree is stopped and the start fails with
       `{:error, {:ready_timeout, check, ms}}`; a program that exits first
       fails it with `{:error, {:exited_before_ready, status}}`.
+    * `:min_uptime` — see "Crash loops". Default 0.
     * `:shutdown` — see "Supervision"; `child_spec/1` passes it on.
 
   `:uid`, `:gid` and the cgroup options are refused with
@@ -208,8 +224,10 @@ defmodule Corral.Daemon do
   """
   @spec write(t(), iodata()) :: :ok | {:error, :closed}
   def write(server, data) do
-    port = GenServer.call(server, :port)
-    :corral.write(port, data)
+    case GenServer.call(server, :port) do
+      :closed -> {:error, :closed}
+      port -> :corral.write(port, data)
+    end
   end
 
   @doc """
@@ -273,6 +291,7 @@ defmodule Corral.Daemon do
     :n,
     :lines,
     :started_at,
+    :started_mono,
     :start_counter,
     ready: :none,
     stdout_bytes: 0,
@@ -298,6 +317,7 @@ defmodule Corral.Daemon do
         n: n,
         lines: %{stdout: :corral_lines.new(n.lines), stderr: :corral_lines.new(n.lines)},
         started_at: System.system_time(:millisecond),
+        started_mono: System.monotonic_time(:millisecond),
         start_counter: own.start_counter,
         ready: n.ready
       }
@@ -333,7 +353,10 @@ defmodule Corral.Daemon do
 
   @impl true
   def handle_call(:os_pid, _from, s), do: {:reply, s.os_pid, s}
+  # After the program exited (during :min_uptime), its port is gone.
+  def handle_call(:port, _from, %{port: nil} = s), do: {:reply, :closed, s}
   def handle_call(:port, _from, s), do: {:reply, s.port, s}
+  def handle_call({:signal, _}, _from, %{port: nil} = s), do: {:reply, {:error, :not_running}, s}
   def handle_call({:signal, n}, _from, s), do: {:reply, :corral.signal(s.port, n), s}
 
   def handle_call(:statistics, _from, s) do
@@ -356,9 +379,11 @@ defmodule Corral.Daemon do
   def handle_info({port, msg}, %{port: port} = s) do
     case port_message(msg, s) do
       {:cont, s} -> {:noreply, s}
-      {:exit, terminal, s} -> {:stop, exit_reason(terminal, s), %{s | port: nil}}
+      {:exit, terminal, s} -> exit_after_min_uptime(exit_reason(terminal, s), %{s | port: nil})
     end
   end
+
+  def handle_info({:min_uptime, reason}, s), do: {:stop, reason, s}
 
   def handle_info({:EXIT, port, _}, %{port: port} = s), do: {:noreply, s}
 
@@ -380,6 +405,21 @@ defmodule Corral.Daemon do
 
   ## ---------------------------------------------------------------------
   ## Internals
+
+  # A program that exits sooner than :min_uptime after its start ends the
+  # GenServer only once that time has passed, so that a crash loop restarts
+  # at most once per :min_uptime instead of exhausting the supervisor's
+  # restart intensity in milliseconds.
+  defp exit_after_min_uptime(reason, s) do
+    left = s.started_mono + s.n.min_uptime - System.monotonic_time(:millisecond)
+
+    if left > 0 do
+      Process.send_after(self(), {:min_uptime, reason}, left)
+      {:noreply, s}
+    else
+      {:stop, reason, s}
+    end
+  end
 
   defp exit_reason({:exit_status, 0}, _s), do: :normal
   defp exit_reason({:exit_status, n}, s), do: s.n.exit_status_to_reason.(n)
