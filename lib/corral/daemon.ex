@@ -122,20 +122,13 @@ defmodule Corral.Daemon do
   lands; so do `cgroup_config/1`, `cgroup_path/1`, `cgget/2` and `cgset/3`
   return `{:error, :unsupported}`.
   """
-  use GenServer
-  require Logger
+
+  # The implementation is the Erlang :corral_daemon (a gen_server, logging
+  # through :logger, which Elixir's Logger receives); this module adds
+  # Elixir's argument forms and documentation.
 
   @typedoc "A running daemon."
   @type t :: GenServer.server()
-
-  # Options of this module's own; the rest go to corral_opts.
-  @own_opts [:name, :shutdown, :start_counter]
-
-  # How often a :ready function or TCP port is tried.
-  @poll_ms 50
-
-  # Output is split into lines this many bytes at a time.
-  @slice_bytes 4096
 
   ## ---------------------------------------------------------------------
   ## API
@@ -148,24 +141,8 @@ defmodule Corral.Daemon do
   (`:enoent`, `{errno, stage}`), and the `:wait_for` and `:ready` failures.
   """
   @spec start_link(binary(), [binary()], keyword()) :: GenServer.on_start()
-  def start_link(command, args, opts \\ []) do
-    with {:ok, own, opts} <- own_options(opts) do
-      gen_opts = if own.name, do: [name: own.name], else: []
-      ref = make_ref()
-
-      # A start that fails is reported by message and :ignore, which
-      # neither logs a crash report nor takes the caller down.
-      case GenServer.start_link(__MODULE__, {command, args, opts, own, {self(), ref}}, gen_opts) do
-        :ignore ->
-          receive do
-            {^ref, reason} -> {:error, reason}
-          end
-
-        other ->
-          other
-      end
-    end
-  end
+  def start_link(command, args, opts \\ []) when is_list(opts),
+    do: :corral_daemon.start_link(command, args, opts)
 
   @doc """
   `start_link/3` with its arguments in one list, as a supervisor calls it:
@@ -202,7 +179,7 @@ defmodule Corral.Daemon do
 
   @doc "The OS pid of the program (also its process group id)."
   @spec os_pid(t()) :: pos_integer()
-  def os_pid(server), do: GenServer.call(server, :os_pid)
+  defdelegate os_pid(server), to: :corral_daemon
 
   @doc """
   Figures of the running program, MuonTrap's and more:
@@ -215,7 +192,7 @@ defmodule Corral.Daemon do
       starts of its child spec minus one; 0 outside `child_spec/1`).
   """
   @spec statistics(t()) :: %{atom() => non_neg_integer()}
-  def statistics(server), do: GenServer.call(server, :statistics)
+  defdelegate statistics(server), to: :corral_daemon
 
   @doc """
   Writes `data` to the program's stdin, from the caller (which is suspended
@@ -223,390 +200,28 @@ defmodule Corral.Daemon do
   program has exited.
   """
   @spec write(t(), iodata()) :: :ok | {:error, :closed}
-  def write(server, data) do
-    case GenServer.call(server, :port) do
-      :closed -> {:error, :closed}
-      port -> :corral.write(port, data)
-    end
-  end
+  defdelegate write(server, data), to: :corral_daemon
 
   @doc """
   Sends a signal (`:sighup` to reload, `:hup`, or a number) to the
   program's process group.
   """
   @spec signal(t(), atom() | 1..64) :: :ok | {:error, :not_running | {:bad_signal, term()}}
-  def signal(server, signal) do
-    case :corral_opts.signal_number(signal) do
-      {:ok, n} -> GenServer.call(server, {:signal, n})
-      :error -> {:error, {:bad_signal, signal}}
-    end
-  end
+  defdelegate signal(server, signal), to: :corral_daemon
 
   @doc "Not available until Corral's cgroup support lands: `{:error, :unsupported}`."
   @spec cgroup_config(t()) :: {:error, :unsupported}
-  def cgroup_config(_server), do: {:error, :unsupported}
+  defdelegate cgroup_config(server), to: :corral_daemon
 
   @doc "Not available until Corral's cgroup support lands: `{:error, :unsupported}`."
   @spec cgroup_path(t()) :: {:error, :unsupported}
-  def cgroup_path(_server), do: {:error, :unsupported}
+  defdelegate cgroup_path(server), to: :corral_daemon
 
   @doc "Not available until Corral's cgroup support lands: `{:error, :unsupported}`."
   @spec cgget(t(), String.t()) :: {:error, :unsupported}
-  def cgget(_server, _variable), do: {:error, :unsupported}
+  defdelegate cgget(server, variable), to: :corral_daemon
 
   @doc "Not available until Corral's cgroup support lands: `{:error, :unsupported}`."
   @spec cgset(t(), String.t(), String.t()) :: {:error, :unsupported}
-  def cgset(_server, _variable, _value), do: {:error, :unsupported}
-
-  defp own_options(opts) when is_list(opts) do
-    {own, rest} = Keyword.split(opts, @own_opts)
-    own = Map.merge(%{name: nil, shutdown: :infinity, start_counter: nil}, Map.new(own))
-
-    cond do
-      not Corral.Supervised.valid_shutdown?(own.shutdown) ->
-        {:error, {:bad_option, :shutdown, own.shutdown}}
-
-      own.start_counter != nil and not counter?(own.start_counter) ->
-        {:error, {:bad_option, :start_counter, own.start_counter}}
-
-      true ->
-        {:ok, own, rest}
-    end
-  end
-
-  defp own_options(opts), do: {:error, {:bad_option, :options, opts}}
-
-  defp counter?(ref) do
-    match?(%{size: 1}, :counters.info(ref))
-  rescue
-    _ -> false
-  end
-
-  ## ---------------------------------------------------------------------
-  ## GenServer
-
-  defstruct [
-    :port,
-    :os_pid,
-    :n,
-    :lines,
-    :started_at,
-    :started_mono,
-    :start_counter,
-    ready: :none,
-    stdout_bytes: 0,
-    stderr_bytes: 0,
-    line_count: 0
-  ]
-
-  @impl true
-  def init({command, args, opts, own, {starter, ref}}) do
-    # A supervisor's shutdown must run terminate/2, which stops the tree.
-    Process.flag(:trap_exit, true)
-    if own.start_counter, do: :counters.add(own.start_counter, 1, 1)
-
-    with {:ok, n} <- :corral_opts.normalize(command, args, opts, :daemon),
-         n = Corral.Supervised.fit_shutdown(n, own.shutdown),
-         :ok <- run_wait_for(n.wait_for),
-         {:ok, port, os_pid} <- :corral.spawn_normalized(n) do
-      Logger.metadata(n.logger_metadata ++ [corral_cmd: command, corral_args: args])
-
-      s = %__MODULE__{
-        port: port,
-        os_pid: os_pid,
-        n: n,
-        lines: %{stdout: :corral_lines.new(n.lines), stderr: :corral_lines.new(n.lines)},
-        started_at: System.system_time(:millisecond),
-        started_mono: System.monotonic_time(:millisecond),
-        start_counter: own.start_counter,
-        ready: n.ready
-      }
-
-      case await_ready(s) do
-        {:ok, s} ->
-          {:ok, s}
-
-        {:error, reason, s} ->
-          stop_program(s)
-          send(starter, {ref, reason})
-          :ignore
-      end
-    else
-      {:error, reason} ->
-        send(starter, {ref, reason})
-        :ignore
-    end
-  end
-
-  defp run_wait_for(nil), do: :ok
-  defp run_wait_for(:undefined), do: :ok
-
-  defp run_wait_for(fun) do
-    case fun.() do
-      {:error, reason} -> {:error, {:wait_for_failed, reason}}
-      _ -> :ok
-    end
-  catch
-    :error, e -> {:error, {:wait_for_failed, Exception.normalize(:error, e, __STACKTRACE__)}}
-    kind, reason -> {:error, {:wait_for_failed, {kind, reason}}}
-  end
-
-  @impl true
-  def handle_call(:os_pid, _from, s), do: {:reply, s.os_pid, s}
-  # After the program exited (during :min_uptime), its port is gone.
-  def handle_call(:port, _from, %{port: nil} = s), do: {:reply, :closed, s}
-  def handle_call(:port, _from, s), do: {:reply, s.port, s}
-  def handle_call({:signal, _}, _from, %{port: nil} = s), do: {:reply, {:error, :not_running}, s}
-  def handle_call({:signal, n}, _from, s), do: {:reply, :corral.signal(s.port, n), s}
-
-  def handle_call(:statistics, _from, s) do
-    restarts = if s.start_counter, do: max(:counters.get(s.start_counter, 1) - 1, 0), else: 0
-
-    stats = %{
-      output_byte_count: s.stdout_bytes + s.stderr_bytes,
-      stdout_bytes: s.stdout_bytes,
-      stderr_bytes: s.stderr_bytes,
-      lines: s.line_count,
-      started_at: s.started_at,
-      uptime_ms: System.system_time(:millisecond) - s.started_at,
-      restarts: restarts
-    }
-
-    {:reply, stats, s}
-  end
-
-  @impl true
-  def handle_info({port, msg}, %{port: port} = s) do
-    case port_message(msg, s) do
-      {:cont, s} -> {:noreply, s}
-      {:exit, terminal, s} -> exit_after_min_uptime(exit_reason(terminal, s), %{s | port: nil})
-    end
-  end
-
-  def handle_info({:min_uptime, reason}, s), do: {:stop, reason, s}
-
-  def handle_info({:EXIT, port, _}, %{port: port} = s), do: {:noreply, s}
-
-  # Trapping exits must not make links one-way: a linked process other than
-  # the parent (which gen_server handles) that fails takes us down.
-  def handle_info({:EXIT, _pid, :normal}, s), do: {:noreply, s}
-  def handle_info({:EXIT, _pid, reason}, s), do: {:stop, reason, s}
-  def handle_info(_, s), do: {:noreply, s}
-
-  # Crash reports show the program, not the whole environment.
-  @impl true
-  def format_status(_opt, [_pdict, s]) do
-    [data: [{~c"State", %{s | n: Map.take(s.n, [:log, :log_prefix, :window, :lines])}}]]
-  end
-
-  @impl true
-  def terminate(_reason, %{port: port} = s) when port != nil, do: stop_program(s)
-  def terminate(_reason, _s), do: :ok
-
-  ## ---------------------------------------------------------------------
-  ## Internals
-
-  # A program that exits sooner than :min_uptime after its start ends the
-  # GenServer only once that time has passed, so that a crash loop restarts
-  # at most once per :min_uptime instead of exhausting the supervisor's
-  # restart intensity in milliseconds.
-  defp exit_after_min_uptime(reason, s) do
-    left = s.started_mono + s.n.min_uptime - System.monotonic_time(:millisecond)
-
-    if left > 0 do
-      Process.send_after(self(), {:min_uptime, reason}, left)
-      {:noreply, s}
-    else
-      {:stop, reason, s}
-    end
-  end
-
-  defp exit_reason({:exit_status, 0}, _s), do: :normal
-  defp exit_reason({:exit_status, n}, s), do: s.n.exit_status_to_reason.(n)
-  defp exit_reason({:exit_signal, n}, _s), do: {:exit_signal, n}
-  defp exit_reason({:error, reason}, _s), do: {:error, reason}
-
-  # One message of the port: output is logged line by line and only then
-  # acknowledged, so unlogged output never exceeds the window (plus the
-  # partial line each splitter holds).
-  defp port_message({:data, kind, bin}, s) do
-    s = s |> count(kind, byte_size(bin)) |> log_slices(kind, bin)
-    :ok = :corral.ack(s.port, byte_size(bin))
-    {:cont, s}
-  end
-
-  defp port_message({:stdin_error, _}, s), do: {:cont, s}
-  defp port_message({:started, _}, s), do: {:cont, s}
-
-  defp port_message(terminal, s) do
-    :corral.flush_exit(s.port)
-
-    s =
-      Enum.reduce([:stdout, :stderr], s, fn kind, s ->
-        {lines, splitter} = :corral_lines.flush(s.lines[kind])
-        s = %{s | lines: %{s.lines | kind => splitter}}
-        Enum.reduce(lines, s, &log_line(&2, kind, &1))
-      end)
-
-    {:exit, terminal, s}
-  end
-
-  # A chunk is split a slice at a time: a chunk of short lines would
-  # otherwise become a list of many thousand lines on the heap at once.
-  defp log_slices(s, _kind, <<>>), do: s
-
-  defp log_slices(s, kind, bin) do
-    {slice, rest} =
-      case bin do
-        <<slice::binary-size(@slice_bytes), rest::binary>> -> {slice, rest}
-        _ -> {bin, <<>>}
-      end
-
-    {lines, splitter} = :corral_lines.feed(slice, s.lines[kind])
-    s = %{s | lines: %{s.lines | kind => splitter}}
-    s = Enum.reduce(lines, s, &log_line(&2, kind, &1))
-    log_slices(s, kind, rest)
-  end
-
-  defp count(s, :stdout, bytes), do: %{s | stdout_bytes: s.stdout_bytes + bytes}
-  defp count(s, :stderr, bytes), do: %{s | stderr_bytes: s.stderr_bytes + bytes}
-
-  defp log_line(s, kind, line) do
-    text = line |> chomp() |> safe_utf8()
-
-    text =
-      case s.n.log_transform do
-        :undefined -> text
-        transform -> IO.chardata_to_string(transform.(text))
-      end
-
-    s = ready_line(s, text)
-
-    case {s.n.logger_fun, s.n.log[kind]} do
-      {_, :none} -> :ok
-      {:undefined, level} -> Logger.log(level, s.n.log_prefix <> text, corral_stream: kind)
-      {{m, f, a}, _} -> apply(m, f, [text | a])
-      {fun, _} -> fun.(text)
-    end
-
-    %{s | line_count: s.line_count + 1}
-  end
-
-  defp chomp(line) do
-    case :binary.last(line) do
-      ?\n -> :binary.part(line, 0, byte_size(line) - 1)
-      _ -> line
-    end
-  end
-
-  # Valid UTF-8 as it is; every invalid byte (or truncated sequence at the
-  # end) becomes U+FFFD, so that Logger and its handlers never see it.
-  defp safe_utf8(bin) do
-    if String.valid?(bin), do: bin, else: IO.iodata_to_binary(replace_invalid(bin))
-  end
-
-  defp replace_invalid(<<>>), do: []
-
-  defp replace_invalid(bin) do
-    case :unicode.characters_to_binary(bin) do
-      good when is_binary(good) -> [good]
-      {:error, good, <<_, rest::binary>>} -> [good, "\uFFFD" | replace_invalid(rest)]
-      {:incomplete, good, _} -> [good, "\uFFFD"]
-    end
-  end
-
-  defp ready_line(%{ready: {:line, mp}} = s, text) do
-    if :re.run(text, mp, [{:capture, :none}]) == :match, do: %{s | ready: :ready}, else: s
-  end
-
-  defp ready_line(s, _text), do: s
-
-  # Runs in init/1: handles the port's messages (logging them) until the
-  # check passes, the program exits or the time is up.
-  defp await_ready(%{ready: :none} = s), do: {:ok, s}
-
-  defp await_ready(s) do
-    check = s.ready
-    deadline = System.monotonic_time(:millisecond) + s.n.ready_timeout
-    ready_loop(%{s | ready: check}, check, deadline)
-  end
-
-  defp ready_loop(%{ready: :ready} = s, _check, _deadline), do: {:ok, %{s | ready: :none}}
-
-  defp ready_loop(s, check, deadline) do
-    port = s.port
-    left = deadline - System.monotonic_time(:millisecond)
-    wait = if match?({:line, _}, check), do: max(left, 0), else: min(max(left, 0), @poll_ms)
-
-    receive do
-      {^port, msg} ->
-        case port_message(msg, s) do
-          {:cont, s} ->
-            ready_loop(s, check, deadline)
-
-          {:exit, terminal, s} ->
-            {:error, {:exited_before_ready, :corral.status(terminal)}, %{s | port: nil}}
-        end
-    after
-      wait ->
-        cond do
-          poll(check, deadline) -> ready_loop(%{s | ready: :ready}, check, deadline)
-          System.monotonic_time(:millisecond) >= deadline -> {:error, timeout_error(s), s}
-          true -> ready_loop(s, check, deadline)
-        end
-    end
-  end
-
-  defp poll({:tcp, host, port}, deadline) do
-    left = max(deadline - System.monotonic_time(:millisecond), 1)
-
-    case :gen_tcp.connect(host, port, [], min(left, 1000)) do
-      {:ok, socket} ->
-        :gen_tcp.close(socket)
-        true
-
-      {:error, _} ->
-        false
-    end
-  end
-
-  defp poll({:call, fun}, _deadline) do
-    fun.() in [true, :ok]
-  catch
-    _, _ -> false
-  end
-
-  defp poll({:line, _}, _deadline), do: false
-
-  defp timeout_error(s) do
-    check =
-      case s.ready do
-        {:line, _} -> :line
-        {:tcp, host, port} -> {:tcp, host, port}
-        {:call, fun} -> fun
-      end
-
-    {:ready_timeout, check, s.n.ready_timeout}
-  end
-
-  # Stops the program and logs what it still writes until its whole tree
-  # is gone.
-  defp stop_program(%{port: nil}), do: :ok
-
-  defp stop_program(s) do
-    _ = :corral.request_stop(s.port)
-    drain(s)
-  end
-
-  defp drain(s) do
-    port = s.port
-
-    receive do
-      {^port, msg} ->
-        case port_message(msg, s) do
-          {:cont, s} -> drain(s)
-          {:exit, _terminal, _s} -> :ok
-        end
-    end
-  end
+  defdelegate cgset(server, variable, value), to: :corral_daemon
 end

@@ -67,14 +67,8 @@ defmodule Corral.Supervised do
   @doc """
   Lowers the normalized `kill_timeout` so that SIGKILL comes early enough
   for the tree to be gone before the supervisor's shutdown time runs out
-  and it kills the GenServer (after which the tree would be stopped without
-  anyone waiting for it): at most `max(shutdown - 500, div(shutdown, 2))`
-  ms, at once with `:brutal_kill`.
+  (see `:corral_daemon.fit_shutdown/2`).
   """
   @spec fit_shutdown(map(), :infinity | :brutal_kill | non_neg_integer()) :: map()
-  def fit_shutdown(n, :infinity), do: n
-  def fit_shutdown(n, :brutal_kill), do: put_in(n.request.kill_timeout, 0)
-
-  def fit_shutdown(n, ms),
-    do: update_in(n.request.kill_timeout, &min(&1, max(ms - 500, div(ms, 2))))
+  defdelegate fit_shutdown(n, shutdown), to: :corral_daemon
 end
