@@ -121,7 +121,8 @@ child_spec([Cmd, Args, Opts0]) ->
     {Counter, O4} = Take(start_counter, counters:new(1, []), O3),
     #{
         id => Id,
-        start => {?MODULE, start_link, [[Cmd, Args, O4 ++ [{start_counter, Counter}, {shutdown, Shutdown}]]]},
+        start =>
+            {?MODULE, start_link, [[Cmd, Args, O4 ++ [{start_counter, Counter}, {shutdown, Shutdown}]]]},
         restart => Restart,
         shutdown => Shutdown,
         type => worker
@@ -240,9 +241,8 @@ maybe_start({ok, N0}, Cmd, Args, Own) ->
         ok ->
             case corral:spawn_normalized(N) of
                 {ok, Port, OsPid} ->
-                    logger:update_process_metadata(
-                        maps:from_list(maps:get(logger_metadata, N) ++ [{corral_cmd, Cmd}, {corral_args, Args}])
-                    ),
+                    Meta = maps:get(logger_metadata, N) ++ [{corral_cmd, Cmd}, {corral_args, Args}],
+                    logger:update_process_metadata(maps:from_list(Meta)),
                     Max = maps:get(lines, N),
                     S = #s{
                         port = Port,
@@ -312,7 +312,8 @@ handle_cast(_, S) -> {noreply, S}.
 handle_info({Port, Msg}, #s{port = Port} = S) ->
     case port_message(Msg, S) of
         {cont, S1} -> {noreply, S1};
-        {exit, Terminal, S1} -> exit_after_min_uptime(exit_reason(Terminal, S1), S1#s{port = undefined})
+        {exit, Terminal, S1} ->
+            exit_after_min_uptime(exit_reason(Terminal, S1), S1#s{port = undefined})
     end;
 handle_info({min_uptime, Reason}, S) ->
     {stop, Reason, S};
@@ -404,7 +405,8 @@ log_line(#s{n = N} = S, Kind, Line) ->
     S1 = ready_line(S, Text),
     case {maps:get(logger_fun, N), maps:get(Kind, maps:get(log, N))} of
         {_, none} -> ok;
-        {undefined, Level} -> logger:log(Level, [maps:get(log_prefix, N), Text], #{corral_stream => Kind});
+        {undefined, Level} ->
+            logger:log(Level, [maps:get(log_prefix, N), Text], #{corral_stream => Kind});
         {{M, F, A}, _} -> apply(M, F, [Text | A]);
         {Fun, _} -> Fun(Text)
     end,

@@ -442,7 +442,8 @@ do_normalize(Cmd, Args, Opts, Context, Allowed) ->
             {true, _} -> merge;
             {false, true} -> capture;
             {false, false} ->
-                stderr_mode(Context, Log, Get(log_stderr_level, default), canonical(stderr, Get(stderr, default)))
+                StderrLevel = Get(log_stderr_level, default),
+                stderr_mode(Context, Log, StderrLevel, canonical(stderr, Get(stderr, default)))
         end,
     Stdout =
         case {CaptureStderrOnly, Log} of
