@@ -3,9 +3,10 @@
 %%
 %% Every entry point passes its command, arguments and options through
 %% {@link normalize/4} with its context (`open', `cmd', `stream',
-%% `process'); the result, a {@link normalized()} map, is all the entry
-%% point needs: the spawner's request, and what to do with stderr, stdin
-%% input, the exit status and lines. Errors name the option and the value,
+%% `process', `daemon'); the result, a {@link normalized()} map, is all the
+%% entry point needs: the spawner's request, and what to do with stderr,
+%% stdin input, the exit status and lines (and, for a daemon, how lines are
+%% logged, its readiness check and its crash-loop delay). Errors name the option and the value,
 %% before any system call is made:
 %%
 %% <ul>
