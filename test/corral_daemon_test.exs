@@ -307,6 +307,27 @@ defmodule Corral.DaemonTest do
       assert lines == ["abcd", "efgh", "ij", "xy"]
     end
 
+    test "128 MiB written as fast as it can be: the VM's memory stays bounded" do
+      before = :erlang.memory(:total)
+      count = :counters.new(1, [])
+      script = "yes $(printf %0999d 0) | head -c 134217728"
+      pid = trap_start("sh", ["-c", script], logger_fun: fn _ -> :counters.add(count, 1, 1) end)
+
+      peak =
+        Stream.repeatedly(fn ->
+          receive do
+            {:EXIT, ^pid, :normal} -> :done
+          after
+            20 -> :erlang.memory(:total)
+          end
+        end)
+        |> Enum.take_while(&(&1 != :done))
+        |> Enum.max(fn -> before end)
+
+      assert :counters.get(count, 1) == div(134_217_728, 1000) + 1
+      assert peak - before < 64 * 1024 * 1024
+    end
+
     test "invalid UTF-8 is made safe before log_transform and Logger" do
       me = self()
 
@@ -529,18 +550,59 @@ defmodule Corral.DaemonTest do
   end
 
   describe "as MuonTrap" do
+    # From MuonTrap.Daemon's documentation: its child spec form, options,
+    # os_pid/1, statistics/1 and restart semantics, through the alias a
+    # MuonTrap user would switch with.
     alias Corral, as: MuonTrap
 
     @tag capture_log: true
-    test "MuonTrap.Daemon's documented use" do
-      sup =
-        start_sup([
-          {MuonTrap.Daemon, ["sh", ["-c", "echo hello; sleep 60"], [log_output: :debug, id: :mt]]}
-        ])
+    test "the documented child spec, log_output and statistics" do
+      pid =
+        start_supervised!(
+          {MuonTrap.Daemon,
+           ["sh", ["-c", "echo hello; sleep 60"], [log_output: :debug, cd: "/tmp"]]}
+        )
 
-      pid = child_pid(sup, :mt)
       assert is_integer(MuonTrap.Daemon.os_pid(pid))
       assert eventually(fn -> MuonTrap.Daemon.statistics(pid).output_byte_count == 6 end)
+    end
+
+    test "log_prefix, stderr_to_stdout, delay_to_sigkill, stdio_window" do
+      log =
+        capture_log(fn ->
+          pid =
+            trap_start("sh", ["-c", "echo to-err >&2"],
+              log_output: :warning,
+              log_prefix: "mt: ",
+              stderr_to_stdout: true,
+              delay_to_sigkill: 100,
+              stdio_window: 4096
+            )
+
+          assert_receive {:EXIT, ^pid, :normal}, 2000
+        end)
+
+      assert log =~ ~r/\[warning\]\s+mt: to-err/
+    end
+
+    @tag capture_log: true
+    test "exit_status_to_reason decides whether :transient restarts" do
+      me = self()
+
+      start_supervised!({MuonTrap.Daemon,
+       [
+         "sh",
+         ["-c", "sleep 0.1; exit 2"],
+         [
+           restart: :transient,
+           # Status 2 means "done" for this program: no restart.
+           exit_status_to_reason: fn 2 -> :normal end,
+           wait_for: fn -> send(me, :started) end
+         ]
+       ]})
+
+      assert_receive :started, 2000
+      refute_receive :started, 500
     end
   end
 end
