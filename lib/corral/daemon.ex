@@ -9,7 +9,9 @@ defmodule Corral.Daemon do
       Supervisor.start_link(children, strategy: :one_for_one)
 
   It takes `MuonTrap.Daemon`'s arguments and options, so a MuonTrap user
-  can switch with `alias Corral, as: MuonTrap`.
+  can switch with `alias Corral, as: MuonTrap`. The implementation is the
+  Erlang `:corral_daemon` (same options, as a proplist or map), which logs
+  through Erlang's `:logger`; Elixir's Logger receives those events.
 
   ## Supervision
 
