@@ -198,8 +198,10 @@ defmodule Corral.Daemon do
 
   @doc """
   Writes `data` to the program's stdin, from the caller (which is suspended
-  while the driver's stdin queue is full). `{:error, :closed}` once the
-  program has exited.
+  while the driver's stdin queue is full). `{:error, :closed}` when the
+  program has exited but the GenServer has not ended yet (see
+  `:min_uptime`); once it has ended, the call exits as `GenServer.call/2`
+  does.
   """
   @spec write(t(), iodata()) :: :ok | {:error, :closed}
   defdelegate write(server, data), to: :corral_daemon
