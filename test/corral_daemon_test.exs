@@ -235,6 +235,17 @@ defmodule Corral.DaemonTest do
       Supervisor.stop(sup)
     end
 
+    @tag capture_log: true
+    test "during min_uptime the GenServer still answers, and then ends with the program's reason" do
+      t0 = System.monotonic_time(:millisecond)
+      pid = trap_start("sh", ["-c", "exit 1"], min_uptime: 300)
+      assert eventually(fn -> Daemon.write(pid, "x") == {:error, :closed} end)
+      assert Daemon.signal(pid, :sighup) == {:error, :not_running}
+      assert is_integer(Daemon.os_pid(pid))
+      assert_receive {:EXIT, ^pid, {:exit_status, 1}}, 2000
+      assert System.monotonic_time(:millisecond) - t0 >= 300
+    end
+
     test "two daemons with distinct ids, and name registration" do
       sup =
         start_sup([
