@@ -3,9 +3,10 @@
 %%
 %% Every entry point passes its command, arguments and options through
 %% {@link normalize/4} with its context (`open', `cmd', `stream',
-%% `process'); the result, a {@link normalized()} map, is all the entry
-%% point needs: the spawner's request, and what to do with stderr, stdin
-%% input, the exit status and lines. Errors name the option and the value,
+%% `process', `daemon'); the result, a {@link normalized()} map, is all the
+%% entry point needs: the spawner's request, and what to do with stderr,
+%% stdin input, the exit status and lines (and, for a daemon, how lines are
+%% logged, its readiness check and its crash-loop delay). Errors name the option and the value,
 %% before any system call is made:
 %%
 %% <ul>
@@ -36,7 +37,9 @@
     unsupported/0,
     signal_number/1,
     spawn_keys/0,
-    cmd_keys/0
+    cmd_keys/0,
+    daemon_keys/0,
+    log_level/1
 ]).
 
 -export_type([
@@ -48,7 +51,9 @@
     stderr/0,
     input/0,
     sink/0,
-    signal/0
+    signal/0,
+    log_level/0,
+    ready/0
 ]).
 
 -define(DEFAULT_WINDOW, 1048576).
@@ -57,6 +62,9 @@
 %% write, and one message, carries up to a quarter MiB; 0 keeps the kernel's.
 -define(DEFAULT_PIPE_SIZE, 262144).
 -define(DEFAULT_MAX_LINE, 65536).
+%% A daemon logs a line whole up to this size; beyond, in pieces.
+-define(DEFAULT_DAEMON_MAX_LINE, 1048576).
+-define(DEFAULT_READY_TIMEOUT, 10000).
 
 %% A signal by name (`sigterm' or `term', ...) or by number.
 -type signal() :: atom() | 1..64.
@@ -126,27 +134,74 @@
     %% -- stream and process --
     %% Elements are lines (see corral_lines). Default false.
     | {lines, boolean()}
-    %% Longest line text before it is cut in pieces. Default 65536.
-    | {max_line_length, pos_integer()}.
+    %% Longest line text before it is cut in pieces. Default 65536
+    %% (daemon: 1 MiB).
+    | {max_line_length, pos_integer()}
+    %% -- daemon (Corral.Daemon) --
+    %% The level output is logged at; `nil', `none' or `false': not logged
+    %% (and stdout is /dev/null). Default nil, as MuonTrap's.
+    | {log_output, log_level() | nil | none | false}
+    %% The level of stderr's lines; `none': stderr is /dev/null. Default:
+    %% log_output's.
+    | {log_stderr_level, log_level() | nil | none | false}
+    %% Put before every logged line. Default: the command, then ": ".
+    | {log_prefix, text()}
+    %% Fun(Line) -> Line applied to every line (after invalid UTF-8 was
+    %% replaced) before it is logged or given to logger_fun.
+    | {log_transform, fun((binary()) -> iodata())}
+    %% Logger metadata of every logged line.
+    | {logger_metadata, [{atom(), term()}]}
+    %% Called with every line instead of logging it: Fun(Line), or
+    %% apply(M, F, [Line | A]).
+    | {logger_fun, fun((binary()) -> term()) | {module(), atom(), list()}}
+    %% Fun(Status) -> the daemon's exit reason for a status other than 0.
+    %% Default {exit_status, Status}.
+    | {exit_status_to_reason, fun((pos_integer()) -> term())}
+    %% Run before the program is started; what it raises fails the start.
+    | {wait_for, fun(() -> term())}
+    %% Checked before start returns: `{line, Regex}' (a line of output
+    %% matching it, an Elixir Regex, a re pattern or a compiled one),
+    %% `{tcp, Port}' or `{tcp, Host, Port}' (a connection accepted), or a
+    %% 0-arity fun that returns true (or ok) once ready.
+    | {ready, {line, term()} | {tcp, inet:port_number()} | {tcp, term(), inet:port_number()}
+        | fun(() -> term())}
+    %% ms the ready check may take. Default 10000.
+    | {ready_timeout, pos_integer()}
+    %% ms after the program's start before its exit is reported: a program
+    %% that fails at once ends its daemon no faster than this. Default 0.
+    | {min_uptime, non_neg_integer()}.
 
 -type options() :: [option()] | #{atom() => term()}.
 
 %% The entry point: its accepted keys, its defaults and the meaning of the
 %% `stderr' values depend on it. A list of keys is the `open' context
 %% restricted to those keys.
--type context() :: open | cmd | stream | process.
+-type context() :: open | cmd | stream | process | daemon.
+
+%% A Logger level (`warn' is taken for `warning').
+-type log_level() :: emergency | alert | critical | error | warning | notice | info | debug.
+
+%% The daemon's readiness check, decided: `none', a line matching a
+%% compiled pattern, a TCP connection, or a fun polled until true or ok.
+-type ready() ::
+    none
+    | {line, re:mp()}
+    | {tcp, inet:hostname() | inet:ip_address(), inet:port_number()}
+    | {call, fun(() -> term())}.
 
 %% What becomes of the child's stderr, decided once for every entry point:
 %% <ul>
 %% <li>`inherit': the child writes to the VM's own fd 2 (cmd's default, as
-%%     with System.cmd/3; `{stderr, inherit}' anywhere);</li>
+%%     with System.cmd/3; a daemon's that does not log; `{stderr, inherit}'
+%%     anywhere);</li>
 %% <li>`forward': read by Corral and copied to `standard_error', so that
 %%     group leaders and capture_io see it (the default of stream and
 %%     process; `pipe' there, and `consume' in cmd);</li>
 %% <li>`capture': read and delivered to the caller: `{data, stderr, _}'
 %%     messages (open), `{stderr, Bin}' elements (stream, with `consume'),
 %%     `read_stderr' (process, with `consume'), the output (cmd, with
-%%     `capture_stderr_only');</li>
+%%     `capture_stderr_only'), logged (daemon, the default when stderr is
+%%     logged: see `log_stderr_level');</li>
 %% <li>`merge': into stdout, by the OS (`redirect', `stdout',
 %%     `{stderr_to_stdout, true}');</li>
 %% <li>`discard': /dev/null (`discard', `null').</li>
@@ -194,8 +249,19 @@
 %%     unset);</li>
 %% <li>`fold': cmd's `{Fun, Acc0}', or `undefined'.</li>
 %% </ul>
-%% Entry points added later (e.g. a daemon with log options) add keys of
-%% their own; the keys above keep their meaning.
+%% The daemon context adds (see {@link daemon_keys/0}):
+%% <ul>
+%% <li>`log': `#{stdout => Level | none, stderr => Level | none}', the
+%%     level of each stream's lines (`none': not logged; a stream not
+%%     logged is not read: /dev/null, or the VM's stderr);</li>
+%% <li>`log_prefix' (a binary), `log_transform' and `logger_fun'
+%%     (`undefined' when not given), `logger_metadata' (a list);</li>
+%% <li>`exit_status_to_reason': a fun of one argument;</li>
+%% <li>`wait_for': `undefined' or a 0-arity fun;</li>
+%% <li>`ready': {@link ready()}; `ready_timeout': ms;</li>
+%% <li>`min_uptime': ms.</li>
+%% </ul>
+%% A daemon's `lines' is always its maximum line length: it logs lines.
 -type normalized() :: #{
     context := context(),
     request := request(),
@@ -208,7 +274,17 @@
     lines := false | pos_integer(),
     timeout := pos_integer() | infinity,
     max_output_size := pos_integer() | infinity,
-    fold := undefined | {fun((binary(), term()) -> term()), term()}
+    fold := undefined | {fun((binary(), term()) -> term()), term()},
+    log => #{stdout := log_level() | none, stderr := log_level() | none},
+    log_prefix => binary(),
+    log_transform => undefined | fun((binary()) -> iodata()),
+    logger_metadata => [{atom(), term()}],
+    logger_fun => undefined | fun((binary()) -> term()) | {module(), atom(), list()},
+    exit_status_to_reason => fun((pos_integer()) -> term()),
+    wait_for => undefined | fun(() -> term()),
+    ready => ready(),
+    ready_timeout => pos_integer(),
+    min_uptime => non_neg_integer()
 }.
 
 %%% ------------------------------------------------------------------------
@@ -241,12 +317,32 @@ spawn_keys() ->
 cmd_keys() ->
     [timeout, input, max_output_size, capture_stderr_only, fold].
 
+%% @doc Options that only a daemon (Corral.Daemon) takes.
+-spec daemon_keys() -> [atom()].
+daemon_keys() ->
+    [
+        log_output,
+        log_stderr_level,
+        log_prefix,
+        log_transform,
+        logger_metadata,
+        logger_fun,
+        capture_stderr_only,
+        max_line_length,
+        exit_status_to_reason,
+        wait_for,
+        ready,
+        ready_timeout,
+        min_uptime
+    ].
+
 %% @doc Every option an entry point accepts.
 -spec keys(context()) -> [atom()].
 keys(open) -> spawn_keys();
 keys(cmd) -> spawn_keys() ++ cmd_keys();
 keys(stream) -> spawn_keys() ++ [input, ignore_epipe, lines, max_line_length];
-keys(process) -> spawn_keys() ++ [lines, max_line_length].
+keys(process) -> spawn_keys() ++ [lines, max_line_length];
+keys(daemon) -> spawn_keys() ++ daemon_keys().
 
 %% @doc Option aliases, `{Alias, Canonical}': the MuonTrap names.
 -spec aliases() -> [{atom(), atom()}].
@@ -334,6 +430,7 @@ do_normalize(Cmd, Args, Opts, Context, Allowed) ->
             A0 -> text(arg0, A0)
         end,
     CaptureStderrOnly = bool(capture_stderr_only, Get(capture_stderr_only, false)),
+    Log = log_levels(Context, Get, CaptureStderrOnly),
     %% As with System.cmd/3: the port's `parallelism' flag; the VM's default
     %% (+spp) when not given.
     PortOpts =
@@ -345,12 +442,16 @@ do_normalize(Cmd, Args, Opts, Context, Allowed) ->
         case {bool(stderr_to_stdout, Get(stderr_to_stdout, false)), CaptureStderrOnly} of
             {true, _} -> merge;
             {false, true} -> capture;
-            {false, false} -> stderr_mode(Context, canonical(stderr, Get(stderr, default)))
+            {false, false} ->
+                StderrLevel = Get(log_stderr_level, default),
+                stderr_mode(Context, Log, StderrLevel, canonical(stderr, Get(stderr, default)))
         end,
     Stdout =
-        case CaptureStderrOnly of
-            true -> null;
-            false -> stdout_mode(canonical(stdout, Get(stdout, pipe)))
+        case {CaptureStderrOnly, Log} of
+            {true, _} -> null;
+            %% A daemon reads only what it logs: the rest is not even piped.
+            {false, #{stdout := none}} -> null;
+            {false, _} -> stdout_mode(canonical(stdout, Get(stdout, pipe)))
         end,
     Input = input(Context, Get(input, undefined)),
     Stdin =
@@ -379,8 +480,13 @@ do_normalize(Cmd, Args, Opts, Context, Allowed) ->
             undefined -> Request0;
             Dir -> Request0#{cd => cd(Dir)}
         end,
-    MaxLine = pos_int(max_line_length, Get(max_line_length, ?DEFAULT_MAX_LINE)),
-    #{
+    MaxLine = pos_int(max_line_length, Get(max_line_length, default_max_line(Context))),
+    Lines =
+        case Context of
+            daemon -> true;
+            _ -> bool(lines, Get(lines, false))
+        end,
+    Common = #{
         context => Context,
         request => Request,
         window => pos_int(window, Get(window, ?DEFAULT_WINDOW)),
@@ -394,14 +500,131 @@ do_normalize(Cmd, Args, Opts, Context, Allowed) ->
         input => Input,
         ignore_epipe => bool(ignore_epipe, Get(ignore_epipe, false)),
         lines =>
-            case bool(lines, Get(lines, false)) of
+            case Lines of
                 true -> MaxLine;
                 false -> false
             end,
         timeout => timeout_value(Get(timeout, infinity)),
         max_output_size => max_output(Get(max_output_size, infinity)),
         fold => fold(Get(fold, undefined))
+    },
+    case Context of
+        daemon -> maps:merge(Common, daemon(Cmd, Get, Log));
+        _ -> Common
+    end.
+
+default_max_line(daemon) -> ?DEFAULT_DAEMON_MAX_LINE;
+default_max_line(_) -> ?DEFAULT_MAX_LINE.
+
+%% The level of each stream's lines, for a daemon; `undefined' elsewhere.
+%% A logger_fun gets the lines even without a level (it ignores it).
+log_levels(daemon, Get, CaptureStderrOnly) ->
+    Fun = Get(logger_fun, undefined) =/= undefined,
+    Out = optional_level(log_output, Get(log_output, nil), Fun),
+    Err = optional_level(log_stderr_level, Get(log_stderr_level, default), Out),
+    case CaptureStderrOnly of
+        true -> #{stdout => none, stderr => Err};
+        false -> #{stdout => Out, stderr => Err}
+    end;
+log_levels(_, _, _) ->
+    undefined.
+
+%% `default' (log_stderr_level not given) takes log_output's decision.
+optional_level(_, default, Inherited) -> Inherited;
+optional_level(_, Off, true) when Off =:= nil; Off =:= none; Off =:= false -> info;
+optional_level(_, Off, _) when Off =:= nil; Off =:= none; Off =:= false -> none;
+optional_level(Name, Level, _) ->
+    case log_level(Level) of
+        {ok, L} -> L;
+        error -> bad(Name, Level)
+    end.
+
+%% @doc A Logger level, `warn' taken for `warning'.
+-spec log_level(term()) -> {ok, log_level()} | error.
+log_level(warn) ->
+    {ok, warning};
+log_level(L) ->
+    case lists:member(L, [emergency, alert, critical, error, warning, notice, info, debug]) of
+        true -> {ok, L};
+        false -> error
+    end.
+
+daemon(Cmd, Get, Log) ->
+    Prefix =
+        case Get(log_prefix, undefined) of
+            undefined -> <<(text(command, Cmd))/binary, ": ">>;
+            P -> text(log_prefix, P)
+        end,
+    Timeout = pos_int(ready_timeout, Get(ready_timeout, ?DEFAULT_READY_TIMEOUT)),
+    #{
+        log => Log,
+        log_prefix => Prefix,
+        log_transform => optional_fun(log_transform, Get(log_transform, undefined), 1),
+        logger_metadata => metadata(Get(logger_metadata, [])),
+        logger_fun => logger_fun(Get(logger_fun, undefined)),
+        exit_status_to_reason =>
+            case optional_fun(exit_status_to_reason, Get(exit_status_to_reason, undefined), 1) of
+                undefined -> fun(N) -> {exit_status, N} end;
+                F -> F
+            end,
+        wait_for => optional_fun(wait_for, Get(wait_for, undefined), 0),
+        ready => ready(Get(ready, undefined)),
+        ready_timeout => Timeout,
+        min_uptime => non_neg_int(min_uptime, Get(min_uptime, 0))
     }.
+
+optional_fun(_, undefined, _) -> undefined;
+optional_fun(_, nil, _) -> undefined;
+optional_fun(_, F, Arity) when is_function(F, Arity) -> F;
+optional_fun(Name, V, _) -> bad(Name, V).
+
+logger_fun({M, F, A} = MFA) when is_atom(M), is_atom(F), is_list(A) -> MFA;
+logger_fun(V) -> optional_fun(logger_fun, V, 1).
+
+metadata(M) when is_list(M) ->
+    Pair = fun
+        ({K, _}) -> is_atom(K);
+        (_) -> false
+    end,
+    lists:all(Pair, M) orelse bad(logger_metadata, M),
+    M;
+metadata(M) ->
+    bad(logger_metadata, M).
+
+ready(undefined) -> none;
+ready(nil) -> none;
+ready({line, Pattern} = V) -> {line, pattern(Pattern, V)};
+ready({tcp, Port}) when is_integer(Port), Port > 0, Port < 65536 -> {tcp, {127, 0, 0, 1}, Port};
+ready({tcp, Host, Port} = V) when is_integer(Port), Port > 0, Port < 65536 ->
+    if
+        is_tuple(Host); is_atom(Host) ->
+            {tcp, Host, Port};
+        is_binary(Host); is_list(Host) ->
+            try unicode:characters_to_list(Host) of
+                H when is_list(H) -> {tcp, H, Port};
+                _ -> bad(ready, V)
+            catch
+                error:_ -> bad(ready, V)
+            end;
+        true ->
+            bad(ready, V)
+    end;
+ready(F) when is_function(F, 0) -> {call, F};
+ready(V) -> bad(ready, V).
+
+%% An Elixir Regex (its compiled pattern), a compiled re pattern, or a
+%% pattern in text.
+pattern(#{'__struct__' := 'Elixir.Regex', re_pattern := MP}, _) ->
+    MP;
+pattern({re_pattern, _, _, _, _} = MP, _) ->
+    MP;
+pattern(P, V) when is_binary(P); is_list(P) ->
+    case catch re:compile(P, [unicode]) of
+        {ok, MP} -> MP;
+        _ -> bad(ready, V)
+    end;
+pattern(_, V) ->
+    bad(ready, V).
 
 %% Resolves the executable like System.cmd/3: an absolute path is taken as
 %% it is, anything else is looked up with os:find_executable/1.
@@ -507,7 +730,18 @@ canonical(Option, Value) ->
         [] -> Value
     end.
 
-%% The `stderr' value of each entry point; see stderr().
+%% The `stderr' value of each entry point; see stderr(). A daemon reads
+%% stderr to log it; when it logs nothing, stderr is the VM's (as with
+%% MuonTrap), and /dev/null when stderr alone is not logged.
+stderr_mode(daemon, #{stderr := none}, default, M) when M =:= default; M =:= pipe; M =:= consume ->
+    inherit;
+stderr_mode(daemon, #{stderr := none}, _, M) when M =:= default; M =:= pipe; M =:= consume ->
+    discard;
+stderr_mode(daemon, _, _, M) when M =:= default; M =:= pipe; M =:= consume ->
+    capture;
+stderr_mode(Context, _, _, M) ->
+    stderr_mode(Context, M).
+
 stderr_mode(open, M) when M =:= default; M =:= pipe; M =:= consume -> capture;
 stderr_mode(cmd, default) -> inherit;
 stderr_mode(cmd, M) when M =:= pipe; M =:= consume -> forward;

@@ -139,7 +139,7 @@ defmodule Corral.Process do
   """
   @spec start_link(list()) :: GenServer.on_start()
   def start_link(arg) do
-    case split_arg(arg) do
+    case Corral.Supervised.split_arg(arg) do
       {:ok, command, args, opts} -> start_link(command, args, opts)
       {:error, _} = error -> error
     end
@@ -170,45 +170,7 @@ defmodule Corral.Process do
   `Supervisor.child_spec/2`, which cannot pass it on.
   """
   @spec child_spec(list()) :: Supervisor.child_spec()
-  def child_spec(arg) do
-    case split_arg(arg) do
-      {:ok, command, args, opts} ->
-        {id, opts} = Keyword.pop(opts, :id, __MODULE__)
-        {restart, opts} = Keyword.pop(opts, :restart, :permanent)
-        {stop_on_exit, opts} = Keyword.pop(opts, :stop_on_exit, true)
-        {shutdown, opts} = Keyword.pop(opts, :shutdown, 5000)
-        opts = opts ++ [stop_on_exit: stop_on_exit, shutdown: shutdown]
-
-        %{
-          id: id,
-          start: {__MODULE__, :start_link, [[command, args, opts]]},
-          restart: restart,
-          shutdown: shutdown,
-          type: :worker
-        }
-
-      {:error, reason} ->
-        raise ArgumentError, "bad Corral.Process child spec argument: #{inspect(reason)}"
-    end
-  end
-
-  defp split_arg([command, args]) when not is_tuple(command), do: {:ok, command, args, []}
-
-  defp split_arg([command, args, opts]) when not is_tuple(command) and is_list(opts),
-    do: {:ok, command, args, opts}
-
-  defp split_arg([{_, _} | _] = kw) do
-    case Keyword.pop(kw, :command) do
-      {nil, _} ->
-        {:error, {:missing_option, :command}}
-
-      {command, kw} ->
-        {args, opts} = Keyword.pop(kw, :args, [])
-        {:ok, command, args, opts}
-    end
-  end
-
-  defp split_arg(other), do: {:error, {:bad_arg, other}}
+  def child_spec(arg), do: Corral.Supervised.child_spec(__MODULE__, arg, stop_on_exit: true)
 
   defp do_start(how, command, args, opts) do
     with {:ok, own, opts} <- own_options(opts) do
@@ -244,7 +206,7 @@ defmodule Corral.Process do
       not is_boolean(own.stop_on_exit) ->
         {:error, {:bad_option, :stop_on_exit, own.stop_on_exit}}
 
-      not valid_shutdown?(own.shutdown) ->
+      not Corral.Supervised.valid_shutdown?(own.shutdown) ->
         {:error, {:bad_option, :shutdown, own.shutdown}}
 
       true ->
@@ -253,8 +215,6 @@ defmodule Corral.Process do
   end
 
   defp own_options(opts), do: {:error, {:bad_option, :options, opts}}
-
-  defp valid_shutdown?(s), do: s in [:infinity, :brutal_kill] or (is_integer(s) and s >= 0)
 
   @doc """
   Returns the next chunk of stdout (the next line with `lines: true`),
@@ -429,7 +389,7 @@ defmodule Corral.Process do
     Process.flag(:trap_exit, true)
 
     with {:ok, n} <- :corral_opts.normalize(command, args, opts, :process),
-         n = fit_shutdown(n, own.shutdown),
+         n = Corral.Supervised.fit_shutdown(n, own.shutdown),
          {:ok, port, os_pid} <- :corral.spawn_normalized(n) do
       {:ok,
        %__MODULE__{
@@ -448,15 +408,6 @@ defmodule Corral.Process do
         :ignore
     end
   end
-
-  # SIGKILL early enough that the tree is gone before the supervisor's
-  # shutdown time runs out and it kills the GenServer (after which the tree
-  # would be stopped without anyone waiting for it).
-  defp fit_shutdown(n, :infinity), do: n
-  defp fit_shutdown(n, :brutal_kill), do: put_in(n.request.kill_timeout, 0)
-
-  defp fit_shutdown(n, ms),
-    do: update_in(n.request.kill_timeout, &min(&1, max(ms - 500, div(ms, 2))))
 
   defp splitters(false), do: nil
   defp splitters(max), do: %{stdout: :corral_lines.new(max), stderr: :corral_lines.new(max)}

@@ -1,0 +1,231 @@
+defmodule Corral.Daemon do
+  @moduledoc """
+  A long-running OS program in a supervision tree, its output logged.
+
+      children = [
+        {Corral.Daemon, ["dnsmasq", ["--keep-in-foreground"], [log_output: :info]]}
+      ]
+
+      Supervisor.start_link(children, strategy: :one_for_one)
+
+  It takes `MuonTrap.Daemon`'s arguments and options, so a MuonTrap user
+  can switch with `alias Corral, as: MuonTrap`. The implementation is the
+  Erlang `:corral_daemon` (same options, as a proplist or map), which logs
+  through Erlang's `:logger`; Elixir's Logger receives those events.
+
+  ## Supervision
+
+  `child_spec/1` takes `[command, args]`, `[command, args, opts]` or a
+  keyword list with `:command`, `:args` (default `[]`) and the options; the
+  options may hold the spec's `:id` (default `Corral.Daemon`), `:restart`
+  (default `:permanent`) and `:shutdown` (default 5000 ms).
+
+  The GenServer ends when the program exits, with reason:
+
+    * `:normal` for exit status 0, so `restart: :transient` restarts the
+      program on failure only, and `:temporary` never;
+    * `exit_status_to_reason.(status)` for another status, by default
+      `{:exit_status, status}`;
+    * `{:exit_signal, n}` when the program died of signal `n` (this reason
+      does not go through `:exit_status_to_reason`);
+    * `{:error, reason}` when the program was lost (e.g. the spawner died).
+
+  Stopping the GenServer (a supervisor's shutdown, `GenServer.stop/1`)
+  stops the program's whole process tree and returns only once it is gone:
+  a restart never overlaps the old instance. SIGKILL follows the stop
+  signal after `:kill_timeout` (alias `:delay_to_sigkill`), lowered so that
+  it fits in `:shutdown` (see `Corral.Process.start/3`). Output the program
+  writes while it stops is still logged. If the GenServer is killed
+  brutally, the program's tree is stopped all the same, without anyone
+  waiting for it.
+
+  ## Crash loops
+
+  A program that fails at once is restarted at once, and a supervisor that
+  sees more than `:max_restarts` (default 3) restarts in `:max_seconds`
+  (default 5) gives up and takes its other children down. With
+  `min_uptime: ms`, an exit sooner than `ms` after the program's start
+  ends the GenServer only when `ms` have passed since that start (the
+  GenServer waits without blocking anyone; `os_pid/1` and `statistics/1`
+  still answer, `write/2` returns `{:error, :closed}`). A program that
+  fails at once is then restarted once per `ms`: with the supervisor's
+  defaults, `min_uptime: 2000` keeps a failing daemon retrying forever
+  without taking its siblings down.
+
+      {Corral.Daemon, ["flaky", [], [min_uptime: 2000]]}
+
+  ## Logging
+
+  Output is split into lines (`:corral_lines`), each logged without its
+  `"\\n"` as `log_prefix <> line` at the stream's level, with the metadata
+  `corral_stream: :stdout | :stderr`. A line longer than
+  `:max_line_length` bytes (default 1 MiB) is logged in pieces of that
+  size; the last line is logged at exit even without a `"\\n"`. Invalid
+  UTF-8 is replaced by U+FFFD before `:log_transform` and Logger see it.
+  Elixir's Logger truncates messages to its `:truncate` setting (8 KiB by
+  default); `:logger_fun` gets the line whole.
+
+  Output is acknowledged to the driver only after its lines were logged:
+  a program that writes faster than Logger (or `:logger_fun`) takes it is
+  held back in its own pipe, and the GenServer never holds more than the
+  credit window (`:window`, alias `:stdio_window`, 1 MiB) of unlogged
+  output plus one partial line per stream.
+
+  A stream that is not logged is not read: stdout goes to /dev/null, and
+  stderr to the VM's own stderr, as MuonTrap leaves it.
+
+  ## Options
+
+  Those of the program, as for `Corral.cmd/3`: `:cd`, `:env`, `:arg0`,
+  `:clear_env`, `:stdin` (`:pipe`, the default, for `write/2`, or `:null`),
+  `:stderr` (`:discard`, `:inherit`), `:kill_timeout`/`:delay_to_sigkill`,
+  `:stop_signal`, `:window`/`:stdio_window`, `:pipe_size`,
+  `:stderr_to_stdout`; and:
+
+    * `:name` — registers the GenServer.
+    * `:log_output` — the Logger level of the output's lines; `nil` (the
+      default) logs nothing.
+    * `:log_stderr_level` — the level of stderr's lines, when it should
+      differ; `:none` sends stderr to /dev/null. Default: `:log_output`'s.
+    * `:log_prefix` — put before each logged line. Default:
+      `"\#{command}: "`.
+    * `:log_transform` — a function from a line (valid UTF-8) to the text
+      to log.
+    * `:logger_metadata` — a keyword list added to the GenServer's Logger
+      metadata, with `corral_cmd` and `corral_args`.
+    * `:logger_fun` — a function of one argument, or `{m, f, a}` called as
+      `apply(m, f, [line | a])`, that gets every line (transformed, without
+      the prefix) instead of Logger. Output is read with it even when
+      `:log_output` is not set.
+    * `:capture_stderr_only` — log stderr only; stdout goes to /dev/null.
+    * `:max_line_length` — see "Logging". Default 1 MiB.
+    * `:exit_status_to_reason` — see "Supervision".
+    * `:wait_for` — a function of no arguments run in `init/1` before the
+      program starts. The supervisor waits for it (it starts children in
+      order, and a child after the daemon may rely on the program running),
+      but no longer: the program starts as soon as it returns. If it
+      raises, throws, exits or returns `{:error, reason}`, the start fails
+      with `{:error, {:wait_for_failed, reason}}` and no program is started.
+    * `:ready` — checked before `start_link` returns, so that the
+      supervisor starts the children after the daemon once the program
+      serves: `{:line, regex}` (a line of output matches; the line is
+      logged too), `{:tcp, port}` or `{:tcp, host, port}` (a connection is
+      accepted), or a function of no arguments polled every 50 ms until it
+      returns `true` or `:ok`.
+    * `:ready_timeout` — ms for `:ready`; default 10000. On expiry the
+      program's tree is stopped and the start fails with
+      `{:error, {:ready_timeout, check, ms}}`; a program that exits first
+      fails it with `{:error, {:exited_before_ready, status}}`.
+    * `:min_uptime` — see "Crash loops". Default 0.
+    * `:shutdown` — see "Supervision"; `child_spec/1` passes it on.
+
+  `:uid`, `:gid` and the cgroup options are refused with
+  `{:error, {:unsupported_option, name}}` until Corral's cgroup support
+  lands; so do `cgroup_config/1`, `cgroup_path/1`, `cgget/2` and `cgset/3`
+  return `{:error, :unsupported}`.
+  """
+
+  # The implementation is the Erlang :corral_daemon (a gen_server, logging
+  # through :logger, which Elixir's Logger receives); this module adds
+  # Elixir's argument forms and documentation.
+
+  @typedoc "A running daemon."
+  @type t :: GenServer.server()
+
+  ## ---------------------------------------------------------------------
+  ## API
+
+  @doc """
+  Starts `command` with `args` under a GenServer linked to the caller.
+  Returns `{:error, reason}` without starting anything for a bad option
+  (`{:bad_option, name, value}`, `{:unknown_option, name}`,
+  `{:unsupported_option, name}`), a program that cannot be started
+  (`:enoent`, `{errno, stage}`), and the `:wait_for` and `:ready` failures.
+  """
+  @spec start_link(binary(), [binary()], keyword()) :: GenServer.on_start()
+  def start_link(command, args, opts \\ []) when is_list(opts),
+    do: :corral_daemon.start_link(command, args, opts)
+
+  @doc """
+  `start_link/3` with its arguments in one list, as a supervisor calls it:
+  `[command, args]`, `[command, args, opts]`, or a keyword list with
+  `:command`, `:args` and the options.
+  """
+  @spec start_link(list()) :: GenServer.on_start()
+  def start_link(arg) do
+    case Corral.Supervised.split_arg(arg) do
+      {:ok, command, args, opts} -> start_link(command, args, opts)
+      {:error, _} = error -> error
+    end
+  end
+
+  @doc """
+  The child spec for `arg` (see "Supervision"). For `["sleep", ["600"]]`:
+
+      %{
+        id: Corral.Daemon,
+        start:
+          {Corral.Daemon, :start_link,
+           [["sleep", ["600"], [start_counter: counter, shutdown: 5000]]]},
+        restart: :permanent,
+        shutdown: 5000,
+        type: :worker
+      }
+
+  `counter` (a `:counters` reference) counts the starts of this spec, for
+  the `restarts` of `statistics/1`.
+  """
+  @spec child_spec(list()) :: Supervisor.child_spec()
+  def child_spec(arg),
+    do: Corral.Supervised.child_spec(__MODULE__, arg, start_counter: :counters.new(1, []))
+
+  @doc "The OS pid of the program (also its process group id)."
+  @spec os_pid(t()) :: pos_integer()
+  defdelegate os_pid(server), to: :corral_daemon
+
+  @doc """
+  Figures of the running program, MuonTrap's and more:
+
+    * `output_byte_count` — bytes of output read (stdout and stderr);
+    * `stdout_bytes`, `stderr_bytes`, `lines` — read and logged;
+    * `started_at` — when this program was started (`System.system_time`
+      in ms), `uptime_ms`;
+    * `restarts` — how many times the supervisor restarted the daemon (the
+      starts of its child spec minus one; 0 outside `child_spec/1`).
+  """
+  @spec statistics(t()) :: %{atom() => non_neg_integer()}
+  defdelegate statistics(server), to: :corral_daemon
+
+  @doc """
+  Writes `data` to the program's stdin, from the caller (which is suspended
+  while the driver's stdin queue is full). `{:error, :closed}` when the
+  program has exited but the GenServer has not ended yet (see
+  `:min_uptime`); once it has ended, the call exits as `GenServer.call/2`
+  does.
+  """
+  @spec write(t(), iodata()) :: :ok | {:error, :closed}
+  defdelegate write(server, data), to: :corral_daemon
+
+  @doc """
+  Sends a signal (`:sighup` to reload, `:hup`, or a number) to the
+  program's process group.
+  """
+  @spec signal(t(), atom() | 1..64) :: :ok | {:error, :not_running | {:bad_signal, term()}}
+  defdelegate signal(server, signal), to: :corral_daemon
+
+  @doc "Not available until Corral's cgroup support lands: `{:error, :unsupported}`."
+  @spec cgroup_config(t()) :: {:error, :unsupported}
+  defdelegate cgroup_config(server), to: :corral_daemon
+
+  @doc "Not available until Corral's cgroup support lands: `{:error, :unsupported}`."
+  @spec cgroup_path(t()) :: {:error, :unsupported}
+  defdelegate cgroup_path(server), to: :corral_daemon
+
+  @doc "Not available until Corral's cgroup support lands: `{:error, :unsupported}`."
+  @spec cgget(t(), String.t()) :: {:error, :unsupported}
+  defdelegate cgget(server, variable), to: :corral_daemon
+
+  @doc "Not available until Corral's cgroup support lands: `{:error, :unsupported}`."
+  @spec cgset(t(), String.t(), String.t()) :: {:error, :unsupported}
+  defdelegate cgset(server, variable, value), to: :corral_daemon
+end
