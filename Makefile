@@ -49,12 +49,16 @@ deps:
 priv-deps:
 	@sh scripts/deps.sh native
 
+# QUIET_BUILD: a cmake --build that prints only compiler diagnostics (and
+# keeps the build's exit status).
+QUIET_BUILD = set -o pipefail; cmake --build
+QUIET = | { grep -v -e '^\[' -e 'Entering' -e 'Leaving' || true; }
+
 # cmake_build TARGETS: configures build/native and builds TARGETS (all when
 # empty) into priv/, printing only compiler diagnostics.
 define cmake_build
 	@cmake -S c_src -B build/native -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
-	@set -o pipefail; cmake --build build/native -j$(JOBS) $(if $(1),--target $(1)) \
-		| { grep -v -e '^\[' -e 'Entering' -e 'Leaving' || true; }
+	@$(QUIET_BUILD) build/native -j$(JOBS) $(if $(1),--target $(1)) $(QUIET)
 endef
 
 native: deps
@@ -86,7 +90,7 @@ ctest: native
 
 ctest-asan: deps
 	@cmake -S c_src -B build/asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
-	@cmake --build build/asan -j$(JOBS) --target corral_tests corral_spawner
+	@$(QUIET_BUILD) build/asan -j$(JOBS) --target corral_tests corral_spawner $(QUIET)
 	@cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --output-on-failure -j$(JOBS)
 
@@ -97,13 +101,13 @@ PORTABLE_TESTS := '^(Child|Launch|SpawnerTest)\.'
 ctest-portable: deps
 	@cmake -S c_src -B build/portable -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCORRAL_PORTABLE_CLONE=ON \
 		$(CMAKE_ARGS) >/dev/null
-	@cmake --build build/portable -j$(JOBS) --target corral_tests corral_spawner
+	@$(QUIET_BUILD) build/portable -j$(JOBS) --target corral_tests corral_spawner $(QUIET)
 	@cd build/portable && ctest --output-on-failure -j$(JOBS) -R $(PORTABLE_TESTS)
 
 ctest-portable-asan: deps
 	@cmake -S c_src -B build/portable-asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON \
 		-DCORRAL_PORTABLE_CLONE=ON $(CMAKE_ARGS) >/dev/null
-	@cmake --build build/portable-asan -j$(JOBS) --target corral_tests corral_spawner
+	@$(QUIET_BUILD) build/portable-asan -j$(JOBS) --target corral_tests corral_spawner $(QUIET)
 	@cd build/portable-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --output-on-failure -j$(JOBS) -R $(PORTABLE_TESTS)
 
@@ -136,7 +140,7 @@ fuzz: native
 	@sh c_src/fuzz/deps.sh
 	@CC=clang CXX=clang++ cmake -S c_src/fuzz -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 		$(CMAKE_ARGS) >/dev/null
-	@cmake --build build/fuzz -j$(JOBS) | grep -v -e '^\[' -e 'Entering' -e 'Leaving' || true
+	@$(QUIET_BUILD) build/fuzz -j$(JOBS) $(QUIET)
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p build/fuzz/corpus/$$t build/fuzz/crashes/$$t; \
 		build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
