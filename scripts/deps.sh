@@ -8,7 +8,8 @@
 # also Elixir, EUnit, GoogleTest and clang-format, for Corral's own tests.
 # Each TOOL names a Debian package that installs a command of the same name
 # (`scripts/deps.sh all rebar3`), or an OTP application packaged as
-# erlang-APP (`scripts/deps.sh all erlang-edoc`).
+# erlang-APP (`scripts/deps.sh all erlang-edoc`), or is PACKAGE=FILE: the
+# package that installs FILE (`libboost1.74-dev=/usr/include/boost/process.hpp`).
 #
 # Without --install nothing is ever installed: a missing package stops the
 # build with the exact command to run. Only Corral's own top-level make
@@ -60,6 +61,7 @@ if [ "$group" = all ]; then
 fi
 for tool in "$@"; do
   case $tool in
+    *=*) need "${tool%%=*}" test -f "${tool#*=}" ;;
     erlang-*) need "$tool" erl_lib "${tool#erlang-}" ;;
     *) need "$tool" have "$tool" ;;
   esac
