@@ -152,12 +152,7 @@ defmodule Corral.Daemon do
   `:command`, `:args` and the options.
   """
   @spec start_link(list()) :: GenServer.on_start()
-  def start_link(arg) do
-    case Corral.Supervised.split_arg(arg) do
-      {:ok, command, args, opts} -> start_link(command, args, opts)
-      {:error, _} = error -> error
-    end
-  end
+  def start_link(arg), do: Corral.Supervised.start_link(__MODULE__, arg)
 
   @doc """
   The child spec for `arg` (see "Supervision"). For `["sleep", ["600"]]`:

@@ -28,6 +28,18 @@ defmodule Corral.Supervised do
   def split_arg(other), do: {:error, {:bad_arg, other}}
 
   @doc """
+  `module.start_link(command, args, opts)` for `arg` in any of
+  `split_arg/1`'s forms, as a supervisor calls `start_link/1`.
+  """
+  @spec start_link(module(), term()) :: GenServer.on_start()
+  def start_link(module, arg) do
+    case split_arg(arg) do
+      {:ok, command, args, opts} -> module.start_link(command, args, opts)
+      {:error, _} = error -> error
+    end
+  end
+
+  @doc """
   The child spec of `module` for `arg`: `:id` (default `module`), `:restart`
   (default `:permanent`) and `:shutdown` (default 5000) are taken from the
   options; `:shutdown` is passed on to the start options too, after
