@@ -81,9 +81,10 @@ fixtures: deps
 	@for f in test/fixtures/*.c; do [ -e "$$f" ] || continue; \
 		cc -O1 -Wall -Wextra -o test/fixtures/bin/$$(basename $$f .c) $$f || exit 1; done
 
-# exunit includes test/readme_test.exs (the README's code blocks).
+# exunit includes test/readme_test.exs (the README's code blocks); demo
+# runs the tour, so that `make demo` keeps working.
 test: ctest ctest-asan ctest-portable ctest-portable-asan eunit exunit rebar3 docs first-use \
-	fuzz memcheck
+	demo fuzz memcheck
 
 ctest: native
 	@cd build/native && ctest --output-on-failure -j$(JOBS)

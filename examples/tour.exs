@@ -124,7 +124,7 @@ Tour.step("Corral.Process: write, read, await from anywhere", fn ->
 end)
 
 Tour.step("Corral.Watcher: a second process whose death stops the child", fn ->
-  {:ok, port, pid} = :corral.open_pid("sleep", ["600"], [])
+  {:ok, port, pid} = :corral.spawn("sleep", ["600"], [])
   client = spawn(fn -> receive do: (:bye -> :ok) end)
   {:ok, _} = Corral.Watcher.start(port, [client])
   send(client, :bye)
