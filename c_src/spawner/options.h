@@ -30,7 +30,7 @@ struct SpawnSpec {
 };
 
 // Decodes buf, which must hold exactly one external term (with the version
-// byte): a map with atom keys as described in DESIGN.md. Never reads outside
+// byte): the request map corral_opts builds (atom keys). Never reads outside
 // buf. Returns true and fills spec, or false and sets error to a message that
 // names the offending key (for logs and tests; on the wire it is only EINVAL).
 bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error);
