@@ -144,16 +144,13 @@ int decode(std::string_view buf, Frame& f) {
   return -EBADMSG;
 }
 
-int send_frame(int sock, const Frame& f, const int* fds, size_t nfds) {
-  if (nfds > kMaxFds) return -EINVAL;
-  std::string buf;
-  encode(f, buf);
-  if (buf.size() > kMaxFrame) return -EMSGSIZE;
-  iovec iov{buf.data(), buf.size()};
+int send_bytes(int sock, std::string_view bytes, const int* fds, size_t nfds) {
+  if (nfds > kMaxSendFds) return -EINVAL;
+  iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * kMaxFds)];
+  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * kMaxSendFds)];
   if (nfds > 0) {
     std::memset(ctrl, 0, sizeof ctrl);
     msg.msg_control = ctrl;
@@ -169,6 +166,14 @@ int send_frame(int sock, const Frame& f, const int* fds, size_t nfds) {
     if (n >= 0) return 0;
     if (errno != EINTR) return -errno;
   }
+}
+
+int send_frame(int sock, const Frame& f, const int* fds, size_t nfds) {
+  if (nfds > kMaxFds) return -EINVAL;
+  std::string buf;
+  encode(f, buf);
+  if (buf.size() > kMaxFrame) return -EMSGSIZE;
+  return send_bytes(sock, buf, fds, nfds);
 }
 
 int recv_frame(int sock, Frame& f, std::vector<int>& fds) {

@@ -111,6 +111,15 @@ bool known_type(uint32_t t);
 // Uses MSG_NOSIGNAL, so a dead peer gives -EPIPE, never SIGPIPE.
 int send_frame(int sock, const Frame& f, const int* fds = nullptr, size_t nfds = 0);
 
+// Most descriptors send_bytes attaches.
+inline constexpr size_t kMaxSendFds = 8;
+
+// Sends bytes as one message with up to kMaxSendFds descriptors, unchecked:
+// send_frame's transport, and the fuzz harnesses' way to send what no
+// valid frame is. Returns 0 or -errno (-EINVAL above kMaxSendFds); retries
+// EINTR; MSG_NOSIGNAL, as send_frame.
+int send_bytes(int sock, std::string_view bytes, const int* fds, size_t nfds);
+
 // Receives one frame. Returns 1 on a frame, 0 on EOF, -errno on error
 // (-EAGAIN on a non-blocking socket with nothing to read, -EBADMSG on a
 // malformed or truncated frame). Received descriptors are CLOEXEC and are

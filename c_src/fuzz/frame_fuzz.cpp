@@ -52,25 +52,10 @@ std::vector<int> free_fds(size_t n) {
 
 // Sends msg with n duplicates of /dev/null as SCM_RIGHTS.
 void send_raw(const Sockets& s, std::string_view msg, size_t n) {
-  iovec iov{const_cast<char*>(msg.data()), msg.size()};
-  msghdr m{};
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * 8)] = {};
-  if (n > 0) {
-    int fds[8];
-    for (size_t i = 0; i < n; i++) fds[i] = s.devnull;
-    m.msg_control = ctrl;
-    m.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-    cmsghdr* c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
-  }
-  ssize_t r = sendmsg(s.tx, &m, MSG_NOSIGNAL);
-  FUZZ_CHECK(r == static_cast<ssize_t>(msg.size()), "sendmsg of %zu bytes: %zd (%s)", msg.size(), r,
-             std::strerror(errno));
+  int fds[frame::kMaxSendFds];
+  for (size_t i = 0; i < n; i++) fds[i] = s.devnull;
+  int rc = frame::send_bytes(s.tx, msg, fds, n);
+  FUZZ_CHECK(rc == 0, "sendmsg of %zu bytes: %s", msg.size(), std::strerror(-rc));
 }
 
 }  // namespace

@@ -176,25 +176,7 @@ struct Spawner {
 
   // Sends raw bytes with the given descriptors attached.
   bool send_raw(std::string_view bytes, const int* fds, size_t n) {
-    iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
-    msghdr m{};
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * 4)] = {};
-    if (n > 0) {
-      m.msg_control = ctrl;
-      m.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-      cmsghdr* c = CMSG_FIRSTHDR(&m);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-      std::memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
-    }
-    ssize_t r;
-    do {
-      r = sendmsg(req, &m, MSG_NOSIGNAL);
-    } while (r < 0 && errno == EINTR);
-    return r == static_cast<ssize_t>(bytes.size());
+    return frame::send_bytes(req, bytes, fds, n) == 0;
   }
 
   // Sends a Spawn frame (payload, b) with `extra` more descriptors beside

@@ -192,20 +192,8 @@ TEST(Frame, RecvRejectsGarbageAndClosesItsFds) {
   int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   ASSERT_GE(devnull, 0);
   // A raw message that is too short to be a frame, carrying an fd.
-  char junk[3] = {1, 2, 3};
-  iovec iov{junk, sizeof junk};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
-  msg.msg_control = ctrl;
-  msg.msg_controllen = sizeof ctrl;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &devnull, sizeof devnull);
-  ASSERT_EQ(3, sendmsg(sp.fd[0], &msg, 0));
+  const char junk[3] = {1, 2, 3};
+  ASSERT_EQ(0, send_bytes(sp.fd[0], std::string_view(junk, sizeof junk), &devnull, 1));
   close(devnull);
 
   int before = open("/dev/null", O_RDONLY);  // the lowest free fd now
