@@ -64,7 +64,10 @@ defmodule Mix.Tasks.Compile.CorralNative do
     # This runs on every `mix compile` of a project that depends on Corral;
     # make, cmake and the package check take seconds even when nothing
     # changed, so they run only when a source is newer than priv/.
-    sources = Path.wildcard("c_src/**/*.{cpp,h,txt}") ++ ["Makefile", "scripts/deps.sh"]
+    # (The driver's opcode header is generated from include/corral_protocol.hrl.)
+    sources =
+      Path.wildcard("c_src/**/*.{cpp,h,txt}") ++
+        ["include/corral_protocol.hrl", "Makefile", "scripts/deps.sh"]
 
     status =
       if "--force" in args or Mix.Utils.stale?(sources, @outputs) do
