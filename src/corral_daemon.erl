@@ -128,8 +128,11 @@ child_spec([Cmd, Args, Opts0]) ->
         type => worker
     }.
 
-%% @doc The program's OS pid (also its process group id).
--spec os_pid(gen_server:server_ref()) -> pos_integer().
+%% @doc The program's OS pid (also its process group id), as an integer, as
+%% `MuonTrap.Daemon.os_pid/1' returns it; `error' once the program has
+%% exited (while `min_uptime' holds the gen_server), since the pid may then
+%% belong to another process.
+-spec os_pid(gen_server:server_ref()) -> pos_integer() | error.
 os_pid(Server) -> gen_server:call(Server, os_pid).
 
 %% @doc `#{output_byte_count, stdout_bytes, stderr_bytes, lines,
@@ -279,6 +282,8 @@ run_wait_for(Fun) ->
         Class:Reason -> {error, {wait_for_failed, {Class, Reason}}}
     end.
 
+handle_call(os_pid, _From, #s{port = undefined} = S) ->
+    {reply, error, S};
 handle_call(os_pid, _From, S) ->
     {reply, S#s.os_pid, S};
 %% After the program exited (while min_uptime runs), the port is gone.
@@ -395,12 +400,16 @@ log_slices(S, Kind, Bin) ->
 log_lines(Lines, Kind, S) ->
     lists:foldl(fun(Line, Acc) -> log_line(Acc, Kind, Line) end, S, Lines).
 
+%% A logger_fun replaces logging, log_transform included (as MuonTrap
+%% documents it): it gets the line as read, made valid UTF-8.
 log_line(#s{n = N} = S, Kind, Line) ->
     Text0 = safe_utf8(chomp(Line)),
     Text =
         case maps:get(log_transform, N) of
-            undefined -> Text0;
-            T -> unicode:characters_to_binary(T(Text0))
+            T when T =/= undefined, map_get(logger_fun, N) =:= undefined ->
+                unicode:characters_to_binary(T(Text0));
+            _ ->
+                Text0
         end,
     S1 = ready_line(S, Text),
     case {maps:get(logger_fun, N), maps:get(Kind, maps:get(log, N))} of

@@ -146,3 +146,24 @@ errors_test() ->
         {error, {ready_timeout, line, 100}},
         corral_daemon:start_link("sleep", ["60"], [{ready, {line, "never"}}, {ready_timeout, 100}])
     ).
+
+%% While min_uptime holds the gen_server after the program exited, os_pid/1
+%% returns `error' (the pid may be reused), as MuonTrap's may.
+os_pid_after_exit_test() ->
+    trapping(fun() ->
+        {ok, Pid} = corral_daemon:start_link("sh", ["-c", "exit 1"], [{min_uptime, 300}]),
+        ?assert(wait_until(fun() -> corral_daemon:write(Pid, <<"x">>) =:= {error, closed} end, 2000)),
+        ?assertEqual(error, corral_daemon:os_pid(Pid)),
+        ?assertEqual({exit_status, 1}, await_exit(Pid))
+    end).
+
+wait_until(Fun, Ms) when Ms =< 0 ->
+    Fun();
+wait_until(Fun, Ms) ->
+    case Fun() of
+        true ->
+            true;
+        false ->
+            timer:sleep(10),
+            wait_until(Fun, Ms - 10)
+    end.

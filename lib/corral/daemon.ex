@@ -46,8 +46,8 @@ defmodule Corral.Daemon do
   (default 5) gives up and takes its other children down. With
   `min_uptime: ms`, an exit sooner than `ms` after the program's start
   ends the GenServer only when `ms` have passed since that start (the
-  GenServer waits without blocking anyone; `os_pid/1` and `statistics/1`
-  still answer, `write/2` returns `{:error, :closed}`). A program that
+  GenServer waits without blocking anyone; `statistics/1` still answers,
+  `os_pid/1` returns `:error` and `write/2` `{:error, :closed}`). A program that
   fails at once is then restarted once per `ms`: with the supervisor's
   defaults, `min_uptime: 2000` keeps a failing daemon retrying forever
   without taking its siblings down.
@@ -74,6 +74,35 @@ defmodule Corral.Daemon do
   A stream that is not logged is not read: stdout goes to /dev/null, and
   stderr to the VM's own stderr, as MuonTrap leaves it.
 
+  ## Coming from MuonTrap.Daemon
+
+  With `alias Corral, as: MuonTrap`, `MuonTrap.Daemon` is this module and
+  its child specs, options and functions keep their meaning
+  (test/corral_muontrap_compat_test.exs runs MuonTrap's documented uses).
+  Where Corral differs, on purpose:
+
+    * `os_pid/1` is the program's pid, not a wrapper's; like MuonTrap's it
+      is an integer, or `:error` when there is no program.
+    * A status other than 0 stops the GenServer with
+      `{:exit_status, status}` by default (MuonTrap: `:error_exit_status`),
+      and a death by signal with `{:exit_signal, n}`. Both are failures, so
+      the restart strategies behave alike.
+    * `:shutdown` defaults to 5000 ms (MuonTrap: 500), and stopping waits
+      until the whole tree is gone. Give `:shutdown` in the options: one
+      set only through `Supervisor.child_spec/2` is not seen by the
+      GenServer, which then fits SIGKILL into 5000 ms.
+    * `:wait_for` runs in `init/1`: the supervisor waits for it, and a
+      failure is a failed start, `{:error, {:wait_for_failed, reason}}`
+      (MuonTrap runs it in a linked task after `start_link` returns).
+    * A program that cannot be started fails the start with
+      `{:error, reason}` instead of raising in `init/1`.
+    * Lines are never cut short (MuonTrap keeps 256 bytes of a partial
+      line), invalid UTF-8 is replaced even for `:logger_fun`, and the
+      default `:stdio_window` is 1 MiB (MuonTrap: 10 KB).
+    * The metadata keys are `corral_cmd` and `corral_args` (the list), not
+      `muontrap_cmd` and `muontrap_args`; no "Process exited" line is
+      logged (the exit reason says it).
+
   ## Options
 
   Those of the program, as for `Corral.cmd/3`: `:cd`, `:env`, `:arg0`,
@@ -94,9 +123,10 @@ defmodule Corral.Daemon do
     * `:logger_metadata` — a keyword list added to the GenServer's Logger
       metadata, with `corral_cmd` and `corral_args`.
     * `:logger_fun` — a function of one argument, or `{m, f, a}` called as
-      `apply(m, f, [line | a])`, that gets every line (transformed, without
-      the prefix) instead of Logger. Output is read with it even when
-      `:log_output` is not set.
+      `apply(m, f, [line | a])`, that gets every line instead of Logger. As
+      with MuonTrap, it replaces `:log_output`, `:log_prefix` and
+      `:log_transform`: it gets the line as read (made valid UTF-8), and
+      output is read even when `:log_output` is not set.
     * `:capture_stderr_only` — log stderr only; stdout goes to /dev/null.
     * `:max_line_length` — see "Logging". Default 1 MiB.
     * `:exit_status_to_reason` — see "Supervision".
@@ -174,8 +204,16 @@ defmodule Corral.Daemon do
   def child_spec(arg),
     do: Corral.Supervised.child_spec(__MODULE__, arg, start_counter: :counters.new(1, []))
 
-  @doc "The OS pid of the program (also its process group id)."
-  @spec os_pid(t()) :: pos_integer()
+  @doc """
+  The OS pid of the program (also its process group id), or `:error` once
+  the program has exited while the GenServer waits out `:min_uptime` (the
+  pid may then belong to another process).
+
+  This is `MuonTrap.Daemon.os_pid/1`'s contract (an integer, or `:error`),
+  for drop-in use; `Corral.Process.os_pid/1` returns `{:ok, pid}` instead.
+  Unlike MuonTrap's, the pid is the program's own, not a wrapper's.
+  """
+  @spec os_pid(t()) :: pos_integer() | :error
   defdelegate os_pid(server), to: :corral_daemon
 
   @doc """
