@@ -11,7 +11,10 @@ cgroup2? =
 
 exclusions = [
   {:root, root?, "not running as root"},
-  {:cgroup_v2, root? and cgroup2?, "needs root and a cgroup v2 hierarchy"}
+  {:cgroup_v2, root? and cgroup2?, "needs root and a cgroup v2 hierarchy"},
+  # MuonTrap compatibility cases written ahead of the work they need.
+  {:pending_cgroups, false, "Corral.Daemon's cgroup options and functions are not merged yet"},
+  {:pending_identity, false, "the uid and gid options are not merged yet"}
 ]
 
 exclude =
