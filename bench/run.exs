@@ -133,6 +133,26 @@ Bench.Harness.main([
     run: &Bench.Flood.run/0
   },
   %{
+    name: "daemon_lines",
+    what:
+      "`yes` under Corral.Daemon, each line logged to a null :logger handler, #{n.(10, 1)} s: lines/s",
+    unit: :per_s,
+    baselines: [
+      "System.cmd counting lines",
+      "Corral.Daemon, stdio_window 10 KB (MuonTrap's default)",
+      "Corral.Daemon, no-op logger_fun"
+    ],
+    run: &Bench.Daemon.lines/0
+  },
+  %{
+    name: "daemon_memory",
+    what: "VM memory growth during that run, peak",
+    unit: :bytes,
+    target: {:value, :<, 64 * 1024 * 1024},
+    baselines: ["System.cmd"],
+    run: &Bench.Daemon.memory/0
+  },
+  %{
     name: "soak",
     what: "#{count.(Bench.Soak.runs())} mixed runs (mix test --only soak): spawner RSS growth",
     unit: :kib,
