@@ -425,18 +425,18 @@ defmodule Corral.MuonTrapCompatTest do
 
   # MuonTrap's cgroup options and functions, written from its README; they
   # run once Corral's cgroup support is merged (tag :pending_cgroups).
+  # MuonTrap's user makes the cgroup_base directory; whether Corral's
+  # cgroup_base needs it made first is Corral's cgroup documentation's to
+  # say, so the base here is a fresh name and the test makes nothing.
   describe "cgroups" do
     @describetag :pending_cgroups
     @describetag :cgroup_v2
 
     setup do
-      base = "corral_muontrap_compat"
-      File.mkdir_p!("/sys/fs/cgroup/#{base}")
-      on_exit(fn -> File.rmdir("/sys/fs/cgroup/#{base}") end)
-      %{base: base}
+      %{base: "corral_muontrap_compat_#{System.unique_integer([:positive])}"}
     end
 
-    test "statistics/1 has a :cgroup map, empty outside a cgroup" do
+    test "statistics/1 has a :cgroup map" do
       pid = trap_start("sleep", ["60"], [])
       assert %{output_byte_count: 0, cgroup: %{}} = MuonTrap.Daemon.statistics(pid)
       GenServer.stop(pid)
@@ -447,14 +447,13 @@ defmodule Corral.MuonTrapCompatTest do
 
       assert %{memory_max: 268_435_456} = MuonTrap.Daemon.cgroup_config(pid)
       path = MuonTrap.Daemon.cgroup_path(pid)
-      assert String.starts_with?(path, base <> "/")
+      assert path =~ base <> "/"
       assert {:ok, "268435456" <> _} = MuonTrap.Daemon.cgget(pid, "memory.max")
       assert :ok = MuonTrap.Daemon.cgset(pid, "memory.max", "536870912")
       assert {:ok, "536870912" <> _} = MuonTrap.Daemon.cgget(pid, "memory.max")
       stats = MuonTrap.Daemon.statistics(pid)
       assert is_integer(stats.cgroup["memory.current"])
       GenServer.stop(pid)
-      refute File.exists?("/sys/fs/cgroup/#{path}")
     end
   end
 
