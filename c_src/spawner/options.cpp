@@ -114,6 +114,16 @@ class Reader {
     return true;
   }
 
+  // A list of integers 0..255, which term_to_binary encodes as STRING_EXT.
+  bool byte_list(std::string& out) {
+    if (peek() != ERL_STRING_EXT || !have(3)) return false;
+    size_t n = be(1, 2);
+    if (!have(3 + n)) return false;
+    out.assign(buf_ + idx_ + 3, n);
+    idx_ += static_cast<int>(3 + n);
+    return true;
+  }
+
   // A tuple of up to 255 elements (SMALL_TUPLE_EXT).
   bool tuple_header(int& arity) {
     return peek() == ERL_SMALL_TUPLE_EXT && have(2) &&
@@ -324,6 +334,12 @@ bool identity_key(Reader& r, const std::string& key, IdentitySpec& id, unsigned&
     case 2: {
       int arity;
       bool nil;
+      std::string bytes;
+      if (r.byte_list(bytes)) {  // [0, 4]: small gids only
+        std::vector<IdRef>& gs = id.groups.emplace(bytes.size());
+        for (size_t i = 0; i < bytes.size(); i++) gs[i].id = static_cast<unsigned char>(bytes[i]);
+        return true;
+      }
       if (!r.list_header(arity, nil) || arity > 65536) {
         error = "groups: not a list of at most 65536 groups";
         return false;

@@ -130,6 +130,15 @@ TEST(IdentityDecode, EveryKey) {
   EXPECT_EQ(id.nice, -20);
   EXPECT_EQ(id.umask, 0777u);
   EXPECT_TRUE(id.no_new_privs);
+  // Small gids only: term_to_binary makes a STRING_EXT of [0, 4, 255].
+  SpawnSpec b =
+      decoded({{"groups", [](ei_x_buff* x) { ei_x_encode_string_len(x, "\x00\x04\xff", 3); }}});
+  ASSERT_TRUE(b.identity.groups);
+  ASSERT_EQ(b.identity.groups->size(), 3u);
+  EXPECT_EQ((*b.identity.groups)[0].id, 0u);
+  EXPECT_EQ((*b.identity.groups)[1].id, 4u);
+  EXPECT_EQ((*b.identity.groups)[2].id, 255u);
+  EXPECT_TRUE((*b.identity.groups)[2].name.empty());
   // An empty groups list is a list: setgroups([]).
   SpawnSpec e = decoded({{"groups", list({})}});
   ASSERT_TRUE(e.identity.groups);
