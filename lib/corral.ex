@@ -382,7 +382,8 @@ defmodule Corral.Error do
   defexception [:reason, :command]
 
   @impl true
-  def message(%{reason: {:enoent, stage}, command: command}) when stage in [:uid, :gid, :groups] do
+  def message(%{reason: {:enoent, stage}, command: command})
+      when stage in [:uid, :gid, :groups] do
     why =
       case stage do
         :uid -> "no such user (:uid)"
