@@ -194,8 +194,9 @@ struct Plan {
   bool set_nofile;       // restore nofile before execve
   rlimit nofile;
   uint64_t reset_signals;
-  int share_below;     // > 0: cloned with CLONE_FILES; unshare keeping fds below
-  const Extra* extra;  // nullptr: no identity or limit steps
+  int share_below;  // > 0: cloned with CLONE_FILES; unshare keeping fds below
+  // The identity and limit steps; nullptr: none.
+  const Extra* extra;
 };
 
 [[noreturn]] CORRAL_CHILD_CODE void child_exit() {
