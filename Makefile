@@ -98,7 +98,7 @@ ctest-asan: deps
 # The clone path of non-x86-64 platforms (CLONE_VFORK, libc syscall()),
 # forced on this machine: the child and spawner tests, plain and under
 # ASan+UBSan. Only the test binary and the spawner are built.
-PORTABLE_TESTS := '^(Child|Launch|SpawnerTest)\.'
+PORTABLE_TESTS := '^(Child|Launch|SpawnerTest|IdentityChild)\.'
 ctest-portable: deps
 	@cmake -S c_src -B build/portable -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCORRAL_PORTABLE_CLONE=ON \
 		$(CMAKE_ARGS) >/dev/null

@@ -51,6 +51,23 @@ defmodule Corral do
           | {:ignore_epipe, boolean()}
           | {:lines, boolean()}
           | {:max_line_length, pos_integer()}
+          | {:uid, non_neg_integer() | String.t() | nil}
+          | {:gid, non_neg_integer() | String.t() | nil}
+          | {:groups, [non_neg_integer() | String.t()] | nil}
+          | {:rlimits, %{atom() => rlimit()} | [{atom(), rlimit()}]}
+          | {:nice, -20..19 | nil}
+          | {:umask, 0..0o777 | nil}
+          | {:no_new_privs, boolean()}
+
+  @typedoc """
+  A resource limit of the `:rlimits` option: one value for both the soft and
+  the hard limit, or `{soft, hard}`; each a non-negative integer or
+  `:infinity`.
+  """
+  @type rlimit ::
+          non_neg_integer()
+          | :infinity
+          | {non_neg_integer() | :infinity, non_neg_integer() | :infinity}
 
   @typedoc """
   The sink an `:input` function writes with: `:ok`, `{:error, :epipe}` once
@@ -86,6 +103,39 @@ defmodule Corral do
   Corral and printed through `:standard_error`, so `capture_io(:stderr, ...)`
   sees it; `:redirect` or `:discard`), `:stop_signal`, `:clear_env`.
 
+  Identity and limits (every function that starts a program takes them:
+  `stream!/3`, `stream/3`, `Corral.Process`, `Corral.Daemon`, `:corral.open/3`):
+
+    * `:uid` — the user the program runs as: a number or a user name.
+      Without `:gid`, the user's primary group; without `:groups`, the
+      user's supplementary groups, as `su` and `runuser` set them (never the
+      VM's). A number without a user in the passwd database needs `:gid`.
+      Needs privilege (root, or CAP_SETUID and CAP_SETGID).
+    * `:gid` — the group: a number or a group name. Alone it changes only
+      the group; the supplementary groups stay the VM's.
+    * `:groups` — the supplementary groups, numbers or names (`[]` for
+      none), replacing the user's or the VM's.
+    * `:rlimits` — resource limits, a map or keyword list, such as
+      `%{nofile: 1024, core: 0, as: {:infinity, :infinity}}`: one value
+      sets the soft and the hard limit, `{soft, hard}` each; values are
+      non-negative integers or `:infinity`. Resources: `:as`, `:core`,
+      `:cpu`, `:data`, `:fsize`, `:locks`, `:memlock`, `:msgqueue`,
+      `:nice`, `:nofile`, `:nproc`, `:rss`, `:rtprio`, `:rttime`,
+      `:sigpending`, `:stack`. Without `:nofile` the program gets the open
+      file limit the VM had (the spawner raises its own).
+    * `:nice` — -20..19; below the VM's needs privilege.
+    * `:umask` — such as `0o027`.
+    * `:no_new_privs` — `true`: the program and its children can never
+      gain privileges through `execve` (setuid bits, file capabilities).
+
+  Names are looked up when the program starts, by the spawner. An unknown
+  name fails the start with `{:enoent, :uid}` (`:gid`, `:groups`); each
+  step's failure names the step: `{:eperm, :setuid}`, `{:eperm, :setgid}`,
+  `{:eperm, :setgroups}`, `{:eperm, :rlimit}`, `{:eacces, :nice}`,
+  `{:einval, :no_new_privs}` (`cmd/3` raises `Corral.Error` with it). `:cd`
+  is entered as the new user, so a directory that user may not enter fails
+  with `{:eacces, :chdir}`.
+
   `:env` is any enumerable of `{name, value}` pairs (a map, a keyword-like
   list); `command`, `args`, `:cd`, `:arg0` and env names and values are
   binaries, as for `System.cmd/3`.
@@ -97,8 +147,8 @@ defmodule Corral do
   (naming the option); a non-binary argument, "all arguments for
   Corral.cmd/3 must be binaries"; a bad value, "invalid option :cd with
   value ..."; an unknown option, "unknown option :name". The MuonTrap
-  options Corral does not implement yet (`:uid`, `:gid`, `:cgroup_*`) raise
-  `ArgumentError` "option :uid is not supported yet by Corral.cmd/3". Any
+  options Corral does not implement yet (`:cgroup_*`) raise
+  `ArgumentError` "option :cgroup_path is not supported yet by Corral.cmd/3". Any
   other failure to start the child (a bad `:cd`, a file that is not
   executable) raises `Corral.Error`.
 
@@ -256,7 +306,9 @@ defmodule Corral do
 
   Those of `cmd/3` that shape the child (`:cd`, `:env`, `:arg0`,
   `:clear_env`, `:stderr_to_stdout`, `:kill_timeout`/`:delay_to_sigkill`,
-  `:stop_signal`, `:window`/`:stdio_window`), plus:
+  `:stop_signal`, `:window`/`:stdio_window`, and the identity and limits:
+  `:uid`, `:gid`, `:groups`, `:rlimits`, `:nice`, `:umask`,
+  `:no_new_privs`), plus:
 
     * `:input` — a binary, iodata, any `Enumerable` of iodata (written
       from a helper process, with backpressure), or `fn sink -> ... end`,
@@ -330,6 +382,18 @@ defmodule Corral.Error do
   defexception [:reason, :command]
 
   @impl true
+  def message(%{reason: {:enoent, stage}, command: command})
+      when stage in [:uid, :gid, :groups] do
+    why =
+      case stage do
+        :uid -> "no such user (:uid)"
+        :gid -> "no such group (:gid), or a :uid without a user and no :gid"
+        :groups -> "no such group (:groups)"
+      end
+
+    "could not run #{inspect(command)}: #{why}"
+  end
+
   def message(%{reason: {errno, stage}, command: command}) when is_atom(errno) do
     case :file.format_error(errno) do
       ~c"unknown POSIX error" ->

@@ -35,6 +35,7 @@
     aliases/0,
     value_aliases/0,
     unsupported/0,
+    rlimit_resources/0,
     signal_number/1,
     spawn_keys/0,
     cmd_keys/0,
@@ -114,6 +115,27 @@
     | {pipe_size, non_neg_integer()}
     %% The port's parallelism flag, as with System.cmd/3. Default: the VM's.
     | {parallelism, boolean()}
+    %% -- the child's identity and limits (every entry point; nil: not set) --
+    %% The user the child runs as: a uid or a user name. Without `gid' the
+    %% user's primary group, without `groups' the user's groups (as su and
+    %% runuser set them). Needs privilege (CAP_SETUID, CAP_SETGID).
+    | {uid, id() | nil}
+    %% The group the child runs as: a gid or a group name.
+    | {gid, id() | nil}
+    %% The supplementary groups, replacing the VM's (setgroups).
+    | {groups, [id()] | nil}
+    %% Resource limits (setrlimit), a map or a list: `{Resource, Limit}' with
+    %% Limit a limit for both the soft and the hard one, or `{Soft, Hard}';
+    %% a limit is a non-negative integer or `infinity'. Resources:
+    %% {@link rlimit_resources/0}.
+    | {rlimits, #{atom() => rlimit()} | [{atom(), rlimit()}]}
+    %% The nice value, -20..19 (below the VM's needs privilege).
+    | {nice, -20..19 | nil}
+    %% The file mode creation mask, 0..8#777.
+    | {umask, 0..8#777 | nil}
+    %% PR_SET_NO_NEW_PRIVS: execve never grants privileges (setuid bits,
+    %% file capabilities). Default false.
+    | {no_new_privs, boolean()}
     %% -- cmd and stream --
     %% Written to stdin, which is then closed: iodata, or a fun of one
     %% argument run in a helper process (cmd: given the port, it writes with
@@ -173,6 +195,14 @@
 
 -type options() :: [option()] | #{atom() => term()}.
 
+%% A user or group: a number (0..4294967294) or a name, which the spawner
+%% looks up.
+-type id() :: 0..4294967294 | text().
+
+%% A resource limit: both the soft and the hard limit, or `{Soft, Hard}'.
+-type rlimit_value() :: non_neg_integer() | infinity.
+-type rlimit() :: rlimit_value() | {rlimit_value(), rlimit_value()}.
+
 %% The entry point: its accepted keys, its defaults and the meaning of the
 %% `stderr' values depend on it. A list of keys is the `open' context
 %% restricted to those keys.
@@ -229,7 +259,14 @@
     kill_timeout := non_neg_integer(),
     stop_signal := 1..64,
     pipe_size := non_neg_integer(),
-    cd => binary()
+    cd => binary(),
+    uid => 0..4294967294 | binary(),
+    gid => 0..4294967294 | binary(),
+    groups => [0..4294967294 | binary()],
+    rlimits => [{atom(), rlimit_value(), rlimit_value()}],
+    nice => -20..19,
+    umask => 0..8#777,
+    no_new_privs => true
 }.
 
 %% The result of {@link normalize/4}. Keys:
@@ -308,7 +345,14 @@ spawn_keys() ->
         window,
         stdio_window,
         pipe_size,
-        parallelism
+        parallelism,
+        uid,
+        gid,
+        groups,
+        rlimits,
+        nice,
+        umask,
+        no_new_privs
     ].
 
 %% @doc Options that only cmd/3 takes. (`into' is Elixir's: Corral.cmd/3
@@ -362,7 +406,7 @@ value_aliases() ->
 %% unknown.
 -spec unsupported() -> [atom()].
 unsupported() ->
-    [uid, gid, cgroup_controllers, cgroup_base, cgroup_path, cgroup_sets, cgroup].
+    [cgroup_controllers, cgroup_base, cgroup_path, cgroup_sets, cgroup].
 
 %%% ------------------------------------------------------------------------
 %%% normalize
@@ -475,11 +519,12 @@ do_normalize(Cmd, Args, Opts, Context, Allowed) ->
     %% Without `cd' the child starts in the VM's current directory, as with
     %% System.cmd/3, and a relative `cd' is taken from there: the driver
     %% sends the VM's directory with the request (see corral_drv.cpp).
-    Request =
+    Request1 =
         case Get(cd, undefined) of
             undefined -> Request0;
             Dir -> Request0#{cd => cd(Dir)}
         end,
+    Request = maps:merge(Request1, identity(Get)),
     MaxLine = pos_int(max_line_length, Get(max_line_length, default_max_line(Context))),
     Lines =
         case Context of
@@ -791,6 +836,98 @@ input(_, V) ->
 fold(undefined) -> undefined;
 fold({F, _Acc} = Fold) when is_function(F, 2) -> Fold;
 fold(V) -> bad(fold, V).
+
+%% The identity and limit keys of the request, only those that are set (a
+%% child without them costs the spawner nothing).
+identity(Get) ->
+    Set = [
+        {uid, optional(Get(uid, nil), fun(V) -> id(uid, V) end)},
+        {gid, optional(Get(gid, nil), fun(V) -> id(gid, V) end)},
+        {groups, optional(Get(groups, nil), fun groups/1)},
+        {rlimits,
+            case rlimits(Get(rlimits, [])) of
+                [] -> none;
+                Limits -> Limits
+            end},
+        {nice, optional(Get(nice, nil), fun(V) -> int_in(nice, V, -20, 19) end)},
+        {umask, optional(Get(umask, nil), fun(V) -> int_in(umask, V, 0, 8#777) end)},
+        {no_new_privs,
+            case bool(no_new_privs, Get(no_new_privs, false)) of
+                true -> true;
+                false -> none
+            end}
+    ],
+    maps:from_list([{K, V} || {K, V} <- Set, V =/= none]).
+
+optional(nil, _) -> none;
+optional(undefined, _) -> none;
+optional(V, Check) -> Check(V).
+
+%% A uid or gid: a number, or a name for the spawner to look up.
+id(_, N) when is_integer(N), N >= 0, N =< 4294967294 -> N;
+id(Name, N) when is_integer(N) -> bad(Name, N);
+id(Name, V) ->
+    case text(Name, V) of
+        <<>> -> bad(Name, V);
+        B -> B
+    end.
+
+%% Errors name the offending element.
+groups(L) when is_list(L) -> [id(groups, G) || G <- L];
+groups(V) -> bad(groups, V).
+
+int_in(_, N, Lo, Hi) when is_integer(N), N >= Lo, N =< Hi -> N;
+int_in(Name, V, _, _) -> bad(Name, V).
+
+%% @doc The resources the `rlimits' option names (RLIMIT_AS, ...).
+-spec rlimit_resources() -> [atom()].
+rlimit_resources() ->
+    [
+        as,
+        core,
+        cpu,
+        data,
+        fsize,
+        locks,
+        memlock,
+        msgqueue,
+        nice,
+        nofile,
+        nproc,
+        rss,
+        rtprio,
+        rttime,
+        sigpending,
+        stack
+    ].
+
+%% A map or a list of {Resource, Limit}, each resource once; errors name
+%% the offending entry.
+rlimits(nil) ->
+    [];
+rlimits(M) when is_map(M) -> rlimits(lists:sort(maps:to_list(M)));
+rlimits(L) when is_list(L) ->
+    {Limits, _} = lists:mapfoldl(fun rlimit_entry/2, #{}, L),
+    Limits;
+rlimits(V) ->
+    bad(rlimits, V).
+
+rlimit_entry({R, Limit} = E, Seen) when is_atom(R), not is_map_key(R, Seen) ->
+    lists:member(R, rlimit_resources()) orelse bad(rlimits, E),
+    {Soft, Hard} =
+        case Limit of
+            {S, H} -> {limit(S, E), limit(H, E)};
+            L -> {limit(L, E), limit(L, E)}
+        end,
+    (Hard =:= infinity orelse (Soft =/= infinity andalso Soft =< Hard)) orelse bad(rlimits, E),
+    {{R, Soft, Hard}, Seen#{R => true}};
+rlimit_entry(E, _) ->
+    bad(rlimits, E).
+
+%% The spawner takes limits up to 2^63 - 1; beyond that is infinity anyway.
+limit(infinity, _) -> infinity;
+limit(N, _) when is_integer(N), N >= 0, N < 1 bsl 63 -> N;
+limit(_, E) -> bad(rlimits, E).
 
 signal(Name, V) ->
     case signal_number(V) of

@@ -67,7 +67,10 @@ defmodule Corral.DaemonTest do
                {:error, {:bad_option, :ready, {:tcp, 0}}}
 
       assert Daemon.start_link("true", [], lines: true) == {:error, {:unknown_option, :lines}}
-      assert Daemon.start_link("true", [], uid: 0) == {:error, {:unsupported_option, :uid}}
+
+      assert Daemon.start_link("true", [], cgroup_path: "x") ==
+               {:error, {:unsupported_option, :cgroup_path}}
+
       assert Daemon.start_link("true", [], shutdown: -1) == {:error, {:bad_option, :shutdown, -1}}
       assert Daemon.start_link(["corral-no-such-program", []]) == {:error, :enoent}
     end

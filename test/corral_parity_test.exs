@@ -155,7 +155,7 @@ defmodule Corral.ParityTest do
 
   describe "MuonTrap options not implemented yet" do
     test "are unsupported, not unknown" do
-      for name <- [:uid, :gid, :cgroup_controllers, :cgroup_base, :cgroup_path, :cgroup_sets] do
+      for name <- [:cgroup_controllers, :cgroup_base, :cgroup_path, :cgroup_sets] do
         assert_raise ArgumentError,
                      "option #{inspect(name)} is not supported yet by Corral.cmd/3",
                      fn ->
@@ -166,9 +166,9 @@ defmodule Corral.ParityTest do
         assert {:error, {:unsupported_option, ^name}} = :corral.open("true", [], [{name, "x"}])
       end
 
-      assert_raise ArgumentError, "option :uid is not supported yet by Corral.stream!/3", fn ->
-        Corral.stream!("true", [], uid: 0)
-      end
+      assert_raise ArgumentError,
+                   "option :cgroup_path is not supported yet by Corral.stream!/3",
+                   fn -> Corral.stream!("true", [], cgroup_path: "x") end
     end
 
     test "the aliases are MuonTrap's names" do

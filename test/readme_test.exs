@@ -99,8 +99,9 @@ defmodule Corral.ReadmeTest do
     delay_to_sigkill: 100,
     stdio_window: 4096,
     capture_stderr_only: true,
-    uid: 0,
-    gid: 0,
+    # The VM's own, which need no privilege.
+    uid: System.cmd("id", ["-u"]) |> elem(0) |> String.trim() |> String.to_integer(),
+    gid: System.cmd("id", ["-g"]) |> elem(0) |> String.trim() |> String.to_integer(),
     cgroup_controllers: ["memory"],
     cgroup_base: "corral",
     cgroup_path: "corral/readme",

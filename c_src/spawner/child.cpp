@@ -24,8 +24,10 @@
 #include "child.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/sched.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -57,12 +59,17 @@ enum Stage : int32_t {
   kRlimit,
   kExec,
   kFiles,
+  kNice,
+  kSetgroups,
+  kSetgid,
+  kSetuid,
+  kNoNewPrivs,
   kNumStages,
 };
 
 const char* const kStageNames[kNumStages] = {
-    "cgroup", "sigmask",  "setpgid", "pdeathsig", "dup2",
-    "chdir",  "closefds", "rlimit",  "exec",      "files",
+    "cgroup", "sigmask", "setpgid", "pdeathsig", "dup2",   "chdir",  "closefds",     "rlimit",
+    "exec",   "files",   "nice",    "setgroups", "setgid", "setuid", "no_new_privs",
 };
 
 // The first byte a CLONE_FILES child writes once it has a table of its own.
@@ -109,6 +116,18 @@ CORRAL_CHILD_CODE __attribute__((always_inline)) inline long sys(long n, long a 
                : "rcx", "r11", "memory");
   return ret;
 }
+// For the calls that check a fifth argument (prctl's PR_SET_NO_NEW_PRIVS).
+CORRAL_CHILD_CODE __attribute__((always_inline)) inline long sys5(long n, long a, long b, long c,
+                                                                  long d, long e) {
+  register long r10 asm("r10") = d;
+  register long r8 asm("r8") = e;
+  long ret;
+  asm volatile("syscall"
+               : "=a"(ret)
+               : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
+               : "rcx", "r11", "memory");
+  return ret;
+}
 #else
 // The parent waits (CLONE_VFORK), so libc's errno and wrappers are safe.
 constexpr unsigned long kCloneFlags = CLONE_VM | CLONE_VFORK;
@@ -116,12 +135,50 @@ CORRAL_CHILD_CODE inline long sys(long n, long a = 0, long b = 0, long c = 0, lo
   long r = syscall(n, a, b, c, d);
   return r < 0 ? -errno : r;
 }
+CORRAL_CHILD_CODE inline long sys5(long n, long a, long b, long c, long d, long e) {
+  long r = syscall(n, a, b, c, d, e);
+  return r < 0 ? -errno : r;
+}
+#endif
+
+// The calls that take 32-bit ids (on 32-bit x86 the plain ones take 16-bit ids).
+#ifdef SYS_setresuid32
+constexpr long kSysSetgroups = SYS_setgroups32, kSysSetresgid = SYS_setresgid32,
+               kSysSetresuid = SYS_setresuid32;
+#else
+constexpr long kSysSetgroups = SYS_setgroups, kSysSetresgid = SYS_setresgid,
+               kSysSetresuid = SYS_setresuid;
 #endif
 
 template <typename T>
 long arg(T* p) {
   return reinterpret_cast<long>(p);
 }
+
+// One resource limit, as prlimit64 takes it.
+struct Limit {
+  int resource;
+  rlimit lim;
+};
+
+// The identity and limit steps (IdentitySpec), resolved before the clone.
+// Only a child that asks for one has an Extra: the others pay one test of a
+// null pointer, twice.
+struct Extra {
+  const Limit* limits;
+  size_t n_limits;
+  bool set_nice;
+  int nice;
+  bool set_groups;
+  const gid_t* groups;
+  size_t n_groups;
+  bool set_gid;
+  gid_t gid;
+  bool set_uid;
+  uid_t uid;
+  long umask;  // -1: keep the spawner's
+  bool no_new_privs;
+};
 
 // Everything the child needs, prepared before the clone.
 struct Plan {
@@ -138,6 +195,8 @@ struct Plan {
   rlimit nofile;
   uint64_t reset_signals;
   int share_below;  // > 0: cloned with CLONE_FILES; unshare keeping fds below
+  // The identity and limit steps; nullptr: none.
+  const Extra* extra;
 };
 
 [[noreturn]] CORRAL_CHILD_CODE void child_exit() {
@@ -206,6 +265,34 @@ struct Plan {
     if ((rc = sys(SYS_dup3, from, i, 0)) < 0) fail_child(status_fd, kDup2, rc);
   }
 
+  if (const Extra* x = p.extra) {
+    // What may need privilege (raising a hard limit, a lower nice value,
+    // setgroups) comes before the uid changes; setuid comes last.
+    for (size_t i = 0; i < x->n_limits; i++) {
+      const Limit& l = x->limits[i];
+      if ((rc = sys(SYS_prlimit64, 0, l.resource, arg(&l.lim), 0)) < 0)
+        fail_child(status_fd, kRlimit, rc);
+    }
+    if (x->set_nice && (rc = sys(SYS_setpriority, PRIO_PROCESS, 0, x->nice)) < 0)
+      fail_child(status_fd, kNice, rc);
+    if (x->set_groups && (rc = sys(kSysSetgroups, static_cast<long>(x->n_groups),
+                                   arg(const_cast<gid_t*>(x->groups)))) < 0)
+      fail_child(status_fd, kSetgroups, rc);
+    if (x->set_gid && (rc = sys(kSysSetresgid, x->gid, x->gid, x->gid)) < 0)
+      fail_child(status_fd, kSetgid, rc);
+    if (x->set_uid && (rc = sys(kSysSetresuid, x->uid, x->uid, x->uid)) < 0)
+      fail_child(status_fd, kSetuid, rc);
+    if (x->set_gid || x->set_uid) {
+      // A change of credentials clears the parent-death signal: set it again,
+      // and check again that the spawner did not die before it was.
+      if ((rc = sys(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL)) < 0)
+        fail_child(status_fd, kPdeathsig, rc);
+      if (sys(SYS_getppid) != p.parent) child_exit();
+    }
+  }
+
+  // After the uid change, so that the directory is one the program's user
+  // may enter.
   if (p.cd && (rc = sys(SYS_chdir, arg(p.cd))) < 0) fail_child(status_fd, kChdir, rc);
 
   // Everything above 2 closes at exec; the status pipe stays usable until then.
@@ -219,6 +306,12 @@ struct Plan {
   // one the spawner started with. Open fds above it stay valid until exec.
   if (p.set_nofile && (rc = sys(SYS_prlimit64, 0, RLIMIT_NOFILE, arg(&p.nofile), 0)) < 0)
     fail_child(status_fd, kRlimit, rc);
+
+  if (const Extra* x = p.extra) {
+    if (x->umask >= 0) (void)sys(SYS_umask, x->umask);
+    if (x->no_new_privs && (rc = sys5(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) < 0)
+      fail_child(status_fd, kNoNewPrivs, rc);
+  }
 
   rc = sys(SYS_execve, arg(p.path), arg(p.argv), arg(p.envp));
   fail_child(status_fd, kExec, rc);
@@ -339,12 +432,176 @@ bool make_pipe(unique_fd& rd, unique_fd& wr, int flags = 0) {
 struct Launch::Memory {
   SpawnSpec spec;
   std::vector<char*> argv, envp;
+  Credentials creds;
+  std::vector<Limit> limits;
+  Extra extra{};
   Plan plan{};
   char* stack = nullptr;
   ~Memory() {
     if (stack) give_back_stack(stack);
   }
 };
+
+// --- identity and limits, before the clone ----------------------------------
+
+namespace {
+
+// One getpw*_r/getgr*_r call, the buffer growing on ERANGE. Returns 0 with
+// found set, or -errno. Not finding an entry is not an error.
+template <typename Entry, typename Call>
+int lookup(Call call, Entry& entry, std::vector<char>& buf, bool& found) {
+  if (buf.empty()) buf.resize(4096);
+  for (;;) {
+    Entry* res = nullptr;
+    int rc = call(&entry, buf.data(), buf.size(), &res);
+    if (rc == ERANGE && buf.size() < (size_t{1} << 24)) {
+      buf.resize(buf.size() * 2);
+      continue;
+    }
+    // POSIX lets "no such entry" be ENOENT or ESRCH as well as 0.
+    if (rc == 0 || rc == ENOENT || rc == ESRCH) {
+      found = rc == 0 && res != nullptr;
+      return 0;
+    }
+    return -rc;
+  }
+}
+
+int group_id(const IdRef& ref, gid_t& ret) {
+  if (ref.name.empty()) {
+    ret = ref.id;
+    return 0;
+  }
+  group gr{};
+  std::vector<char> buf;
+  bool found = false;
+  int rc = lookup([&](group* e, char* b, size_t n,
+                      group** res) { return getgrnam_r(ref.name.c_str(), e, b, n, res); },
+                  gr, buf, found);
+  if (rc < 0) return rc;
+  if (!found) return -ENOENT;
+  ret = gr.gr_gid;
+  return 0;
+}
+
+std::vector<gid_t> sorted_unique(std::vector<gid_t> v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  return v;
+}
+
+// Whether gs are exactly this process's supplementary groups.
+bool our_groups(const std::vector<gid_t>& gs) {
+  int n = getgroups(0, nullptr);
+  if (n < 0) return false;
+  std::vector<gid_t> ours(static_cast<size_t>(n));
+  n = getgroups(n, ours.data());
+  if (n < 0) return false;
+  ours.resize(static_cast<size_t>(n));
+  return sorted_unique(ours) == sorted_unique(gs);
+}
+
+}  // namespace
+
+int resolve_credentials(const IdentitySpec& id, Credentials& ret, const char*& stage) {
+  ret = Credentials{};
+  passwd pw{};
+  std::vector<char> pwbuf;
+  bool have_pw = false;
+  auto fail = [&](const char* st, int rc) {
+    stage = st;
+    return rc;
+  };
+  if (id.uid) {
+    int rc;
+    if (!id.uid->name.empty()) {
+      const std::string& name = id.uid->name;
+      rc = lookup([&](passwd* e, char* b, size_t n,
+                      passwd** res) { return getpwnam_r(name.c_str(), e, b, n, res); },
+                  pw, pwbuf, have_pw);
+      if (rc == 0 && !have_pw) rc = -ENOENT;
+    } else if (!id.gid || !id.groups) {
+      // A uid by number still brings its user's group and groups, if it has a user.
+      uid_t uid = id.uid->id;
+      rc = lookup(
+          [&](passwd* e, char* b, size_t n, passwd** res) { return getpwuid_r(uid, e, b, n, res); },
+          pw, pwbuf, have_pw);
+    } else {
+      rc = 0;
+    }
+    if (rc < 0) return fail("uid", rc);
+    ret.set_uid = true;
+    ret.uid = have_pw ? pw.pw_uid : id.uid->id;
+  }
+  if (id.gid) {
+    if (int rc = group_id(*id.gid, ret.gid); rc < 0) return fail("gid", rc);
+    ret.set_gid = true;
+  } else if (id.uid) {
+    // No user, no primary group to take: the caller must name one.
+    if (!have_pw) return fail("gid", -ENOENT);
+    ret.gid = pw.pw_gid;
+    ret.set_gid = true;
+  }
+  if (id.groups) {
+    ret.groups.reserve(id.groups->size());
+    for (const IdRef& g : *id.groups) {
+      gid_t gid;
+      if (int rc = group_id(g, gid); rc < 0) return fail("groups", rc);
+      ret.groups.push_back(gid);
+    }
+    ret.set_groups = true;
+  } else if (id.uid) {
+    // The user's groups, as initgroups(3) would set them; none without a user.
+    if (have_pw) {
+      int n = 32;
+      for (;;) {
+        ret.groups.resize(static_cast<size_t>(n));
+        int want = n;
+        if (getgrouplist(pw.pw_name, ret.gid, ret.groups.data(), &want) >= 0) {
+          ret.groups.resize(static_cast<size_t>(want));
+          break;
+        }
+        if (want <= n) return fail("groups", -EINVAL);  // cannot happen with glibc
+        n = want;
+      }
+    }
+    ret.set_groups = true;
+  }
+  // setgroups needs CAP_SETGID even for the groups we have: skip it then.
+  if (ret.set_groups && our_groups(ret.groups)) ret.set_groups = false;
+  return 0;
+}
+
+namespace {
+
+// Fills extra (and its arrays) from id. user_nofile: id sets RLIMIT_NOFILE.
+int prepare_extra(const IdentitySpec& id, Credentials& creds, std::vector<Limit>& limits,
+                  Extra& extra, bool& user_nofile, const char*& stage) {
+  if (int rc = resolve_credentials(id, creds, stage); rc < 0) return rc;
+  limits.clear();
+  user_nofile = false;
+  for (const RlimitSpec& r : id.rlimits) {
+    limits.push_back({r.resource, {static_cast<rlim_t>(r.soft), static_cast<rlim_t>(r.hard)}});
+    if (r.resource == RLIMIT_NOFILE) user_nofile = true;
+  }
+  extra = Extra{};
+  extra.limits = limits.data();
+  extra.n_limits = limits.size();
+  extra.set_nice = id.nice.has_value();
+  extra.nice = id.nice.value_or(0);
+  extra.set_groups = creds.set_groups;
+  extra.groups = creds.groups.data();
+  extra.n_groups = creds.groups.size();
+  extra.set_gid = creds.set_gid;
+  extra.gid = creds.gid;
+  extra.set_uid = creds.set_uid;
+  extra.uid = creds.uid;
+  extra.umask = id.umask ? static_cast<long>(*id.umask) : -1;
+  extra.no_new_privs = id.no_new_privs;
+  return 0;
+}
+
+}  // namespace
 
 std::vector<char*> make_cstr_array(const std::vector<std::string>& strs) {
   std::vector<char*> v;
@@ -505,6 +762,14 @@ int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const ch
   const SpawnSpec& s = mem->spec;
   mem->argv = make_cstr_array(s.argv);
   mem->envp = make_cstr_array(s.env);
+  const Extra* extra = nullptr;
+  bool user_nofile = false;
+  if (s.identity.any()) {
+    if (int rc = prepare_extra(s.identity, mem->creds, mem->limits, mem->extra, user_nofile, stage);
+        rc < 0)
+      return rc;
+    extra = &mem->extra;
+  }
 
   auto fail = [&](const char* st) {
     stage = st;
@@ -545,9 +810,11 @@ int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const ch
   plan.status_fd = status_w.get();
   plan.parent = getpid();
   plan.cgroup_procs = -1;
-  plan.set_nofile = ctx.nofile != nullptr;
+  // A nofile limit of the user's replaces the restore of the spawner's.
+  plan.set_nofile = ctx.nofile != nullptr && !user_nofile;
   if (ctx.nofile) plan.nofile = *ctx.nofile;
   plan.reset_signals = ctx.reset_signals;
+  plan.extra = extra;
   // Share our table only if every fd the child uses lies below the bound.
   plan.share_below = 0;
   if (ctx.share_fds_below > 3) {

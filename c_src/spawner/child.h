@@ -29,6 +29,29 @@ using corral::unique_fd;
 #define CORRAL_ASYNC_CLONE 0
 #endif
 
+// The uid, gid and supplementary groups a child takes, resolved from its
+// IdentitySpec by resolve_credentials before the clone.
+struct Credentials {
+  bool set_groups = false;  // setgroups(groups)
+  std::vector<gid_t> groups;
+  bool set_gid = false;  // setresgid(gid, gid, gid)
+  gid_t gid = 0;
+  bool set_uid = false;  // setresuid(uid, uid, uid)
+  uid_t uid = 0;
+};
+
+// Resolves names with getpwnam_r/getgrnam_r (never in the child: they are
+// not async-signal-safe, and may read files or ask NSS). A uid brings its
+// user's primary group when no gid is given, and its user's groups
+// (getgrouplist, as initgroups would) when no groups are given, as su and
+// runuser do; a uid without a passwd entry needs an explicit gid. groups are
+// set whenever a uid or groups is given, never for a gid alone; they are
+// left alone when they already are this process's (so an unprivileged VM
+// can name its own user). Returns 0, or -errno with stage "uid", "gid" or
+// "groups": -ENOENT for a name (or a uid's primary group) that does not
+// exist.
+int resolve_credentials(const IdentitySpec& id, Credentials& ret, const char*& stage);
+
 // A NULL-terminated array of pointers into strs, for execve. strs must
 // outlive the result and must not be modified meanwhile.
 std::vector<char*> make_cstr_array(const std::vector<std::string>& strs);
@@ -137,11 +160,10 @@ class Launch {
 
 // Starts spec: pipes, clone, and the child's setup and execve run on. Returns
 // 0 with ret filled (spec moved into it), or -errno with stage set when
-// nothing was started ("pipe", "devnull", "fork", "clone3" or "cgroup": see
-// ChildContext); spec is then left as it was, for a second try. The child
-// becomes a process group leader and gets SIGKILL when the spawner dies. The
-// signal mask and the dispositions in ctx.reset_signals are reset in the
-// child.
+// nothing was started ("uid", "gid" or "groups": see resolve_credentials;
+// "pipe", "devnull", "fork", "clone3" or "cgroup": see ChildContext); spec is then left as it was,
+// for a second try. The child becomes a process group leader and gets SIGKILL when the spawner
+// dies. The signal mask and the dispositions in ctx.reset_signals are reset in the child.
 int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const char*& stage);
 
 // Raises this process's RLIMIT_NOFILE soft limit to its hard limit (capped by

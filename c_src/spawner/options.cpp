@@ -5,10 +5,12 @@
 #include "options.h"
 
 #include <ei.h>
+#include <sys/resource.h>
 
 #include <climits>
 #include <cstring>
 #include <initializer_list>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -112,6 +114,22 @@ class Reader {
     return true;
   }
 
+  // A list of integers 0..255, which term_to_binary encodes as STRING_EXT.
+  bool byte_list(std::string& out) {
+    if (peek() != ERL_STRING_EXT || !have(3)) return false;
+    size_t n = be(1, 2);
+    if (!have(3 + n)) return false;
+    out.assign(buf_ + idx_ + 3, n);
+    idx_ += static_cast<int>(3 + n);
+    return true;
+  }
+
+  // A tuple of up to 255 elements (SMALL_TUPLE_EXT).
+  bool tuple_header(int& arity) {
+    return peek() == ERL_SMALL_TUPLE_EXT && have(2) &&
+           ei_decode_tuple_header(buf_, &idx_, &arity) == 0;
+  }
+
  private:
   bool have(size_t n) const { return n <= len_ - static_cast<size_t>(idx_); }
 
@@ -208,7 +226,167 @@ bool integer_in(Reader& r, const char* key, long lo, long hi, long& v, std::stri
   return true;
 }
 
+// --- identity and limits ---------------------------------------------------
+
+constexpr std::pair<std::string_view, int> kRlimits[] = {
+    {"as", RLIMIT_AS},           {"core", RLIMIT_CORE},         {"cpu", RLIMIT_CPU},
+    {"data", RLIMIT_DATA},       {"fsize", RLIMIT_FSIZE},       {"locks", RLIMIT_LOCKS},
+    {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
+    {"nofile", RLIMIT_NOFILE},   {"nproc", RLIMIT_NPROC},       {"rss", RLIMIT_RSS},
+    {"rtprio", RLIMIT_RTPRIO},   {"rttime", RLIMIT_RTTIME},     {"sigpending", RLIMIT_SIGPENDING},
+    {"stack", RLIMIT_STACK},
+};
+
+// A uid or gid: 0..2^32-2 (-1 means "unchanged" to the kernel), or a name.
+bool id_ref(Reader& r, const std::string& what, IdRef& out, std::string& error) {
+  long v;
+  if (r.peek() == ERL_BINARY_EXT) {
+    if (!r.binary(out.name) || out.name.empty() || has_nul(out.name)) {
+      error = what + ": empty name, or a NUL byte in it";
+      return false;
+    }
+    return true;
+  }
+  if (!integer_in(r, what.c_str(), 0, 4294967294L, v, error)) return false;
+  out.id = static_cast<uint32_t>(v);
+  return true;
+}
+
+// A limit: a non-negative integer or `infinity'.
+bool limit_value(Reader& r, uint64_t& out) {
+  std::string a;
+  long v;
+  if (r.peek() == ERL_SMALL_ATOM_UTF8_EXT || r.peek() == ERL_ATOM_UTF8_EXT ||
+      r.peek() == ERL_ATOM_EXT || r.peek() == ERL_SMALL_ATOM_EXT) {
+    if (!r.atom(a) || a != "infinity") return false;
+    out = RLIM_INFINITY;
+    return true;
+  }
+  if (!r.integer(v) || v < 0) return false;
+  out = static_cast<uint64_t>(v);
+  return true;
+}
+
+// [{Resource, Soft, Hard}], each resource once, Soft =< Hard.
+bool rlimit_list(Reader& r, std::vector<RlimitSpec>& out, std::string& error) {
+  int arity;
+  bool nil;
+  if (!r.list_header(arity, nil)) {
+    error = "rlimits: not a list";
+    return false;
+  }
+  unsigned seen = 0;
+  for (int i = 0; i < arity; i++) {
+    std::string at = "rlimits: element " + std::to_string(i + 1) + " ";
+    int n;
+    std::string name;
+    RlimitSpec l;
+    if (!r.tuple_header(n) || n != 3 || !r.atom(name)) {
+      error = at + "is not {Resource, Soft, Hard}";
+      return false;
+    }
+    if ((l.resource = rlimit_resource(name)) < 0) {
+      error = at + "names no resource";
+      return false;
+    }
+    if (!limit_value(r, l.soft) || !limit_value(r, l.hard)) {
+      error = at + "has a limit that is neither a non-negative integer nor infinity";
+      return false;
+    }
+    if (l.soft > l.hard) {
+      error = at + "has a soft limit above its hard limit";
+      return false;
+    }
+    if (seen & (1u << l.resource)) {
+      error = at + "repeats " + name;
+      return false;
+    }
+    seen |= 1u << l.resource;
+    out.push_back(l);
+  }
+  if (!nil && !r.list_tail()) {
+    error = "rlimits: not a proper list";
+    return false;
+  }
+  return true;
+}
+
+// Decodes one identity key into spec.identity; false with error set. seen:
+// the identity keys met so far, for duplicates.
+bool identity_key(Reader& r, const std::string& key, IdentitySpec& id, unsigned& seen,
+                  std::string& error) {
+  static constexpr std::string_view kKeys[] = {"uid",  "gid",   "groups",      "rlimits",
+                                               "nice", "umask", "no_new_privs"};
+  unsigned bit = 0;
+  while (bit < std::size(kKeys) && kKeys[bit] != key) bit++;
+  if (seen & (1u << bit)) {
+    error = key + ": duplicate key";
+    return false;
+  }
+  seen |= 1u << bit;
+  long v;
+  std::string a;
+  switch (bit) {
+    case 0:
+      return id_ref(r, key, id.uid.emplace(), error);
+    case 1:
+      return id_ref(r, key, id.gid.emplace(), error);
+    case 2: {
+      int arity;
+      bool nil;
+      std::string bytes;
+      if (r.byte_list(bytes)) {  // [0, 4]: small gids only
+        std::vector<IdRef>& gs = id.groups.emplace(bytes.size());
+        for (size_t i = 0; i < bytes.size(); i++) gs[i].id = static_cast<unsigned char>(bytes[i]);
+        return true;
+      }
+      if (!r.list_header(arity, nil) || arity > 65536) {
+        error = "groups: not a list of at most 65536 groups";
+        return false;
+      }
+      std::vector<IdRef>& gs = id.groups.emplace();
+      for (int i = 0; i < arity; i++) {
+        if (!id_ref(r, "groups: element " + std::to_string(i + 1), gs.emplace_back(), error))
+          return false;
+      }
+      if (!nil && !r.list_tail()) {
+        error = "groups: not a proper list";
+        return false;
+      }
+      return true;
+    }
+    case 3:
+      return rlimit_list(r, id.rlimits, error);
+    case 4:
+      if (!integer_in(r, "nice", -20, 19, v, error)) return false;
+      id.nice = static_cast<int>(v);
+      return true;
+    case 5:
+      if (!integer_in(r, "umask", 0, 0777, v, error)) return false;
+      id.umask = static_cast<unsigned>(v);
+      return true;
+    default:
+      if (!r.atom(a) || (a != "true" && a != "false")) {
+        error = "no_new_privs: not a boolean";
+        return false;
+      }
+      id.no_new_privs = a == "true";
+      return true;
+  }
+}
+
+bool is_identity_key(const std::string& key) {
+  return key == "uid" || key == "gid" || key == "groups" || key == "rlimits" || key == "nice" ||
+         key == "umask" || key == "no_new_privs";
+}
+
 }  // namespace
+
+int rlimit_resource(std::string_view name) {
+  for (const auto& [n, res] : kRlimits)
+    if (n == name) return res;
+  return -1;
+}
 
 bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error) {
   spec = SpawnSpec{};
@@ -239,6 +417,7 @@ bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error
     kPipeSize = 512,
   };
   unsigned seen = 0;
+  unsigned identity_seen = 0;
   for (int i = 0; i < arity; i++) {
     std::string key;
     if (!r.atom(key)) {
@@ -322,6 +501,8 @@ bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error
     } else if (key == "pipe_size") {
       if (!mark(kPipeSize) || !integer_in(r, "pipe_size", 0, INT_MAX, v, error)) return false;
       spec.pipe_size = static_cast<int>(v);
+    } else if (is_identity_key(key)) {
+      if (!identity_key(r, key, spec.identity, identity_seen, error)) return false;
     } else {
       error = key + ": unknown key";
       return false;

@@ -16,6 +16,35 @@ enum class StdoutMode { Pipe, Null };
 // System.cmd/3 leaves it.
 enum class StderrMode { Pipe, Stdout, Null, Inherit };
 
+// A user or group as the request gives it: a number, or a name that the
+// spawner looks up (getpwnam_r/getgrnam_r) before the clone.
+struct IdRef {
+  uint32_t id = 0;   // when name is empty
+  std::string name;  // not empty: look it up
+};
+
+// One resource limit (setrlimit): RLIM_INFINITY for infinity.
+struct RlimitSpec {
+  int resource = 0;  // RLIMIT_*
+  uint64_t soft = 0;
+  uint64_t hard = 0;
+};
+
+// Who the child runs as and under which limits; nothing is changed for what
+// is absent. See resolve_credentials (child.h) for the defaults a uid brings.
+struct IdentitySpec {
+  std::optional<IdRef> uid;
+  std::optional<IdRef> gid;
+  std::optional<std::vector<IdRef>> groups;
+  std::vector<RlimitSpec> rlimits;  // at most one per resource
+  std::optional<int> nice;          // -20..19
+  std::optional<unsigned> umask;    // 0..0777
+  bool no_new_privs = false;
+  bool any() const {
+    return uid || gid || groups || !rlimits.empty() || nice || umask || no_new_privs;
+  }
+};
+
 struct SpawnSpec {
   std::string path;               // absolute path of the executable
   std::vector<std::string> argv;  // argv[0] first, never empty
@@ -27,7 +56,12 @@ struct SpawnSpec {
   int64_t kill_timeout_ms = 5000;
   int stop_signal = SIGTERM;
   int pipe_size = 0;  // 0 = kernel default
+  IdentitySpec identity;
 };
+
+// The RLIMIT_* number of a resource's name in the request ("nofile", "as",
+// ...), or -1.
+int rlimit_resource(std::string_view name);
 
 // Decodes buf, which must hold exactly one external term (with the version
 // byte): the request map corral_opts builds (atom keys). Never reads outside

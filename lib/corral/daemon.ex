@@ -149,10 +149,11 @@ defmodule Corral.Daemon do
     * `:min_uptime` — see "Crash loops". Default 0.
     * `:shutdown` — see "Supervision"; `child_spec/1` passes it on.
 
-  `:uid`, `:gid` and the cgroup options are refused with
-  `{:error, {:unsupported_option, name}}` until Corral's cgroup support
-  lands; so do `cgroup_config/1`, `cgroup_path/1`, `cgget/2` and `cgset/3`
-  return `{:error, :unsupported}`.
+  `:uid` and `:gid` (a number or a name, as MuonTrap takes them) and the
+  other identity and limit options are those of `Corral.cmd/3`. The cgroup
+  options are refused with `{:error, {:unsupported_option, name}}` until
+  Corral's cgroup support lands; so do `cgroup_config/1`, `cgroup_path/1`,
+  `cgget/2` and `cgset/3` return `{:error, :unsupported}`.
   """
 
   # The implementation is the Erlang :corral_daemon (a gen_server, logging
