@@ -42,7 +42,50 @@ defmodule Bench.Spawn do
       for({name, med, p90} <- rows, med, do: [name, fmt(med, 0), fmt(p90, 0), ratio(med, port)])
     )
 
+    switches(n(300, 30))
     %{corral: corral, baselines: Enum.map(tl(rows), &elem(&1, 1))}
+  end
+
+  # Context switches per spawn, which load changes far less than time: the
+  # VM's threads and the helper that forks (the spawner, erl_child_setup),
+  # over `runs` spawns in a row of each.
+  defp switches(runs) do
+    vm = String.to_integer(to_string(:os.getpid()))
+
+    rows =
+      for {name, f, helper} <- [
+            {":corral.cmd/2", &corral_true/0, "corral_spawner"},
+            {"open_port", &port_true/0, "erl_child_setup"}
+          ] do
+        h = vm_child(helper)
+        {vm0, h0} = {ctx_switches(vm), ctx_switches(h)}
+        for _ <- 1..runs, do: true = f.()
+        {vm1, h1} = {ctx_switches(vm), ctx_switches(h)}
+
+        per = fn {v1, i1}, {v0, i0} ->
+          "#{fmt((v1 - v0) / runs, 2)} + #{fmt((i1 - i0) / runs, 2)}"
+        end
+
+        [name, per.(vm1, vm0), "#{per.(h1, h0)} (#{helper})"]
+      end
+
+    IO.puts("Context switches per spawn (voluntary + involuntary), #{runs} spawns in a row each.")
+    table("variant|VM threads|helper", rows)
+  end
+
+  # {voluntary, involuntary} context switches over every thread of pid.
+  defp ctx_switches(pid) do
+    for status <- Path.wildcard("/proc/#{pid}/task/*/status"),
+        {:ok, text} <- [File.read(status)],
+        reduce: {0, 0} do
+      {v, i} ->
+        get = fn key ->
+          [_, n] = Regex.run(~r/^#{key}:\s+(\d+)$/m, text)
+          String.to_integer(n)
+        end
+
+        {v + get.("voluntary_ctxt_switches"), i + get.("nonvoluntary_ctxt_switches")}
+    end
   end
 
   # 16 callers for half the time each round, two rounds: Corral, open_port,

@@ -710,6 +710,10 @@ Launch::Result Launch::poll() {
         held_.clear();
         (void)mem_.release();
       }
+      // A short read emptied the pipe: its EOF (or the rest) makes it
+      // readable again, and the caller polls again then. Asking now would
+      // only return EAGAIN.
+      if (static_cast<size_t>(n) < sizeof buf) return Result::Waiting;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -808,7 +812,7 @@ int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const ch
                 : err_w                        ? err_w.get()
                                                : null_fd;
   plan.status_fd = status_w.get();
-  plan.parent = getpid();
+  plan.parent = ctx.self > 0 ? ctx.self : getpid();
   plan.cgroup_procs = -1;
   // A nofile limit of the user's replaces the restore of the spawner's.
   plan.set_nofile = ctx.nofile != nullptr && !user_nofile;
@@ -823,7 +827,11 @@ int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const ch
   }
   rlimit rl{};
   plan.max_fd = 1024;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+  if (ctx.fd_limit > 0)
+    rl.rlim_cur = ctx.fd_limit;
+  else if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+    rl.rlim_cur = RLIM_INFINITY;
+  if (rl.rlim_cur != RLIM_INFINITY)
     plan.max_fd = rl.rlim_cur < (1UL << 20) ? rl.rlim_cur : (1UL << 20);
   mem->stack = take_stack();
   if (!mem->stack) return fail("fork");
@@ -874,7 +882,8 @@ int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const ch
     return fail("fork");
   }
 
-  (void)setpgid(pid, pid);  // closes the race with the child's own setpgid
+  // No setpgid(pid, pid) here: the child leads its group before it can
+  // exec, and nothing signals the group before its exec status has ended.
   Launch l;
   if (plan.share_below > 0) {
     // Shared table: these are the child's until it has its own.

@@ -98,15 +98,21 @@ void ExitWatcher::on_pidfd(pid_t pid) {
 
 void ExitWatcher::on_sigchld() {
   bool orphan = false;
-  signalfd_siginfo si;
-  while (read(sigfd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-    auto pid = static_cast<pid_t>(si.ssi_pid);
-    ChildRecord* c = children_.find(pid);
-    if (c && c->state == ChildState::Launching) continue;  // its exec status tells
-    if (c && c->pidfd) continue;
-    if (reap_one(pid)) orphan = orphan || !c;  // an orphan: there may be more
-    // Not reaped: done already, through its pidfd.
-  }
+  // Several at a time; a short read has emptied the queue, and asking
+  // again would only return EAGAIN.
+  signalfd_siginfo si[8];
+  ssize_t n;
+  do {
+    n = read(sigfd_.get(), si, sizeof si);
+    for (ssize_t i = 0; i < n / static_cast<ssize_t>(sizeof si[0]); i++) {
+      auto pid = static_cast<pid_t>(si[i].ssi_pid);
+      ChildRecord* c = children_.find(pid);
+      if (c && c->state == ChildState::Launching) continue;  // its exec status tells
+      if (c && c->pidfd) continue;
+      if (reap_one(pid)) orphan = orphan || !c;  // an orphan: there may be more
+      // Not reaped: done already, through its pidfd.
+    }
+  } while (n == static_cast<ssize_t>(sizeof si));
   if (orphan) {
     reap_all();
   } else if (unwatched_ > 0 && !scan_pending_) {

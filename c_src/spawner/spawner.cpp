@@ -38,7 +38,8 @@ constexpr int kBatch = 32;
 
 bool set_nonblock(int fd) {
   int fl = fcntl(fd, F_GETFL);
-  return fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0;
+  // The driver makes control sockets non-blocking already: one call, not two.
+  return fl >= 0 && ((fl & O_NONBLOCK) || fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0);
 }
 
 void send_error(int ctl, int err, const char* stage, LogOnce& failed) {
@@ -79,8 +80,11 @@ int Spawner::init() {
     nofile_known_ = true;
   }
   size_t fd_limit = 1024;
-  if (rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0)
+  if (rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0) {
     fd_limit = rl.rlim_cur == RLIM_INFINITY ? SIZE_MAX : static_cast<size_t>(rl.rlim_cur);
+    if (rl.rlim_cur != RLIM_INFINITY) fd_limit_ = rl.rlim_cur;
+  }
+  self_ = getpid();
   // A child copies our fd table at clone and closes it at exec: with 10,000
   // children running that is 10,000+ fds per spawn. Keep the low 1024 for
   // the fixed fds and the children being started, and the rest out of reach.
@@ -261,6 +265,8 @@ int Spawner::launch(SpawnSpec& spec, cgroup::Dir& leaf, ChildRecord& c, const ch
   ctx.nofile = nofile_known_ ? &nofile_ : nullptr;
   ctx.reset_signals = reset_signals_;
   ctx.devnull = devnull_.get();
+  ctx.self = self_;
+  ctx.fd_limit = fd_limit_;
   ctx.share_fds_below = share_below_;
   int rc = start_child(std::move(spec), ctx, c.launch, stage);
   if (rc < 0 && dir && strcmp(stage, "clone3") == 0) {

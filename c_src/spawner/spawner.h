@@ -71,6 +71,10 @@ class Spawner : private ExitWatcher::Sink {
   ChildTable children_;
   ExitWatcher exits_{children_, *this};
   unique_fd devnull_;  // /dev/null, for children's null stdio
+  // Our pid and our (raised) fd limit, asked once instead of per child
+  // (ChildContext::self, fd_limit; an unlimited one stays 0).
+  pid_t self_ = 0;
+  unsigned long fd_limit_ = 0;
   Deadlines deadlines_;
   std::unordered_set<pid_t> draining_;
   rlimit nofile_{};  // RLIMIT_NOFILE as we started, for children

@@ -230,6 +230,21 @@ TEST(Child, IsItsOwnProcessGroupLeader) {
   EXPECT_EQ(wait_for(r.child.pid), 0);
 }
 
+TEST(Child, LeavesBeforeExecWhenItsParentIsNotTheOneInTheContext) {
+  // ChildContext::self is the pid the child compares getppid() with once its
+  // PDEATHSIG is set (the spawner passes its own, asked once): a child whose
+  // parent is not that one takes it for dead and exits before exec.
+  ChildContext ctx;
+  ctx.self = reaped_pid();
+  ASSERT_GT(ctx.self, 0);
+  SpawnResult r = spawn_child(sh("echo ran"), ctx);
+  ASSERT_TRUE(r.ok) << r.stage;  // no record: it reads as exec'd, and its status tells
+  EXPECT_EQ(read_all(r.child.out.get()), "");
+  int st = wait_for(r.child.pid);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 127);
+}
+
 TEST(Child, SignalMaskAndDispositionsAreReset) {
   sigset_t block, old;
   sigemptyset(&block);
