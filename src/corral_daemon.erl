@@ -139,7 +139,7 @@ os_pid(Server) -> gen_server:call(Server, os_pid).
 statistics(Server) -> gen_server:call(Server, statistics).
 
 %% @doc Writes to the program's stdin from the caller.
--spec write(gen_server:server_ref(), iodata()) -> ok | {error, closed}.
+-spec write(gen_server:server_ref(), iodata()) -> ok | {error, closed | {bad_data, term()}}.
 write(Server, Data) ->
     case gen_server:call(Server, port) of
         closed -> {error, closed};

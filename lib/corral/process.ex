@@ -229,7 +229,9 @@ defmodule Corral.Process do
   Returns the next chunk of stdout (the next line with `lines: true`),
   waiting up to `timeout` ms for one: `{:ok, binary}`, `:eof` once the child
   exited and all its output was read, or `{:error, :timeout}`. Chunks come
-  as the OS delivered them.
+  as the OS delivered them. A `timeout` other than `:infinity` or a
+  non-negative integer raises `FunctionClauseError` in the caller (here
+  and in `read_stderr/2`, `read_any/2` and `await_exit/2`).
   """
   @spec read(t(), timeout()) :: {:ok, binary()} | :eof | {:error, :timeout}
   def read(server, timeout \\ 5000) when is_timeout(timeout),
@@ -259,9 +261,12 @@ defmodule Corral.Process do
   the driver's stdin queue is above 1 MiB: that is the backpressure. Writes
   from one process keep their order. Returns `{:error, :epipe}` once the
   child closed its stdin, `{:error, :stdin_closed}` after `close_stdin/1`,
-  and `{:error, :closed}` once the child has exited.
+  `{:error, :closed}` once the child has exited, and
+  `{:error, {:bad_data, data}}` for data that is not iodata (the child
+  goes on).
   """
-  @spec write(t(), iodata()) :: :ok | {:error, :epipe | :stdin_closed | :closed}
+  @spec write(t(), iodata()) ::
+          :ok | {:error, :epipe | :stdin_closed | :closed | {:bad_data, term()}}
   def write(server, data) do
     with {:ok, port} <- GenServer.call(server, :stdin_port, :infinity),
          :ok <- :corral.write(port, data) do
