@@ -159,5 +159,15 @@ Bench.Harness.main([
     target: {:text, "nothing left behind"},
     baselines: [],
     run: &Bench.Soak.run/0
+  },
+  %{
+    name: "chaos",
+    what:
+      "random runs for #{Bench.Chaos.seconds()} s, a third of the owners killed " <>
+        "(mix test --only chaos): runs made",
+    unit: :count,
+    target: {:text, "nothing left behind"},
+    baselines: [],
+    run: &Bench.Chaos.run/0
   }
 ])

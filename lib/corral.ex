@@ -198,13 +198,15 @@ defmodule Corral do
   def validate!(command, args, opts, operation) do
     no_null_byte!(command, "program", operation)
 
-    unless Enum.all?(args, &is_binary/1) do
+    # An improper list is refused here rather than by a FunctionClauseError
+    # deep in Enum.
+    unless proper_list?(args) and Enum.all?(args, &is_binary/1) do
       raise ArgumentError, "all arguments for #{operation} must be binaries"
     end
 
     Enum.each(args, &no_null_byte!(&1, ":args", operation))
 
-    unless is_list(opts) and Enum.all?(opts, &match?({key, _} when is_atom(key), &1)) do
+    unless proper_list?(opts) and Enum.all?(opts, &match?({key, _} when is_atom(key), &1)) do
       raise ArgumentError,
             "expected a keyword list of options for #{operation}, got: #{inspect(opts)}"
     end
@@ -224,6 +226,10 @@ defmodule Corral do
         other
     end)
   end
+
+  defp proper_list?([]), do: true
+  defp proper_list?([_ | tail]), do: proper_list?(tail)
+  defp proper_list?(_), do: false
 
   defp env_option(env, operation) do
     if Enumerable.impl_for(env) == nil do

@@ -65,6 +65,8 @@
 %% The driver's commands (OP_*); the driver's header is generated from it.
 -include("corral_protocol.hrl").
 
+-define(MAX_U64, 16#FFFFFFFFFFFFFFFF).
+
 %%% ------------------------------------------------------------------------
 %%% Ports
 
@@ -135,32 +137,54 @@ spawn_normalized(#{request := Request, window := Window} = N) ->
 %% cannot reach the child is worth knowing about. After the child closed
 %% its stdin but before it exits, writes return `ok' and are dropped; the
 %% owner gets `{Port, {stdin_error, epipe}}'.
--spec write(port(), iodata()) -> ok | {error, closed}.
+%%
+%% `{error, {bad_data, Data}}' when `Data' is not iodata (the port would
+%% otherwise be closed, and the child stopped, by the VM), and
+%% `{error, {bad_port, Port}}' when `Port' is not a port at all.
+-spec write(port(), iodata()) -> ok | {error, closed | {bad_data, term()} | {bad_port, term()}}.
+write(Port, _Data) when not is_port(Port) ->
+    {error, {bad_port, Port}};
 write(Port, Data) ->
-    try
-        true = erlang:port_command(Port, Data),
-        ok
-    catch
-        error:badarg -> {error, closed}
+    case iodata(Data) of
+        true ->
+            try
+                true = erlang:port_command(Port, Data),
+                ok
+            catch
+                error:badarg -> {error, closed}
+            end;
+        false ->
+            {error, {bad_data, Data}}
     end.
+
+iodata(B) when is_binary(B) -> true;
+iodata(L) when is_list(L) ->
+    try erlang:iolist_size(L) of
+        _ -> true
+    catch
+        error:badarg -> false
+    end;
+iodata(_) ->
+    false.
 
 %% @doc Closes the child's stdin once the queued bytes have been written.
 %% `ok' also when the port has closed already: the child's stdin is then
 %% closed too.
--spec close_stdin(port()) -> ok.
+-spec close_stdin(port()) -> ok | {error, {bad_port, term()}}.
 close_stdin(Port) -> simple_control(Port, ?OP_CLOSE_STDIN, <<>>).
 
 %% @doc Acknowledges `Bytes' of output, so the driver reads more. `ok' also
 %% when the port has closed already (the child exited after sending that
 %% output): the natural receive loop must not crash on a race it cannot see.
--spec ack(port(), non_neg_integer()) -> ok.
+%% More than 2^64 - 1 acknowledges everything, as that does.
+-spec ack(port(), non_neg_integer()) -> ok | {error, {bad_port, term()}}.
 ack(Port, Bytes) when is_integer(Bytes), Bytes >= 0 ->
-    simple_control(Port, ?OP_ACK, <<Bytes:64/native>>).
+    simple_control(Port, ?OP_ACK, <<(min(Bytes, ?MAX_U64)):64/native>>).
 
 %% @doc Sets the credit window (unacknowledged output bytes) of a port.
 %% `ok' also when the port has closed already, as {@link ack/2}.
--spec set_window(port(), pos_integer()) -> ok.
-set_window(Port, Bytes) when is_integer(Bytes), Bytes > 0 ->
+-spec set_window(port(), 1..18446744073709551615) -> ok | {error, {bad_port, term()}}.
+set_window(Port, Bytes) when is_integer(Bytes), Bytes > 0, Bytes =< ?MAX_U64 ->
     simple_control(Port, ?OP_SET_WINDOW, <<Bytes:64/native>>).
 
 %% @doc Sends a signal (`sigterm', `term', `sighup', 15, ...) to the child's
@@ -180,15 +204,34 @@ signal(Port, Sig) ->
     end.
 
 %% @equiv stop(Port, infinity)
--spec stop(port()) -> terminal() | {error, closed | timeout}.
+-spec stop(port()) -> terminal() | {error, closed | timeout | not_owner | {bad_port, term()}}.
 stop(Port) -> stop(Port, infinity).
 
 %% @doc Stops the child gracefully and returns its terminal message once the
 %% whole process group is gone: the stop signal first, SIGKILL after
 %% `kill_timeout'. Only the owner may call it; output still in flight is
 %% acknowledged and dropped.
--spec stop(port(), timeout()) -> terminal() | {error, closed | timeout}.
-stop(Port, Timeout) ->
+%%
+%% `{error, closed}' when the port has closed already (its terminal
+%% message went to the owner before), `{error, not_owner}' for a caller
+%% that does not own the port (the terminal message would never reach it:
+%% use {@link request_stop/1}), `{error, {bad_port, Port}}' for anything
+%% but a Corral port. Nothing is stopped in those cases.
+-spec stop(port(), timeout()) ->
+    terminal() | {error, closed | timeout | not_owner | {bad_port, term()}}.
+stop(Port, Timeout) when
+    Timeout =:= infinity; is_integer(Timeout), Timeout >= 0
+->
+    Self = self(),
+    case port_owner(Port) of
+        Self -> stop_owned(Port, Timeout);
+        %% Its terminal message may still be in the caller's mailbox.
+        {error, closed} -> await_terminal(Port, 0);
+        {error, _} = Error -> Error;
+        _ -> {error, not_owner}
+    end.
+
+stop_owned(Port, Timeout) ->
     _ = request_stop(Port),
     %% Forgive what the owner consumed without acknowledging: the driver must
     %% be able to read on to EOF. await_terminal/2 acks the rest.
@@ -198,7 +241,7 @@ stop(Port, Timeout) ->
 %% @doc Asks the spawner to stop the child (the stop signal to its process
 %% group, SIGKILL after `kill_timeout') and returns at once. Any process may
 %% call it; the owner receives the terminal message as usual.
--spec request_stop(port()) -> ok | {error, closed | not_running}.
+-spec request_stop(port()) -> ok | {error, closed | not_running | {bad_port, term()}}.
 request_stop(Port) ->
     case control(Port, ?OP_STOP, <<>>) of
         {ok, <<>>} -> ok;
@@ -232,7 +275,7 @@ await_terminal(Port, Timeout) ->
 
 %% @doc The child's OS pid (also its process group id), while the port is
 %% open; `{error, closed}' after. {@link spawn/3} returns it for keeps.
--spec os_pid(port()) -> {ok, pos_integer()} | {error, closed}.
+-spec os_pid(port()) -> {ok, pos_integer()} | {error, closed | {bad_port, term()}}.
 os_pid(Port) ->
     case control(Port, ?OP_OSPID, <<>>) of
         {ok, <<0:64/native>>} -> {error, closed};
@@ -241,7 +284,7 @@ os_pid(Port) ->
     end.
 
 %% @doc Byte and call counters of a running port.
--spec stats(port()) -> {ok, stats()} | {error, closed}.
+-spec stats(port()) -> {ok, stats()} | {error, closed | {bad_port, term()}}.
 stats(Port) ->
     case control(Port, ?OP_STATS, <<>>) of
         %% The driver sends the map itself (term_to_binary format).
@@ -431,17 +474,51 @@ priv_dir() ->
         Dir -> Dir
     end.
 
+%% Anything but a port is refused by its type. A port of another driver
+%% is refused by name, except for ACK, which is called once per chunk of
+%% output and would pay a port_info/2 round trip (a few microseconds) each
+%% time: an ACK that reaches another driver fails there or does nothing
+%% that driver knows of, as its opcode is its own.
+control(Port, _Op, _Data) when not is_port(Port) ->
+    {error, {bad_port, Port}};
+control(Port, Op, Data) when Op =:= ?OP_ACK ->
+    port_control_closed(Port, Op, Data);
 control(Port, Op, Data) ->
+    case erlang:port_info(Port, name) of
+        {name, "corral_drv"} -> port_control_closed(Port, Op, Data);
+        undefined -> {error, closed};
+        _ -> {error, {bad_port, Port}}
+    end.
+
+port_control_closed(Port, Op, Data) ->
     try
         {ok, port_control(Port, Op, Data)}
     catch
         error:badarg -> {error, closed}
     end.
 
+%% The owner of a Corral port, or the error control/3 would return.
+port_owner(Port) when not is_port(Port) ->
+    {error, {bad_port, Port}};
+port_owner(Port) ->
+    case erlang:port_info(Port, name) of
+        {name, "corral_drv"} ->
+            case erlang:port_info(Port, connected) of
+                {connected, Owner} -> Owner;
+                undefined -> {error, closed}
+            end;
+        undefined ->
+            {error, closed};
+        _ ->
+            {error, {bad_port, Port}}
+    end.
+
 %% A closed port needs no more credit, window or stdin closing.
 simple_control(Port, Op, Data) ->
-    _ = control(Port, Op, Data),
-    ok.
+    case control(Port, Op, Data) of
+        {error, {bad_port, _}} = Error -> Error;
+        _ -> ok
+    end.
 
 %% @private The port closes itself after its terminal message; a caller that
 %% traps exits would otherwise find {'EXIT', Port, normal} in its mailbox.

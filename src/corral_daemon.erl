@@ -104,7 +104,8 @@ start_link(Cmd, Args, Opts) ->
 %% @doc {@link start_link/3} with `[Cmd, Args]' or `[Cmd, Args, Opts]'.
 -spec start_link(list()) -> {ok, pid()} | {error, term()}.
 start_link([Cmd, Args]) -> start_link(Cmd, Args, []);
-start_link([Cmd, Args, Opts]) -> start_link(Cmd, Args, Opts).
+start_link([Cmd, Args, Opts]) -> start_link(Cmd, Args, Opts);
+start_link(Other) -> {error, {bad_arg, Other}}.
 
 %% @doc The child spec of `[Cmd, Args]' or `[Cmd, Args, Opts]'. `Opts' may
 %% hold `id' (default `corral_daemon'), `restart' (default `permanent') and
@@ -141,7 +142,7 @@ os_pid(Server) -> gen_server:call(Server, os_pid).
 statistics(Server) -> gen_server:call(Server, statistics).
 
 %% @doc Writes to the program's stdin from the caller.
--spec write(gen_server:server_ref(), iodata()) -> ok | {error, closed}.
+-spec write(gen_server:server_ref(), iodata()) -> ok | {error, closed | {bad_data, term()}}.
 write(Server, Data) ->
     case gen_server:call(Server, port) of
         closed -> {error, closed};
@@ -188,32 +189,44 @@ fit_shutdown(#{request := #{kill_timeout := K} = R} = N, Ms) ->
 to_list(M) when is_map(M) -> maps:to_list(M);
 to_list(L) -> L.
 
-own_options(Opts0) when is_list(Opts0); is_map(Opts0) ->
+own_options(Opts0) when is_map(Opts0); is_list(Opts0), length(Opts0) >= 0 ->
     Opts = to_list(Opts0),
     Own = #{
         name => name(proplists:get_value(name, Opts)),
         shutdown => proplists:get_value(shutdown, Opts, infinity),
         start_counter => proplists:get_value(start_counter, Opts)
     },
-    Rest = [O || {K, _} = O <- Opts, not lists:member(K, [name, shutdown, start_counter])],
+    %% Anything that is not one of ours, well-formed or not, goes on to
+    %% corral_opts, which names what is wrong with it.
+    Rest = [O || O <- Opts, not own_key(O)],
     Shutdown = maps:get(shutdown, Own),
     Counter = maps:get(start_counter, Own),
+    Name = maps:get(name, Own),
     if
         not (Shutdown =:= infinity orelse Shutdown =:= brutal_kill orelse
             (is_integer(Shutdown) andalso Shutdown >= 0)) ->
             {error, {bad_option, shutdown, Shutdown}};
         Counter =/= undefined andalso not is_tuple(Counter) ->
             {error, {bad_option, start_counter, Counter}};
+        Name =:= bad ->
+            {error, {bad_option, name, proplists:get_value(name, Opts)}};
         true ->
             {ok, Own, Rest}
     end;
 own_options(Opts) ->
     {error, {bad_option, options, Opts}}.
 
+own_key({K, _}) -> lists:member(K, [name, shutdown, start_counter]);
+own_key(_) -> false.
+
+%% gen_server's name forms; `bad' for anything else.
 name(undefined) -> undefined;
 name(nil) -> undefined;
 name(Name) when is_atom(Name) -> {local, Name};
-name(Name) -> Name.
+name({local, Name} = N) when is_atom(Name) -> N;
+name({global, _} = N) -> N;
+name({via, M, _} = N) when is_atom(M) -> N;
+name(_) -> bad.
 
 %%% ------------------------------------------------------------------------
 %%% gen_server

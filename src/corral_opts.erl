@@ -66,6 +66,16 @@
 %% A daemon logs a line whole up to this size; beyond, in pieces.
 -define(DEFAULT_DAEMON_MAX_LINE, 1048576).
 -define(DEFAULT_READY_TIMEOUT, 10000).
+%% Upper bounds, so that a value the driver, the spawner or a VM timer
+%% cannot hold is refused here, naming the option, rather than failing
+%% later as `{einval, decode}', `{einval, spawn}' or a badarg in a timer:
+%% the window travels as 64 bits unsigned, the kill timeout as a C long,
+%% the pipe size as a C int, and a VM timer takes at most about 2^43 ms
+%% (2^42 ms is 139 years).
+-define(MAX_WINDOW, 16#FFFFFFFFFFFFFFFF).
+-define(MAX_KILL_TIMEOUT, 16#7FFFFFFFFFFFFFFF).
+-define(MAX_PIPE_SIZE, 16#7FFFFFFF).
+-define(MAX_TIMER, (1 bsl 42)).
 
 %% A signal by name (`sigterm' or `term', ...) or by number.
 -type signal() :: atom() | 1..64.
@@ -100,18 +110,19 @@
     | {stderr, pipe | consume | inherit | redirect | stdout | discard | null}
     %% System.cmd's: true is `{stderr, redirect}'.
     | {stderr_to_stdout, boolean()}
-    %% ms between the stop signal and SIGKILL. Default 5000.
+    %% ms between the stop signal and SIGKILL. Default 5000; at most 2^63 - 1.
     | {kill_timeout, non_neg_integer()}
     %% MuonTrap's name for kill_timeout.
     | {delay_to_sigkill, non_neg_integer()}
     %% The signal that stops the child. Default sigterm.
     | {stop_signal, signal()}
-    %% Unacknowledged output bytes the driver reads ahead. Default 1 MiB.
+    %% Unacknowledged output bytes the driver reads ahead. Default 1 MiB;
+    %% at most 2^64 - 1.
     | {window, pos_integer()}
     %% MuonTrap's name for window.
     | {stdio_window, pos_integer()}
     %% Size the child's pipes are set to (F_SETPIPE_SZ); 0 keeps the
-    %% kernel's. Default 256 KiB.
+    %% kernel's. Default 256 KiB; at most 2^31 - 1.
     | {pipe_size, non_neg_integer()}
     %% The port's parallelism flag, as with System.cmd/3. Default: the VM's.
     | {parallelism, boolean()}
@@ -142,7 +153,9 @@
     %% corral:write/2; stream: given a sink()).
     | {input, iodata() | fun((port()) -> term()) | fun((sink()) -> term()) | nil}
     %% -- cmd --
-    %% ms until the child's tree is stopped and cmd returns `timeout'.
+    %% ms until the child's tree is stopped and cmd returns `timeout'; at
+    %% most 2^42 (as are `ready_timeout' and `min_uptime': a VM timer's
+    %% limit is near 2^43).
     | {timeout, pos_integer() | infinity | nil}
     %% Output bytes kept; beyond, the child is stopped. Default infinity.
     | {max_output_size, pos_integer() | infinity | nil}
@@ -431,10 +444,19 @@ normalize(Cmd, Args, Opts, Context, Allowed) ->
     end.
 
 to_list(Opts) when is_map(Opts) -> maps:to_list(Opts);
-to_list(Opts) when is_list(Opts) -> Opts;
+to_list(Opts) when is_list(Opts) ->
+    %% An improper list would otherwise crash a lists function later.
+    case proper(Opts) of
+        true -> Opts;
+        false -> bad(options, Opts)
+    end;
 to_list(Opts) -> bad(options, Opts).
 
 bad(Name, Value) -> throw({corral_opts, {bad_option, Name, Value}}).
+
+proper([]) -> true;
+proper([_ | T]) -> proper(T);
+proper(_) -> false.
 
 check_keys(Opts, Allowed) ->
     lists:foreach(
@@ -512,9 +534,10 @@ do_normalize(Cmd, Args, Opts, Context, Allowed) ->
         stdin => Stdin,
         stdout => Stdout,
         stderr => request_stderr(Stderr),
-        kill_timeout => non_neg_int(kill_timeout, Get(kill_timeout, ?DEFAULT_KILL_TIMEOUT)),
+        kill_timeout =>
+            bounded(kill_timeout, Get(kill_timeout, ?DEFAULT_KILL_TIMEOUT), 0, ?MAX_KILL_TIMEOUT),
         stop_signal => signal(stop_signal, Get(stop_signal, sigterm)),
-        pipe_size => non_neg_int(pipe_size, Get(pipe_size, ?DEFAULT_PIPE_SIZE))
+        pipe_size => bounded(pipe_size, Get(pipe_size, ?DEFAULT_PIPE_SIZE), 0, ?MAX_PIPE_SIZE)
     },
     %% Without `cd' the child starts in the VM's current directory, as with
     %% System.cmd/3, and a relative `cd' is taken from there: the driver
@@ -534,7 +557,7 @@ do_normalize(Cmd, Args, Opts, Context, Allowed) ->
     Common = #{
         context => Context,
         request => Request,
-        window => pos_int(window, Get(window, ?DEFAULT_WINDOW)),
+        window => bounded(window, Get(window, ?DEFAULT_WINDOW), 1, ?MAX_WINDOW),
         port_opts => PortOpts,
         stderr => Stderr,
         output =>
@@ -600,7 +623,7 @@ daemon(Cmd, Get, Log) ->
             undefined -> <<(text(command, Cmd))/binary, ": ">>;
             P -> text(log_prefix, P)
         end,
-    Timeout = pos_int(ready_timeout, Get(ready_timeout, ?DEFAULT_READY_TIMEOUT)),
+    Timeout = bounded(ready_timeout, Get(ready_timeout, ?DEFAULT_READY_TIMEOUT), 1, ?MAX_TIMER),
     #{
         log => Log,
         log_prefix => Prefix,
@@ -615,7 +638,7 @@ daemon(Cmd, Get, Log) ->
         wait_for => optional_fun(wait_for, Get(wait_for, undefined), 0),
         ready => ready(Get(ready, undefined)),
         ready_timeout => Timeout,
-        min_uptime => non_neg_int(min_uptime, Get(min_uptime, 0))
+        min_uptime => bounded(min_uptime, Get(min_uptime, 0), 0, ?MAX_TIMER)
     }.
 
 optional_fun(_, undefined, _) -> undefined;
@@ -696,6 +719,7 @@ absolute(Path) ->
     end.
 
 args(Args) when is_list(Args) ->
+    proper(Args) orelse bad(args, Args),
     [text(args, A) || A <- Args];
 args(Args) ->
     bad(args, Args).
@@ -766,8 +790,8 @@ bool(Name, V) -> bad(Name, V).
 pos_int(_, N) when is_integer(N), N > 0 -> N;
 pos_int(Name, V) -> bad(Name, V).
 
-non_neg_int(_, N) when is_integer(N), N >= 0 -> N;
-non_neg_int(Name, V) -> bad(Name, V).
+bounded(_, N, Min, Max) when is_integer(N), N >= Min, N =< Max -> N;
+bounded(Name, V, _, _) -> bad(Name, V).
 
 canonical(Option, Value) ->
     case [C || {O, A, C} <- value_aliases(), O =:= Option, A =:= Value] of
@@ -813,7 +837,7 @@ stdin_mode(M) -> bad(stdin, M).
 
 timeout_value(infinity) -> infinity;
 timeout_value(nil) -> infinity;
-timeout_value(T) -> pos_int(timeout, T).
+timeout_value(T) -> bounded(timeout, T, 1, ?MAX_TIMER).
 
 max_output(infinity) -> infinity;
 max_output(nil) -> infinity;

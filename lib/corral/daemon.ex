@@ -235,9 +235,9 @@ defmodule Corral.Daemon do
   while the driver's stdin queue is full). `{:error, :closed}` when the
   program has exited but the GenServer has not ended yet (see
   `:min_uptime`); once it has ended, the call exits as `GenServer.call/2`
-  does.
+  does. Data that is not iodata is `{:error, {:bad_data, data}}`.
   """
-  @spec write(t(), iodata()) :: :ok | {:error, :closed}
+  @spec write(t(), iodata()) :: :ok | {:error, :closed | {:bad_data, term()}}
   defdelegate write(server, data), to: :corral_daemon
 
   @doc """

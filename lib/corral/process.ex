@@ -187,8 +187,9 @@ defmodule Corral.Process do
     end
   end
 
-  defp own_options(opts) when is_list(opts) do
-    {own, rest} = Keyword.split(opts, @own_opts)
+  defp own_options(opts) when is_list(opts) and length(opts) >= 0 do
+    # Entries that are not pairs go on to corral_opts, which names them.
+    {own, rest} = Enum.split_with(opts, &match?({key, _} when key in @own_opts, &1))
 
     defaults = %{owner: self(), name: nil, stop_on_exit: false, shutdown: :infinity}
 
@@ -197,6 +198,9 @@ defmodule Corral.Process do
     cond do
       not is_pid(own.owner) ->
         {:error, {:bad_option, :owner, own.owner}}
+
+      not valid_name?(own.name) ->
+        {:error, {:bad_option, :name, own.name}}
 
       not is_boolean(own.stop_on_exit) ->
         {:error, {:bad_option, :stop_on_exit, own.stop_on_exit}}
@@ -211,14 +215,26 @@ defmodule Corral.Process do
 
   defp own_options(opts), do: {:error, {:bad_option, :options, opts}}
 
+  # GenServer's name forms (nil: not registered).
+  defp valid_name?(name) when is_atom(name), do: true
+  defp valid_name?({:global, _}), do: true
+  defp valid_name?({:via, module, _}) when is_atom(module), do: true
+  defp valid_name?(_), do: false
+
+  # A bad timeout fails in the caller: in the GenServer it would end the
+  # server, and the child with it.
+  defguardp is_timeout(t) when t == :infinity or (is_integer(t) and t >= 0)
+
   @doc """
   Returns the next chunk of stdout (the next line with `lines: true`),
   waiting up to `timeout` ms for one: `{:ok, binary}`, `:eof` once the child
   exited and all its output was read, or `{:error, :timeout}`. Chunks come
-  as the OS delivered them.
+  as the OS delivered them. A `timeout` other than `:infinity` or a
+  non-negative integer raises `FunctionClauseError` in the caller (here
+  and in `read_stderr/2`, `read_any/2` and `await_exit/2`).
   """
   @spec read(t(), timeout()) :: {:ok, binary()} | :eof | {:error, :timeout}
-  def read(server, timeout \\ 5000),
+  def read(server, timeout \\ 5000) when is_timeout(timeout),
     do: GenServer.call(server, {:read, :stdout, timeout}, :infinity)
 
   @doc """
@@ -227,7 +243,7 @@ defmodule Corral.Process do
   """
   @spec read_stderr(t(), timeout()) ::
           {:ok, binary()} | :eof | {:error, :timeout | :not_consumed}
-  def read_stderr(server, timeout \\ 5000),
+  def read_stderr(server, timeout \\ 5000) when is_timeout(timeout),
     do: GenServer.call(server, {:read, :stderr, timeout}, :infinity)
 
   @doc """
@@ -237,7 +253,7 @@ defmodule Corral.Process do
   """
   @spec read_any(t(), timeout()) ::
           {:ok, {:stdout | :stderr, binary()}} | :eof | {:error, :timeout}
-  def read_any(server, timeout \\ 5000),
+  def read_any(server, timeout \\ 5000) when is_timeout(timeout),
     do: GenServer.call(server, {:read, :any, timeout}, :infinity)
 
   @doc """
@@ -245,9 +261,12 @@ defmodule Corral.Process do
   the driver's stdin queue is above 1 MiB: that is the backpressure. Writes
   from one process keep their order. Returns `{:error, :epipe}` once the
   child closed its stdin, `{:error, :stdin_closed}` after `close_stdin/1`,
-  and `{:error, :closed}` once the child has exited.
+  `{:error, :closed}` once the child has exited, and
+  `{:error, {:bad_data, data}}` for data that is not iodata (the child
+  goes on).
   """
-  @spec write(t(), iodata()) :: :ok | {:error, :epipe | :stdin_closed | :closed}
+  @spec write(t(), iodata()) ::
+          :ok | {:error, :epipe | :stdin_closed | :closed | {:bad_data, term()}}
   def write(server, data) do
     with {:ok, port} <- GenServer.call(server, :stdin_port, :infinity),
          :ok <- :corral.write(port, data) do
@@ -284,7 +303,7 @@ defmodule Corral.Process do
   the child was lost.
   """
   @spec await_exit(t(), timeout()) :: {:ok, status()} | {:error, term()}
-  def await_exit(server, timeout \\ 5000),
+  def await_exit(server, timeout \\ 5000) when is_timeout(timeout),
     do: GenServer.call(server, {:await_exit, timeout}, :infinity)
 
   @doc """
