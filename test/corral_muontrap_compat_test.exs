@@ -458,7 +458,6 @@ defmodule Corral.MuonTrapCompatTest do
   end
 
   describe "uid and gid" do
-    @describetag :pending_identity
     @describetag :root
 
     test ":uid and :gid by name run the program as that user" do
