@@ -79,7 +79,14 @@ bool wait_empty(const std::string& dir, Clock::time_point until) {
 bool stale_pid(std::string_view name, pid_t self) {
   constexpr std::string_view kPrefix = "corral.";
   if (name.substr(0, kPrefix.size()) != kPrefix || name.size() == kPrefix.size()) return false;
-  std::string digits(name.substr(kPrefix.size()));
+  // corral.<pid> (a base) or corral.<pid>.<n> (a leaf in a cgroup_base).
+  std::string_view rest = name.substr(kPrefix.size());
+  if (size_t dot = rest.find('.'); dot != std::string_view::npos) {
+    std::string_view n = rest.substr(dot + 1);
+    if (n.empty() || n.find_first_not_of("0123456789") != std::string_view::npos) return false;
+    rest = rest.substr(0, dot);
+  }
+  std::string digits(rest);
   if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos)
     return false;
   pid_t pid = static_cast<pid_t>(strtol(digits.c_str(), nullptr, 10));
@@ -163,7 +170,17 @@ int own_v2_dir(std::string& ret) {
 
 int populated(const std::string& dir, int at) {
   std::string text;
-  if (int rc = read_file(dir + "/cgroup.events", text, at); rc < 0) return rc;
+  if (int rc = read_file(dir + "/cgroup.events", text, at); rc < 0) {
+    // A v1 group has no cgroup.events: any pid in its cgroup.procs (which
+    // lists no zombies) or below it.
+    if (rc != -ENOENT || read_file(dir + "/cgroup.procs", text, at) < 0) return rc;
+    if (text.find_first_of("0123456789") != std::string::npos) return 1;
+    std::vector<std::string> subs;
+    if (at == AT_FDCWD && subdirs(dir, subs) == 0)
+      for (const std::string& s : subs)
+        if (populated(dir + "/" + s) > 0) return 1;
+    return 0;
+  }
   return parse_populated(text);
 }
 

@@ -128,13 +128,15 @@ struct Plan {
   const char* path;
   char* const* argv;
   char* const* envp;
-  const char* cd;        // nullptr: stay
-  int src[3];            // fds to place on 0, 1, 2; src[2]: kDupStdout or kKeep too
-  int status_fd;         // write end of the exec-status pipe
-  pid_t parent;          // the spawner's pid, for the PDEATHSIG race check
-  unsigned long max_fd;  // close_range fallback bound
-  int cgroup_procs;      // the leaf's cgroup.procs, or -1
-  bool set_nofile;       // restore nofile before execve
+  const char* cd;                 // nullptr: stay
+  int src[3];                     // fds to place on 0, 1, 2; src[2]: kDupStdout or kKeep too
+  int status_fd;                  // write end of the exec-status pipe
+  pid_t parent;                   // the spawner's pid, for the PDEATHSIG race check
+  unsigned long max_fd;           // close_range fallback bound
+  int cgroup_procs;               // the leaf's cgroup.procs, or -1
+  int join_procs[kMaxJoinProcs];  // cgroup v1 leaves' cgroup.procs
+  size_t n_join_procs;
+  bool set_nofile;  // restore nofile before execve
   rlimit nofile;
   uint64_t reset_signals;
   int share_below;  // > 0: cloned with CLONE_FILES; unshare keeping fds below
@@ -169,6 +171,9 @@ struct Plan {
   // process it forks, is in the cgroup that kills them.
   if (p.cgroup_procs >= 0 && (rc = sys(SYS_write, p.cgroup_procs, arg("0"), 1)) != 1)
     fail_child(status_fd, kCgroup, rc);
+  for (size_t i = 0; i < p.n_join_procs; i++)
+    if ((rc = sys(SYS_write, p.join_procs[i], arg("0"), 1)) != 1)
+      fail_child(status_fd, kCgroup, rc);
 
   // Every signal is blocked (the parent blocked them across the clone), so
   // no handler of ours runs here; reset them before unblocking.
@@ -545,12 +550,18 @@ int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const ch
   plan.status_fd = status_w.get();
   plan.parent = getpid();
   plan.cgroup_procs = -1;
+  if (ctx.n_join_procs > kMaxJoinProcs) {
+    errno = E2BIG;
+    return fail("cgroup");
+  }
+  plan.n_join_procs = ctx.n_join_procs;
+  for (size_t i = 0; i < ctx.n_join_procs; i++) plan.join_procs[i] = ctx.join_procs[i];
   plan.set_nofile = ctx.nofile != nullptr;
   if (ctx.nofile) plan.nofile = *ctx.nofile;
   plan.reset_signals = ctx.reset_signals;
   // Share our table only if every fd the child uses lies below the bound.
   plan.share_below = 0;
-  if (ctx.share_fds_below > 3) {
+  if (ctx.share_fds_below > 3 && ctx.n_join_procs == 0) {
     int top = std::max({status_w.get(), plan.src[0], plan.src[1], plan.src[2], ctx.cgroup_procs});
     if (top < ctx.share_fds_below) plan.share_below = ctx.share_fds_below;
   }

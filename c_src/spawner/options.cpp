@@ -208,6 +208,67 @@ bool integer_in(Reader& r, const char* key, long lo, long hi, long& v, std::stri
   return true;
 }
 
+// cgroup: #{base => Bin, path => Bin, controllers => [Bin], settings =>
+// [File, Value, ...]} (every key required; corral_opts builds it). File
+// and controller names are checked again: no '/', no "..", not empty.
+const char* check_cgroup_name(const std::string& s) {
+  if (s.empty()) return "is empty";
+  if (has_nul(s) || s.find('/') != std::string::npos || s.find("..") != std::string::npos)
+    return "is not a cgroup interface name";
+  return nullptr;
+}
+
+const char* check_cgroup_value(const std::string& s) {
+  return has_nul(s) ? "contains a NUL byte" : nullptr;
+}
+
+bool cgroup_map(Reader& r, CgroupSpec& out, std::string& error) {
+  int arity;
+  if (!r.map_header(arity) || arity != 4) {
+    error = "cgroup: not a map of base, path, controllers and settings";
+    return false;
+  }
+  unsigned seen = 0;
+  for (int i = 0; i < arity; i++) {
+    std::string key;
+    if (!r.atom(key)) {
+      error = "cgroup: a key is not an atom";
+      return false;
+    }
+    unsigned bit = key == "base" ? 1 : key == "path" ? 2 : key == "controllers" ? 4 : 8;
+    if ((bit == 8 && key != "settings") || (seen & bit)) {
+      error = "cgroup: unknown or duplicate key " + key;
+      return false;
+    }
+    seen |= bit;
+    if (bit <= 2) {
+      std::string& dst = bit == 1 ? out.base : out.path;
+      if (!r.binary(dst) || has_nul(dst)) {
+        error = "cgroup: " + key + " is not a binary without NUL bytes";
+        return false;
+      }
+    } else if (bit == 4) {
+      if (!binary_list(r, "cgroup controllers", out.controllers, error, check_cgroup_name))
+        return false;
+    } else {
+      std::vector<std::string> flat;
+      if (!binary_list(r, "cgroup settings", flat, error, check_cgroup_value)) return false;
+      if (flat.size() % 2 != 0) {
+        error = "cgroup settings: odd length";
+        return false;
+      }
+      for (size_t k = 0; k < flat.size(); k += 2) {
+        if (const char* why = check_cgroup_name(flat[k])) {
+          error = "cgroup settings: file " + flat[k] + " " + why;
+          return false;
+        }
+        out.settings.emplace_back(std::move(flat[k]), std::move(flat[k + 1]));
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error) {
@@ -237,6 +298,7 @@ bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error
     kKillTimeout = 128,
     kStopSignal = 256,
     kPipeSize = 512,
+    kCgroup = 1024,
   };
   unsigned seen = 0;
   for (int i = 0; i < arity; i++) {
@@ -322,6 +384,8 @@ bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error
     } else if (key == "pipe_size") {
       if (!mark(kPipeSize) || !integer_in(r, "pipe_size", 0, INT_MAX, v, error)) return false;
       spec.pipe_size = static_cast<int>(v);
+    } else if (key == "cgroup") {
+      if (!mark(kCgroup) || !cgroup_map(r, spec.cgroup, error)) return false;
     } else {
       error = key + ": unknown key";
       return false;

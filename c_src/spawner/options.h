@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace corral::spawner {
@@ -15,6 +16,20 @@ enum class StdoutMode { Pipe, Null };
 // Inherit: fd 2 stays the spawner's own stderr, which is the VM's, as
 // System.cmd/3 leaves it.
 enum class StderrMode { Pipe, Stdout, Null, Inherit };
+
+// The child's cgroups beyond the default leaf (corral_opts' cgroup,
+// cgroup_base, cgroup_path, cgroup_controllers and cgroup_sets, all in one
+// shape). Settings are cgroup v2 interface file names and values, in the
+// order they are written; the spawner translates them on v1 hierarchies.
+struct CgroupSpec {
+  std::string base;  // leaves go beneath this group; "" = the spawner's own base
+  std::string path;  // the child's leaf itself, made for it; "" = none
+  std::vector<std::string> controllers;                       // needed even unset
+  std::vector<std::pair<std::string, std::string>> settings;  // file, value
+  bool empty() const {
+    return base.empty() && path.empty() && controllers.empty() && settings.empty();
+  }
+};
 
 struct SpawnSpec {
   std::string path;               // absolute path of the executable
@@ -27,6 +42,7 @@ struct SpawnSpec {
   int64_t kill_timeout_ms = 5000;
   int stop_signal = SIGTERM;
   int pipe_size = 0;  // 0 = kernel default
+  CgroupSpec cgroup;
 };
 
 // Decodes buf, which must hold exactly one external term (with the version
