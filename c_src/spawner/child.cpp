@@ -128,18 +128,19 @@ struct Plan {
   const char* path;
   char* const* argv;
   char* const* envp;
-  const char* cd;                 // nullptr: stay
-  int src[3];                     // fds to place on 0, 1, 2; src[2]: kDupStdout or kKeep too
-  int status_fd;                  // write end of the exec-status pipe
-  pid_t parent;                   // the spawner's pid, for the PDEATHSIG race check
-  unsigned long max_fd;           // close_range fallback bound
-  int cgroup_procs;               // the leaf's cgroup.procs, or -1
-  int join_procs[kMaxJoinProcs];  // cgroup v1 leaves' cgroup.procs
-  size_t n_join_procs;
-  bool set_nofile;  // restore nofile before execve
+  const char* cd;        // nullptr: stay
+  int src[3];            // fds to place on 0, 1, 2; src[2]: kDupStdout or kKeep too
+  int status_fd;         // write end of the exec-status pipe
+  pid_t parent;          // the spawner's pid, for the PDEATHSIG race check
+  unsigned long max_fd;  // close_range fallback bound
+  int cgroup_procs;      // the leaf's cgroup.procs, or -1
+  bool set_nofile;       // restore nofile before execve
   rlimit nofile;
   uint64_t reset_signals;
   int share_below;  // > 0: cloned with CLONE_FILES; unshare keeping fds below
+  // cgroup v1 leaves' cgroup.procs, joined after the v2 leaf
+  int join_procs[kMaxJoinProcs];
+  size_t n_join_procs;
 };
 
 [[noreturn]] CORRAL_CHILD_CODE void child_exit() {
