@@ -292,6 +292,7 @@ int Placer::v1_base(size_t i, std::string& ret, std::string& why) {
       why = "cannot create " + path + ": " + strerror(-rc);
       return rc;
     }
+    if (made) made(path);
     // A v1 cpuset group starts with no cpus and mems: no task may join it.
     if (std::find(h.controllers.begin(), h.controllers.end(), "cpuset") != h.controllers.end()) {
       for (const char* f : {"cpuset.cpus", "cpuset.mems"}) {
@@ -348,6 +349,7 @@ int Placer::make_leaf(const std::string& parent, const CgroupSpec& spec, const H
               : "cannot create " + path + ": " + strerror(-rc);
     return rc;
   }
+  if (made) made(path);
   if (std::find(h.controllers.begin(), h.controllers.end(), "cpuset") != h.controllers.end()) {
     for (const char* f : {"cpuset.cpus", "cpuset.mems"}) {
       std::string v;

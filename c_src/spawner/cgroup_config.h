@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -118,6 +119,10 @@ class Placer {
 
   // Kills, waits up to limit for, and removes the v1 bases.
   void destroy(std::chrono::milliseconds limit);
+
+  // Called with each group made, before anything is written to it: the
+  // tests' fake cgroup trees make the interface files the kernel would.
+  std::function<void(const std::string& dir)> made;
 
  private:
   int v1_base(size_t i, std::string& ret, std::string& why);
