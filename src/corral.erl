@@ -10,8 +10,12 @@
 %% <li>`{Port, {stdin_error, Errno}}': the child closed its stdin while bytes
 %%     were queued (e.g. `epipe'). Later writes are dropped.</li>
 %% <li>exactly one terminal message, always after all output:
-%%     `{Port, {exit_status, N}}', `{Port, {exit_signal, Sig}}' or
-%%     `{Port, {error, {Reason, Stage}}}'. Then the port closes itself.</li>
+%%     `{Port, {exit_status, N}}', `{Port, {exit_signal, Sig}}',
+%%     `{Port, {exit_signal, Sig, oom_kill}}' (killed by signal Sig, and the
+%%     OOM killer struck in the child's cgroups: a memory limit was hit),
+%%     `{Port, {error, {Reason, Stage}}}', or, where the spawner says what
+%%     failed (stage `cgroup'), `{Port, {error, {Reason, {Stage, Detail}}}}'
+%%     with `Detail' a binary sentence. Then the port closes itself.</li>
 %% </ul>
 %%
 %% When the owner exits, however it exits, the port closes and the spawner
@@ -47,7 +51,8 @@
 -type terminal() ::
     {exit_status, non_neg_integer()}
     | {exit_signal, pos_integer()}
-    | {error, {atom(), atom()}}.
+    | {exit_signal, pos_integer(), oom_kill}
+    | {error, {atom(), atom() | {atom(), binary()}}}.
 %% A terminal message as one value: the exit status, 128 + N for death by
 %% signal N (as in a shell), or `{error, Reason}' when the child was lost.
 -type status() :: non_neg_integer() | {error, term()}.
@@ -279,11 +284,14 @@ cmd(Cmd, Args, Opts) ->
     end.
 
 %% @doc The status of a terminal message: the exit status, 128 + N for
-%% death by signal N, or `{error, Reason}' when the child was lost. The one
+%% death by signal N (an OOM kill too: 137, as a shell says; the terminal
+%% message itself tells it apart), or `{error, Reason}' when the child was
+%% lost. The one
 %% mapping of cmd/3, corral_stream and Corral.Process.
 -spec status(terminal()) -> status().
 status({exit_status, N}) -> N;
 status({exit_signal, Sig}) -> 128 + Sig;
+status({exit_signal, Sig, oom_kill}) -> 128 + Sig;
 status({error, Reason}) -> {error, Reason}.
 
 -record(cmd, {

@@ -9,7 +9,8 @@
 %% <ul>
 %% <li>The gen_server ends when the program exits: `normal' for status 0,
 %%     `ExitStatusToReason(Status)' (default `{exit_status, Status}') for
-%%     another, `{exit_signal, N}' for death by signal N, `{error, Reason}'
+%%     another, `{exit_signal, N}' for death by signal N (`{exit_signal, N,
+%%     oom_kill}' when the OOM killer did it), `{error, Reason}'
 %%     when the program was lost. So `transient' restarts it on failure
 %%     only.</li>
 %% <li>Stopping the gen_server stops the program's whole process tree and
@@ -352,6 +353,7 @@ exit_after_min_uptime(Reason, #s{n = #{min_uptime := Min}} = S) ->
 exit_reason({exit_status, 0}, _) -> normal;
 exit_reason({exit_status, N}, #s{n = #{exit_status_to_reason := F}}) -> F(N);
 exit_reason({exit_signal, N}, _) -> {exit_signal, N};
+exit_reason({exit_signal, N, oom_kill}, _) -> {exit_signal, N, oom_kill};
 exit_reason({error, Reason}, _) -> {error, Reason}.
 
 %% Output is logged line by line and only then acknowledged, so unlogged

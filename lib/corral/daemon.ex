@@ -27,7 +27,9 @@ defmodule Corral.Daemon do
     * `exit_status_to_reason.(status)` for another status, by default
       `{:exit_status, status}`;
     * `{:exit_signal, n}` when the program died of signal `n` (this reason
-      does not go through `:exit_status_to_reason`);
+      does not go through `:exit_status_to_reason`), and
+      `{:exit_signal, n, :oom_kill}` when the OOM killer killed it (a
+      `:cgroup` memory limit was hit);
     * `{:error, reason}` when the program was lost (e.g. the spawner died).
 
   Stopping the GenServer (a supervisor's shutdown, `GenServer.stop/1`)
