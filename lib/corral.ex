@@ -325,12 +325,21 @@ defmodule Corral.Error do
   `reason` is the Erlang API's reason: `{errno, stage}` from the child's
   setup, such as `{:enoent, :chdir}` for a missing directory or
   `{:eacces, :exec}` for a file that is not executable, or
-  `{:spawner_died, :running}` when the spawner was killed under it.
+  `{:spawner_died, :running}` when the spawner was killed under it. Where
+  the spawner says what failed, the stage is `{stage, detail}`:
+  `{:enotsup, {:cgroup, "the memory controller is not available: enable
+  +memory in /sys/fs/cgroup/cgroup.subtree_control"}}`.
   """
   defexception [:reason, :command]
 
   @impl true
-  def message(%{reason: {errno, stage}, command: command}) when is_atom(errno) do
+  def message(%{reason: {errno, {stage, detail}}, command: command})
+      when is_atom(errno) and is_atom(stage) and is_binary(detail) do
+    message(%{reason: {errno, stage}, command: command}) <> ": " <> detail
+  end
+
+  def message(%{reason: {errno, stage}, command: command})
+      when is_atom(errno) and is_atom(stage) do
     case :file.format_error(errno) do
       ~c"unknown POSIX error" ->
         "could not run #{inspect(command)}: #{errno} at #{stage}"

@@ -931,8 +931,10 @@ cgroup_setting(K, V) when is_atom(K) ->
         {cpuset_cpus, L} -> {<<"cpuset.cpus">>, cpuset(L, Bad)};
         {cpuset_mems, L} -> {<<"cpuset.mems">>, cpuset(L, Bad)};
         _ ->
+            Known = [cpu_weight, io_weight, cpu_max, cpu_idle, memory_oom_group, pids_max],
             case memory_file(K) of
                 undefined ->
+                    lists:member(K, Known) andalso Bad(),
                     throw({corral_opts, {unknown_option, {cgroup, K}}});
                 File when V =:= max; V =:= infinity; is_integer(V), V >= 0 ->
                     {File, amount(V)};

@@ -26,7 +26,8 @@ cgroup_controller? = fn controller ->
     with [line | _] <- Enum.filter(mounts, &String.contains?(&1, " - cgroup2 ")),
          point = Enum.at(String.split(line), 4),
          {:ok, own} <- File.read("/proc/self/cgroup"),
-         ["0::" <> path | _] <- Enum.filter(String.split(own, "\n"), &String.starts_with?(&1, "0::")),
+         ["0::" <> path | _] <-
+           Enum.filter(String.split(own, "\n"), &String.starts_with?(&1, "0::")),
          {:ok, text} <- File.read(Path.join([point, path, "cgroup.subtree_control"])) do
       controller in String.split(text)
     else

@@ -76,7 +76,7 @@ bool wait_empty(const std::string& dir, Clock::time_point until) {
   }
 }
 
-bool stale_pid(std::string_view name, pid_t self) {
+bool stale_pid(std::string_view name, pid_t self, bool self_is_stale) {
   constexpr std::string_view kPrefix = "corral.";
   if (name.substr(0, kPrefix.size()) != kPrefix || name.size() == kPrefix.size()) return false;
   // corral.<pid> (a base) or corral.<pid>.<n> (a leaf in a cgroup_base).
@@ -92,7 +92,8 @@ bool stale_pid(std::string_view name, pid_t self) {
   pid_t pid = static_cast<pid_t>(strtol(digits.c_str(), nullptr, 10));
   if (pid <= 0) return false;
   // EPERM means alive (someone else's); only ESRCH is dead.
-  return pid == self || (kill(pid, 0) < 0 && errno == ESRCH);
+  if (pid == self) return self_is_stale;
+  return kill(pid, 0) < 0 && errno == ESRCH;
 }
 
 }  // namespace
@@ -208,12 +209,13 @@ int destroy(const std::string& dir, std::chrono::milliseconds limit) {
   return remove_tree(dir);
 }
 
-int remove_stale_bases(const std::string& parent, pid_t self, std::chrono::milliseconds limit) {
+int remove_stale_bases(const std::string& parent, pid_t self, std::chrono::milliseconds limit,
+                       bool self_is_stale) {
   std::vector<std::string> subs;
   if (int rc = subdirs(parent, subs); rc < 0) return rc;
   std::vector<std::string> stale;
   for (const std::string& s : subs)
-    if (stale_pid(s, self)) stale.push_back(parent + "/" + s);
+    if (stale_pid(s, self, self_is_stale)) stale.push_back(parent + "/" + s);
   // Kill all first, then wait once: the bases empty in parallel.
   for (const std::string& dir : stale) (void)kill_all(dir);
   auto until = Clock::now() + limit;

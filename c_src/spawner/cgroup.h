@@ -66,7 +66,9 @@ int destroy(const std::string& dir, std::chrono::milliseconds limit);
 // cgroup_base) directly in `parent` whose pid is not alive
 // (a spawner that was SIGKILLed) or is `self` (so cannot be ours yet).
 // Returns how many were removed, or -errno if parent cannot be read.
-int remove_stale_bases(const std::string& parent, pid_t self, std::chrono::milliseconds limit);
+// With self_is_stale false, `self`'s are kept (a running spawner's sweep).
+int remove_stale_bases(const std::string& parent, pid_t self, std::chrono::milliseconds limit,
+                       bool self_is_stale = true);
 
 // An owned cgroup directory. The destructor rmdirs it (quietly failing with
 // EBUSY if processes are left: a spawner's base sweeps those up).

@@ -450,6 +450,11 @@ int Placer::place(const CgroupSpec& spec, Placement& ret, std::string& why) {
   return 0;
 }
 
+void Placer::sweep() {
+  for (const Hierarchy& v1 : h_.v1)
+    (void)remove_stale_bases(v1.own, self_, std::chrono::milliseconds(200), false);
+}
+
 void Placer::destroy(std::chrono::milliseconds limit) {
   for (Dir& d : v1_bases_) (void)d.destroy(limit);
 }

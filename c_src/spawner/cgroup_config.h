@@ -117,6 +117,12 @@ class Placer {
   // one).
   int place(const CgroupSpec& spec, Placement& ret, std::string& why);
 
+  // Removes the v1 bases of dead spawners beside ours. A child that ran a
+  // Corral VM of its own left one when its leaf was killed: that killed
+  // its spawner too, before it could clean up; its v2 base went with the
+  // leaf, but its v1 bases lie beside ours.
+  void sweep();
+
   // Kills, waits up to limit for, and removes the v1 bases.
   void destroy(std::chrono::milliseconds limit);
 

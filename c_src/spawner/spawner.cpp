@@ -558,11 +558,13 @@ void Spawner::finish(pid_t pid) {
   }
   clear_deadline(*c);
   draining_.erase(pid);
+  bool killed = c->leaf_killed;
   leaves_.release(c->leaf, c->leaf_killed || c->leaf_private);
   for (cgroup::Dir& v1 : c->v1_leaves)
     if (int rc = v1.remove(); rc < 0)
       kill_failed_("cannot remove cgroup %s: %s", v1.path().c_str(), strerror(-rc));
   children_.erase(pid);
+  if (killed) placer_.sweep();
 }
 
 void Spawner::kill_everything() {
