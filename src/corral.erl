@@ -37,6 +37,9 @@
     stop/2,
     request_stop/1,
     os_pid/1,
+    cgroup_dirs/1,
+    cgget/2,
+    cgset/3,
     stats/1,
     cmd/2,
     cmd/3,
@@ -64,7 +67,8 @@
     write_count := non_neg_integer(),
     duration_ms := non_neg_integer(),
     unacked := non_neg_integer(),
-    stdin_queued := non_neg_integer()
+    stdin_queued := non_neg_integer(),
+    cgroup := corral_cgroup:stats()
 }.
 
 %% The driver's commands (OP_*); the driver's header is generated from it.
@@ -245,12 +249,57 @@ os_pid(Port) ->
         Error -> Error
     end.
 
-%% @doc Byte and call counters of a running port.
+%% @doc Byte and call counters of a running port, and under `cgroup' the
+%% statistics of the child's cgroups keyed by v2 interface file name
+%% (`#{}' without any; see {@link corral_cgroup:stats/1}).
 -spec stats(port()) -> {ok, stats()} | {error, closed}.
 stats(Port) ->
     case control(Port, ?OP_STATS, <<>>) of
         %% The driver sends the map itself (term_to_binary format).
-        {ok, Bin} -> {ok, binary_to_term(Bin)};
+        {ok, Bin} ->
+            Cgroup =
+                case cgroup_dirs(Port) of
+                    {ok, Dirs} -> corral_cgroup:stats(Dirs);
+                    _ -> #{}
+                end,
+            {ok, maps:put(cgroup, Cgroup, binary_to_term(Bin))};
+        Error ->
+            Error
+    end.
+
+%% @doc The directories of the child's cgroup leaves: `v2' (or `undefined')
+%% and the `v1' ones. Both empty before the child started.
+-spec cgroup_dirs(port()) -> {ok, corral_cgroup:dirs()} | {error, closed}.
+cgroup_dirs(Port) ->
+    case control(Port, ?OP_CGROUPS, <<>>) of
+        {ok, Bin} ->
+            [V2 | V1] = binary:split(Bin, <<0>>, [global]),
+            {ok, #{
+                v2 =>
+                    case V2 of
+                        <<>> -> undefined;
+                        _ -> V2
+                    end,
+                v1 => V1
+            }};
+        Error ->
+            Error
+    end.
+
+%% @doc Reads one interface file (`"memory.peak"'; no '/', no "..") of the
+%% child's cgroups.
+-spec cgget(port(), iodata()) -> {ok, binary()} | {error, term()}.
+cgget(Port, File) ->
+    case cgroup_dirs(Port) of
+        {ok, Dirs} -> corral_cgroup:get(Dirs, File);
+        Error -> Error
+    end.
+
+%% @doc Writes one interface file of the child's cgroups.
+-spec cgset(port(), iodata(), iodata() | integer()) -> ok | {error, term()}.
+cgset(Port, File, Value) ->
+    case cgroup_dirs(Port) of
+        {ok, Dirs} -> corral_cgroup:set(Dirs, File, Value);
         Error -> Error
     end.
 

@@ -297,6 +297,7 @@
     timeout := pos_integer() | infinity,
     max_output_size := pos_integer() | infinity,
     fold := undefined | {fun((binary(), term()) -> term()), term()},
+    cgroup_options := map(),
     log => #{stdout := log_level() | none, stderr := log_level() | none},
     log_prefix => binary(),
     log_transform => undefined | fun((binary()) -> iodata()),
@@ -534,7 +535,8 @@ do_normalize(Cmd, Args, Opts, Context, Allowed) ->
             end,
         timeout => timeout_value(Get(timeout, infinity)),
         max_output_size => max_output(Get(max_output_size, infinity)),
-        fold => fold(Get(fold, undefined))
+        fold => fold(Get(fold, undefined)),
+        cgroup_options => Get(cgroup, #{})
     },
     case Context of
         daemon -> maps:merge(Common, daemon(Cmd, Get, Log));

@@ -126,9 +126,10 @@ defmodule Corral.CgroupTest do
       Process.sleep(2000)
       used = cpu_seconds(pid) - t0
       :corral.stop(port, 5000)
-      # 0.2 s expected; a wide band, since the machine is shared. Without
-      # the limit the loop takes what a core gives it, 2 s on an idle one.
-      assert used > 0.02 and used < 0.6, "used #{used} s of CPU in 2 s"
+      # The quota caps it at 0.2 s; less when the machine is busy. Without
+      # the limit the loop takes what a core gives it: 2 s on an idle one,
+      # 0.65 s measured on the shared CI machine.
+      assert used > 0.02 and used < 0.4, "used #{used} s of CPU in 2 s"
     end
   end
 

@@ -835,6 +835,13 @@ ErlDrvSSizeT drv_control(ErlDrvData d, unsigned cmd, char* buf, ErlDrvSizeT len,
       int64_t pid = p->os_pid;
       return reply(rbuf, &pid, sizeof pid);
     }
+    case op::OP_CGROUPS: {
+      // The child's leaves as the Fds frame gave them: the v2 one (may be
+      // empty), then each v1 one, NUL-separated. Empty before Fds.
+      std::string dirs = p->cgroup;
+      for (const std::string& d : p->v1_cgroups) dirs += '\0' + d;
+      return reply(rbuf, dirs.data(), dirs.size());
+    }
     default:
       return reply_errno(rbuf, EINVAL);
   }
