@@ -184,6 +184,39 @@ defmodule Corral.CgroupTest do
     end
   end
 
+  describe "statistics, cgget and cgset" do
+    @tag :cgroup_memory
+    test "a port's stats carry its groups' figures, keyed by v2 file names" do
+      {:ok, port, _} = :corral.spawn("sleep", ["30"], cgroup: %{memory_max: 64 * @mib})
+      {:ok, %{cgroup: cg}} = :corral.stats(port)
+      assert is_integer(cg["memory.current"]) and cg["memory.current"] > 0
+      assert is_integer(cg["memory.peak"])
+      assert %{"oom_kill" => 0} = cg["memory.events"]
+      assert {:ok, limit} = :corral.cgget(port, "memory.max") |> v2_or_v1(port)
+      assert String.trim(limit) in ["#{64 * @mib}"]
+      assert {:error, {:bad_cgroup_file, "../memory.max"}} = :corral.cgget(port, "../memory.max")
+      assert {:error, {:bad_cgroup_file, "a/b"}} = :corral.cgset(port, "a/b", "1")
+      assert {:error, {:enoent, "nosuch.file"}} = :corral.cgget(port, "nosuch.file")
+      assert {:exit_signal, 15} = :corral.stop(port)
+    end
+
+    @tag :cgroup_pids
+    test "cgset changes a running child's limit; Corral.Daemon has the same" do
+      {:ok, d} = Corral.Daemon.start_link("sleep", ["30"], cgroup: %{pids_max: 20})
+      assert Corral.Daemon.cgroup_config(d) == %{pids_max: 20}
+      assert is_binary(Corral.Daemon.cgroup_path(d))
+      assert {:ok, "20\n"} = Corral.Daemon.cgget(d, "pids.max")
+      assert :ok = Corral.Daemon.cgset(d, "pids.max", 30)
+      assert {:ok, "30\n"} = Corral.Daemon.cgget(d, "pids.max")
+      assert %{cgroup: %{"pids.current" => 1}} = Corral.Daemon.statistics(d)
+      GenServer.stop(d)
+    end
+  end
+
+  # memory.max on v2, memory.limit_in_bytes on v1.
+  defp v2_or_v1({:error, {:enoent, _}}, port), do: :corral.cgget(port, "memory.limit_in_bytes")
+  defp v2_or_v1(found, _), do: found
+
   describe "errors" do
     test "a bad value names the key and the value" do
       assert {:error, {:bad_option, {:cgroup, :memory_max}, :lots}} =

@@ -23,6 +23,17 @@ checks() ->
             ?assertEqual(<<Pid:64/native>>, port_control(P, N, <<>>))
         end),
         'OP_STATS' => on_cat(fun(P, N) -> ?assertMatch(#{}, binary_to_term(port_control(P, N, <<>>))) end),
+        %% The leaf directories: the first (v2, when there is one) holds the child.
+        'OP_CGROUPS' => on_cat(fun(P, N) ->
+            {ok, Pid} = corral:os_pid(P),
+            case binary:split(port_control(P, N, <<>>), <<0>>) of
+                [<<>> | _] ->
+                    ok;
+                [<<"/", _/binary>> = V2 | _] ->
+                    {ok, Procs} = file:read_file(filename:join(V2, "cgroup.procs")),
+                    ?assert(lists:member(integer_to_binary(Pid), binary:split(Procs, <<"\n">>, [global])))
+            end
+        end),
         %% cat sees EOF and exits by itself.
         'OP_CLOSE_STDIN' => fun(N) ->
             {ok, P} = corral:open("cat", [], []),
