@@ -76,7 +76,20 @@ defmodule Corral do
   From MuonTrap: `:timeout` (ms), `:delay_to_sigkill` (ms between the stop
   signal and SIGKILL, default 5000; `:kill_timeout` is the same),
   `:stdio_window` (unacknowledged output bytes, default 1 MiB; `:window`
-  is the same), `:capture_stderr_only`.
+  is the same), `:capture_stderr_only`, and the cgroup options: `:cgroup`
+  (a map of limits: `cpu_weight`, `cpu_max` (`{quota_us, period_us}` or
+  `:max`), `cpu_idle`, `memory_min`, `memory_low`, `memory_high`,
+  `memory_max`, `memory_swap_max`, `memory_oom_group`, `pids_max`,
+  `io_weight`, `cpuset_cpus`, `cpuset_mems`, or a raw interface file
+  `"memory.max" => value`), `:cgroup_base` (the child's fresh leaf goes
+  beneath this existing group, relative to the VM's own group),
+  `:cgroup_path` (the child's own leaf, made for it), and MuonTrap 1's
+  `:cgroup_controllers` and `:cgroup_sets` (`{controller, file, value}`).
+  Each controller goes where the host has it: cgroup v2 when the VM's v2
+  group delegates it, else its v1 hierarchy (the files translated:
+  `memory_max` is `memory.limit_in_bytes` there). A child the OOM killer
+  killed ends with status 137 here, and with `{port, {:exit_signal, 9,
+  :oom_kill}}` on a port.
 
   Corral's own: `:input` (a binary, iodata, any `Enumerable` of iodata, or
   a function given a sink `fn iodata -> :ok | {:error, reason} end`;
@@ -97,7 +110,7 @@ defmodule Corral do
   (naming the option); a non-binary argument, "all arguments for
   Corral.cmd/3 must be binaries"; a bad value, "invalid option :cd with
   value ..."; an unknown option, "unknown option :name". The MuonTrap
-  options Corral does not implement yet (`:uid`, `:gid`, `:cgroup_*`) raise
+  options Corral does not implement yet (`:uid`, `:gid`) raise
   `ArgumentError` "option :uid is not supported yet by Corral.cmd/3". Any
   other failure to start the child (a bad `:cd`, a file that is not
   executable) raises `Corral.Error`.

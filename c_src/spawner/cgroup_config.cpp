@@ -326,8 +326,9 @@ int Placer::parent_of(const Hierarchy& h, const CgroupSpec& spec, const std::str
           " does not exist";
     return -ENOENT;
   }
+  // Ours are kept: the base may be the VM's own group, beside our bases.
   if (spec.path.empty() && swept_.insert(parent).second)
-    (void)remove_stale_bases(parent, self_, std::chrono::seconds(1));
+    (void)remove_stale_bases(parent, self_, std::chrono::seconds(1), false);
   return 0;
 }
 

@@ -252,6 +252,19 @@ TEST_F(FakeTree, ABaseWeDidNotMakeIsOnlyReadAndMustEnableTheController) {
   EXPECT_NE(std::string::npos, why.find("cgroup_base " + own_ + "/missing does not exist")) << why;
 }
 
+// A base may be the VM's own group, where our own v2 base lies: the sweep
+// of dead spawners' leaves there must keep ours.
+TEST_F(FakeTree, ASweepOfACustomBaseKeepsOurOwnBase) {
+  std::string ours = own_ + "/corral." + std::to_string(getpid());
+  fs::create_directories(ours);
+  CgroupSpec spec;
+  spec.base = ".";
+  Placement p;
+  std::string why;
+  ASSERT_EQ(0, placer_.place(spec, p, why)) << why;
+  EXPECT_TRUE(fs::exists(ours));
+}
+
 TEST_F(FakeTree, CgroupPathIsMadeForTheChildAndMustNotExist) {
   CgroupSpec spec;
   spec.path = "job1";
