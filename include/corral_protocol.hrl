@@ -12,3 +12,4 @@
 -define(OP_STATS, 6).
 -define(OP_OSPID, 7).
 -define(OP_SET_WINDOW, 8).
+-define(OP_CGROUPS, 9).

@@ -93,7 +93,20 @@ defmodule Corral do
   From MuonTrap: `:timeout` (ms), `:delay_to_sigkill` (ms between the stop
   signal and SIGKILL, default 5000; `:kill_timeout` is the same),
   `:stdio_window` (unacknowledged output bytes, default 1 MiB; `:window`
-  is the same), `:capture_stderr_only`.
+  is the same), `:capture_stderr_only`, and the cgroup options: `:cgroup`
+  (a map of limits: `cpu_weight`, `cpu_max` (`{quota_us, period_us}` or
+  `:max`), `cpu_idle`, `memory_min`, `memory_low`, `memory_high`,
+  `memory_max`, `memory_swap_max`, `memory_oom_group`, `pids_max`,
+  `io_weight`, `cpuset_cpus`, `cpuset_mems`, or a raw interface file
+  `"memory.max" => value`), `:cgroup_base` (the child's fresh leaf goes
+  beneath this existing group, relative to the VM's own group),
+  `:cgroup_path` (the child's own leaf, made for it), and MuonTrap 1's
+  `:cgroup_controllers` and `:cgroup_sets` (`{controller, file, value}`).
+  Each controller goes where the host has it: cgroup v2 when the VM's v2
+  group delegates it, else its v1 hierarchy (the files translated:
+  `memory_max` is `memory.limit_in_bytes` there). A child the OOM killer
+  killed ends with status 137 here, and with `{port, {:exit_signal, 9,
+  :oom_kill}}` on a port.
 
   Corral's own: `:input` (a binary, iodata, any `Enumerable` of iodata, or
   a function given a sink `fn iodata -> :ok | {:error, reason} end`;
@@ -146,11 +159,9 @@ defmodule Corral do
   null byte, got: ..."), and likewise in `args`, `:cd`, `:arg0` or `:env`
   (naming the option); a non-binary argument, "all arguments for
   Corral.cmd/3 must be binaries"; a bad value, "invalid option :cd with
-  value ..."; an unknown option, "unknown option :name". The MuonTrap
-  options Corral does not implement yet (`:cgroup_*`) raise
-  `ArgumentError` "option :cgroup_path is not supported yet by Corral.cmd/3". Any
-  other failure to start the child (a bad `:cd`, a file that is not
-  executable) raises `Corral.Error`.
+  value ..."; an unknown option, "unknown option :name". Any other failure
+  to start the child (a bad `:cd`, a file that is not executable, an
+  unknown `:uid`) raises `Corral.Error`.
 
       iex> Corral.cmd("echo", ["hello"])
       {"hello\\n", 0}
@@ -383,7 +394,10 @@ defmodule Corral.Error do
   `reason` is the Erlang API's reason: `{errno, stage}` from the child's
   setup, such as `{:enoent, :chdir}` for a missing directory or
   `{:eacces, :exec}` for a file that is not executable, or
-  `{:spawner_died, :running}` when the spawner was killed under it.
+  `{:spawner_died, :running}` when the spawner was killed under it. Where
+  the spawner says what failed, the stage is `{stage, detail}`:
+  `{:enotsup, {:cgroup, "the memory controller is not available: enable
+  +memory in /sys/fs/cgroup/cgroup.subtree_control"}}`.
   """
   defexception [:reason, :command]
 
@@ -400,7 +414,13 @@ defmodule Corral.Error do
     "could not run #{inspect(command)}: #{why}"
   end
 
-  def message(%{reason: {errno, stage}, command: command}) when is_atom(errno) do
+  def message(%{reason: {errno, {stage, detail}}, command: command})
+      when is_atom(errno) and is_atom(stage) and is_binary(detail) do
+    message(%{reason: {errno, stage}, command: command}) <> ": " <> detail
+  end
+
+  def message(%{reason: {errno, stage}, command: command})
+      when is_atom(errno) and is_atom(stage) do
     case :file.format_error(errno) do
       ~c"unknown POSIX error" ->
         "could not run #{inspect(command)}: #{errno} at #{stage}"

@@ -10,8 +10,12 @@
 %% <li>`{Port, {stdin_error, Errno}}': the child closed its stdin while bytes
 %%     were queued (e.g. `epipe'). Later writes are dropped.</li>
 %% <li>exactly one terminal message, always after all output:
-%%     `{Port, {exit_status, N}}', `{Port, {exit_signal, Sig}}' or
-%%     `{Port, {error, {Reason, Stage}}}'. Then the port closes itself.</li>
+%%     `{Port, {exit_status, N}}', `{Port, {exit_signal, Sig}}',
+%%     `{Port, {exit_signal, Sig, oom_kill}}' (killed by signal Sig, and the
+%%     OOM killer struck in the child's cgroups: a memory limit was hit),
+%%     `{Port, {error, {Reason, Stage}}}', or, where the spawner says what
+%%     failed (stage `cgroup'), `{Port, {error, {Reason, {Stage, Detail}}}}'
+%%     with `Detail' a binary sentence. Then the port closes itself.</li>
 %% </ul>
 %%
 %% When the owner exits, however it exits, the port closes and the spawner
@@ -33,6 +37,9 @@
     stop/2,
     request_stop/1,
     os_pid/1,
+    cgroup_dirs/1,
+    cgget/2,
+    cgset/3,
     stats/1,
     cmd/2,
     cmd/3,
@@ -47,7 +54,8 @@
 -type terminal() ::
     {exit_status, non_neg_integer()}
     | {exit_signal, pos_integer()}
-    | {error, {atom(), atom()}}.
+    | {exit_signal, pos_integer(), oom_kill}
+    | {error, {atom(), atom() | {atom(), binary()}}}.
 %% A terminal message as one value: the exit status, 128 + N for death by
 %% signal N (as in a shell), or `{error, Reason}' when the child was lost.
 -type status() :: non_neg_integer() | {error, term()}.
@@ -59,7 +67,8 @@
     write_count := non_neg_integer(),
     duration_ms := non_neg_integer(),
     unacked := non_neg_integer(),
-    stdin_queued := non_neg_integer()
+    stdin_queued := non_neg_integer(),
+    cgroup := corral_cgroup:stats()
 }.
 
 %% The driver's commands (OP_*); the driver's header is generated from it.
@@ -283,12 +292,57 @@ os_pid(Port) ->
         Error -> Error
     end.
 
-%% @doc Byte and call counters of a running port.
+%% @doc Byte and call counters of a running port, and under `cgroup' the
+%% statistics of the child's cgroups keyed by v2 interface file name
+%% (`#{}' without any; see {@link corral_cgroup:stats/1}).
 -spec stats(port()) -> {ok, stats()} | {error, closed | {bad_port, term()}}.
 stats(Port) ->
     case control(Port, ?OP_STATS, <<>>) of
         %% The driver sends the map itself (term_to_binary format).
-        {ok, Bin} -> {ok, binary_to_term(Bin)};
+        {ok, Bin} ->
+            Cgroup =
+                case cgroup_dirs(Port) of
+                    {ok, Dirs} -> corral_cgroup:stats(Dirs);
+                    _ -> #{}
+                end,
+            {ok, maps:put(cgroup, Cgroup, binary_to_term(Bin))};
+        Error ->
+            Error
+    end.
+
+%% @doc The directories of the child's cgroup leaves: `v2' (or `undefined')
+%% and the `v1' ones. Both empty before the child started.
+-spec cgroup_dirs(port()) -> {ok, corral_cgroup:dirs()} | {error, closed}.
+cgroup_dirs(Port) ->
+    case control(Port, ?OP_CGROUPS, <<>>) of
+        {ok, Bin} ->
+            [V2 | V1] = binary:split(Bin, <<0>>, [global]),
+            {ok, #{
+                v2 =>
+                    case V2 of
+                        <<>> -> undefined;
+                        _ -> V2
+                    end,
+                v1 => V1
+            }};
+        Error ->
+            Error
+    end.
+
+%% @doc Reads one interface file (`"memory.peak"'; no '/', no "..") of the
+%% child's cgroups.
+-spec cgget(port(), iodata()) -> {ok, binary()} | {error, term()}.
+cgget(Port, File) ->
+    case cgroup_dirs(Port) of
+        {ok, Dirs} -> corral_cgroup:get(Dirs, File);
+        Error -> Error
+    end.
+
+%% @doc Writes one interface file of the child's cgroups.
+-spec cgset(port(), iodata(), iodata() | integer()) -> ok | {error, term()}.
+cgset(Port, File, Value) ->
+    case cgroup_dirs(Port) of
+        {ok, Dirs} -> corral_cgroup:set(Dirs, File, Value);
         Error -> Error
     end.
 
@@ -322,11 +376,14 @@ cmd(Cmd, Args, Opts) ->
     end.
 
 %% @doc The status of a terminal message: the exit status, 128 + N for
-%% death by signal N, or `{error, Reason}' when the child was lost. The one
+%% death by signal N (an OOM kill too: 137, as a shell says; the terminal
+%% message itself tells it apart), or `{error, Reason}' when the child was
+%% lost. The one
 %% mapping of cmd/3, corral_stream and Corral.Process.
 -spec status(terminal()) -> status().
 status({exit_status, N}) -> N;
 status({exit_signal, Sig}) -> 128 + Sig;
+status({exit_signal, Sig, oom_kill}) -> 128 + Sig;
 status({error, Reason}) -> {error, Reason}.
 
 -record(cmd, {

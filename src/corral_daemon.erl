@@ -9,7 +9,8 @@
 %% <ul>
 %% <li>The gen_server ends when the program exits: `normal' for status 0,
 %%     `ExitStatusToReason(Status)' (default `{exit_status, Status}') for
-%%     another, `{exit_signal, N}' for death by signal N, `{error, Reason}'
+%%     another, `{exit_signal, N}' for death by signal N (`{exit_signal, N,
+%%     oom_kill}' when the OOM killer did it), `{error, Reason}'
 %%     when the program was lost. So `transient' restarts it on failure
 %%     only.</li>
 %% <li>Stopping the gen_server stops the program's whole process tree and
@@ -158,21 +159,37 @@ signal(Server, Sig) ->
         error -> {error, {bad_signal, Sig}}
     end.
 
-%% @doc Not available until Corral's cgroup support lands.
--spec cgroup_config(gen_server:server_ref()) -> {error, unsupported}.
-cgroup_config(_) -> {error, unsupported}.
+%% @doc The `cgroup' option the daemon was started with, as given (`#{}'
+%% without one).
+-spec cgroup_config(gen_server:server_ref()) -> map().
+cgroup_config(Server) -> gen_server:call(Server, cgroup_config).
 
-%% @doc Not available until Corral's cgroup support lands.
--spec cgroup_path(gen_server:server_ref()) -> {error, unsupported}.
-cgroup_path(_) -> {error, unsupported}.
+%% @doc The directory of the program's leaf cgroup: the v2 one, or the
+%% first v1 one where the host has no v2 tree.
+-spec cgroup_path(gen_server:server_ref()) -> binary() | {error, not_running | no_cgroup}.
+cgroup_path(Server) ->
+    case gen_server:call(Server, cgroup_dirs) of
+        {ok, #{v2 := V2}} when V2 =/= undefined -> V2;
+        {ok, #{v1 := [V1 | _]}} -> V1;
+        {ok, _} -> {error, no_cgroup};
+        {error, _} -> {error, not_running}
+    end.
 
-%% @doc Not available until Corral's cgroup support lands.
--spec cgget(gen_server:server_ref(), iodata()) -> {error, unsupported}.
-cgget(_, _) -> {error, unsupported}.
+%% @doc Reads one interface file (`"memory.peak"') of the program's cgroups.
+-spec cgget(gen_server:server_ref(), iodata()) -> {ok, binary()} | {error, term()}.
+cgget(Server, File) ->
+    case gen_server:call(Server, cgroup_dirs) of
+        {ok, Dirs} -> corral_cgroup:get(Dirs, File);
+        {error, _} -> {error, not_running}
+    end.
 
-%% @doc Not available until Corral's cgroup support lands.
--spec cgset(gen_server:server_ref(), iodata(), iodata()) -> {error, unsupported}.
-cgset(_, _, _) -> {error, unsupported}.
+%% @doc Writes one interface file of the program's cgroups.
+-spec cgset(gen_server:server_ref(), iodata(), iodata() | integer()) -> ok | {error, term()}.
+cgset(Server, File, Value) ->
+    case gen_server:call(Server, cgroup_dirs) of
+        {ok, Dirs} -> corral_cgroup:set(Dirs, File, Value);
+        {error, _} -> {error, not_running}
+    end.
 
 %% @private Lowers the normalized `kill_timeout' so that SIGKILL comes early
 %% enough for the tree to be gone before the supervisor's shutdown time
@@ -308,6 +325,12 @@ handle_call({signal, _}, _From, #s{port = undefined} = S) ->
     {reply, {error, not_running}, S};
 handle_call({signal, N}, _From, S) ->
     {reply, corral:signal(S#s.port, N), S};
+handle_call(cgroup_config, _From, #s{n = N} = S) ->
+    {reply, maps:get(cgroup_options, N, #{}), S};
+handle_call(cgroup_dirs, _From, #s{port = undefined} = S) ->
+    {reply, {error, closed}, S};
+handle_call(cgroup_dirs, _From, S) ->
+    {reply, corral:cgroup_dirs(S#s.port), S};
 handle_call(statistics, _From, S) ->
     Restarts =
         case S#s.start_counter of
@@ -321,7 +344,12 @@ handle_call(statistics, _From, S) ->
         lines => S#s.line_count,
         started_at => S#s.started_at,
         uptime_ms => erlang:system_time(millisecond) - S#s.started_at,
-        restarts => Restarts
+        restarts => Restarts,
+        cgroup =>
+            case S#s.port =/= undefined andalso corral:cgroup_dirs(S#s.port) of
+                {ok, Dirs} -> corral_cgroup:stats(Dirs);
+                _ -> #{}
+            end
     },
     {reply, Stats, S}.
 
@@ -370,6 +398,7 @@ exit_after_min_uptime(Reason, #s{n = #{min_uptime := Min}} = S) ->
 exit_reason({exit_status, 0}, _) -> normal;
 exit_reason({exit_status, N}, #s{n = #{exit_status_to_reason := F}}) -> F(N);
 exit_reason({exit_signal, N}, _) -> {exit_signal, N};
+exit_reason({exit_signal, N, oom_kill}, _) -> {exit_signal, N, oom_kill};
 exit_reason({error, Reason}, _) -> {error, Reason}.
 
 %% Output is logged line by line and only then acknowledged, so unlogged

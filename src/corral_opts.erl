@@ -147,6 +147,18 @@
     %% PR_SET_NO_NEW_PRIVS: execve never grants privileges (setuid bits,
     %% file capabilities). Default false.
     | {no_new_privs, boolean()}
+    %% -- cgroups (see cgroup_request/2) --
+    %% Limits, by MuonTrap's keys or raw v2 file names.
+    | {cgroup, #{atom() | text() => term()}}
+    %% The child's leaf goes beneath this group (relative to the VM's own
+    %% group in each hierarchy; absolute from the hierarchy's root).
+    | {cgroup_base, text()}
+    %% The child's leaf itself, made for it and removed after.
+    | {cgroup_path, text()}
+    %% MuonTrap 1's: controllers to place the child in, and
+    %% `{Controller, File, Value}' settings.
+    | {cgroup_controllers, [text()]}
+    | {cgroup_sets, [{text(), text(), text() | integer()}]}
     %% -- cmd and stream --
     %% Written to stdin, which is then closed: iodata, or a fun of one
     %% argument run in a helper process (cmd: given the port, it writes with
@@ -279,7 +291,17 @@
     rlimits => [{atom(), rlimit_value(), rlimit_value()}],
     nice => -20..19,
     umask => 0..8#777,
-    no_new_privs => true
+    no_new_privs => true,
+    cgroup => cgroup_request()
+}.
+
+%% The child's cgroups: every cgroup option in one shape. `settings' is a
+%% flat list of cgroup v2 file names and values, `[File, Value, ...]'.
+-type cgroup_request() :: #{
+    base := binary(),
+    path := binary(),
+    controllers := [binary()],
+    settings := [binary()]
 }.
 
 %% The result of {@link normalize/4}. Keys:
@@ -325,6 +347,7 @@
     timeout := pos_integer() | infinity,
     max_output_size := pos_integer() | infinity,
     fold := undefined | {fun((binary(), term()) -> term()), term()},
+    cgroup_options := map(),
     log => #{stdout := log_level() | none, stderr := log_level() | none},
     log_prefix => binary(),
     log_transform => undefined | fun((binary()) -> iodata()),
@@ -365,7 +388,12 @@ spawn_keys() ->
         rlimits,
         nice,
         umask,
-        no_new_privs
+        no_new_privs,
+        cgroup,
+        cgroup_base,
+        cgroup_path,
+        cgroup_controllers,
+        cgroup_sets
     ].
 
 %% @doc Options that only cmd/3 takes. (`into' is Elixir's: Corral.cmd/3
@@ -419,7 +447,7 @@ value_aliases() ->
 %% unknown.
 -spec unsupported() -> [atom()].
 unsupported() ->
-    [cgroup_controllers, cgroup_base, cgroup_path, cgroup_sets, cgroup].
+    [].
 
 %%% ------------------------------------------------------------------------
 %%% normalize
@@ -547,7 +575,8 @@ do_normalize(Cmd, Args, Opts, Context, Allowed) ->
             undefined -> Request0;
             Dir -> Request0#{cd => cd(Dir)}
         end,
-    Request = maps:merge(Request1, identity(Get)),
+    Request2 = maps:merge(Request1, identity(Get)),
+    Request = cgroup_request(Get, Request2),
     MaxLine = pos_int(max_line_length, Get(max_line_length, default_max_line(Context))),
     Lines =
         case Context of
@@ -574,7 +603,8 @@ do_normalize(Cmd, Args, Opts, Context, Allowed) ->
             end,
         timeout => timeout_value(Get(timeout, infinity)),
         max_output_size => max_output(Get(max_output_size, infinity)),
-        fold => fold(Get(fold, undefined))
+        fold => fold(Get(fold, undefined)),
+        cgroup_options => Get(cgroup, #{})
     },
     case Context of
         daemon -> maps:merge(Common, daemon(Cmd, Get, Log));
@@ -995,3 +1025,170 @@ signal_number(Name) when is_atom(Name) ->
     end;
 signal_number(_) ->
     error.
+
+%%% ------------------------------------------------------------------------
+%%% cgroups
+
+%% The request's `cgroup' map, present only when a cgroup option is given.
+%% Every form becomes v2 file names and values (one mechanism: the spawner
+%% places each controller on v2 or a v1 hierarchy and translates there).
+cgroup_request(Get, Request) ->
+    Map = Get(cgroup, undefined),
+    Base = Get(cgroup_base, undefined),
+    Path = Get(cgroup_path, undefined),
+    Ctrls = Get(cgroup_controllers, undefined),
+    Sets = Get(cgroup_sets, undefined),
+    case {Map, Base, Path, Ctrls, Sets} of
+        {undefined, undefined, undefined, undefined, undefined} ->
+            Request;
+        _ ->
+            Base =/= undefined andalso Path =/= undefined andalso bad(cgroup_path, Path),
+            Settings = cgroup_map(Map) ++ cgroup_sets(Sets),
+            Controllers = cgroup_controllers(Ctrls) ++ [C || {C, _, _} <- cgroup_sets_c(Sets)],
+            Request#{
+                cgroup => #{
+                    base => cgroup_dir(cgroup_base, Base),
+                    path => cgroup_dir(cgroup_path, Path),
+                    controllers => lists:usort(Controllers),
+                    settings => lists:append([[F, V] || {F, V} <- Settings])
+                }
+            }
+    end.
+
+cgroup_dir(_, undefined) ->
+    <<>>;
+cgroup_dir(Name, V) ->
+    B = text(Name, V),
+    Parts = binary:split(B, <<"/">>, [global]),
+    case B =/= <<>> andalso B =/= <<"/">> andalso not lists:member(<<"..">>, Parts) of
+        true -> B;
+        false -> bad(Name, V)
+    end.
+
+%% {File, Value} pairs, sorted by file (memory.max before memory.swap.max,
+%% which v1 needs).
+cgroup_map(undefined) ->
+    [];
+cgroup_map(M) when is_map(M) ->
+    lists:keysort(1, [cgroup_setting(K, V) || {K, V} <- maps:to_list(M)]);
+cgroup_map(V) ->
+    bad(cgroup, V).
+
+cgroup_setting(K, V) when is_atom(K) ->
+    Bad = fun() -> bad({cgroup, K}, V) end,
+    case {K, V} of
+        {cpu_weight, N} when is_integer(N), N >= 1, N =< 10000 -> {<<"cpu.weight">>, int(N)};
+        {io_weight, N} when is_integer(N), N >= 1, N =< 10000 -> {<<"io.weight">>, int(N)};
+        {cpu_max, max} -> {<<"cpu.max">>, <<"max">>};
+        {cpu_max, {Q, P}} when
+            (Q =:= max orelse (is_integer(Q) andalso Q >= 1000)),
+            is_integer(P),
+            P >= 1000,
+            P =< 1000000
+        ->
+            {<<"cpu.max">>, iolist_to_binary([amount(Q), " ", int(P)])};
+        {cpu_idle, B} when is_boolean(B); B =:= 0; B =:= 1 -> {<<"cpu.idle">>, flag(B)};
+        {memory_oom_group, B} when is_boolean(B); B =:= 0; B =:= 1 ->
+            {<<"memory.oom.group">>, flag(B)};
+        {pids_max, N} when N =:= max; is_integer(N), N >= 0 -> {<<"pids.max">>, amount(N)};
+        {cpuset_cpus, L} -> {<<"cpuset.cpus">>, cpuset(L, Bad)};
+        {cpuset_mems, L} -> {<<"cpuset.mems">>, cpuset(L, Bad)};
+        _ ->
+            Known = [cpu_weight, io_weight, cpu_max, cpu_idle, memory_oom_group, pids_max],
+            case memory_file(K) of
+                undefined ->
+                    lists:member(K, Known) andalso Bad(),
+                    throw({corral_opts, {unknown_option, {cgroup, K}}});
+                File when V =:= max; V =:= infinity; is_integer(V), V >= 0 ->
+                    {File, amount(V)};
+                _ ->
+                    Bad()
+            end
+    end;
+cgroup_setting(K, V) ->
+    File = cgroup_file({cgroup, K}, K),
+    {File, cgroup_value({cgroup, K}, V)}.
+
+memory_file(memory_min) -> <<"memory.min">>;
+memory_file(memory_low) -> <<"memory.low">>;
+memory_file(memory_high) -> <<"memory.high">>;
+memory_file(memory_max) -> <<"memory.max">>;
+memory_file(memory_swap_max) -> <<"memory.swap.max">>;
+memory_file(_) -> undefined.
+
+amount(N) when is_integer(N) -> int(N);
+amount(_) -> <<"max">>.
+
+int(N) -> integer_to_binary(N).
+
+flag(true) -> <<"1">>;
+flag(1) -> <<"1">>;
+flag(_) -> <<"0">>.
+
+cpuset(L, Bad) ->
+    B =
+        try
+            text(cpuset, L)
+        catch
+            throw:_ -> Bad()
+        end,
+    case B =/= <<>> andalso re:run(B, "^[0-9,-]+$") =/= nomatch of
+        true -> B;
+        false -> Bad()
+    end.
+
+%% An interface file name: "controller.file", no '/', no "..".
+cgroup_file(Name, F) ->
+    B =
+        try
+            text(Name, F)
+        catch
+            throw:_ -> bad(Name, F)
+        end,
+    case re:run(B, "^[a-z_]+\\.[A-Za-z0-9_.]+$") =/= nomatch andalso binary:match(B, <<"..">>) =:= nomatch of
+        true -> B;
+        false -> bad(Name, F)
+    end.
+
+cgroup_value(_, N) when is_integer(N) -> int(N);
+cgroup_value(_, max) -> <<"max">>;
+cgroup_value(Name, V) -> text(Name, V).
+
+cgroup_controllers(undefined) ->
+    [];
+cgroup_controllers(L) when is_list(L) ->
+    [cgroup_controller(cgroup_controllers, C) || C <- L];
+cgroup_controllers(V) ->
+    bad(cgroup_controllers, V).
+
+cgroup_controller(Name, C) ->
+    B =
+        try
+            text(Name, C)
+        catch
+            throw:_ -> bad(Name, C)
+        end,
+    case re:run(B, "^[a-z_]+$") of
+        nomatch -> bad(Name, C);
+        _ -> B
+    end.
+
+%% MuonTrap 1's {Controller, File, Value}, checked.
+cgroup_sets_c(undefined) ->
+    [];
+cgroup_sets_c(L) when is_list(L) ->
+    [
+        case E of
+            {C, F, V} ->
+                {cgroup_controller({cgroup_sets, E}, C), cgroup_file({cgroup_sets, E}, F),
+                    cgroup_value({cgroup_sets, E}, V)};
+            _ ->
+                bad(cgroup_sets, E)
+        end
+     || E <- L
+    ];
+cgroup_sets_c(V) ->
+    bad(cgroup_sets, V).
+
+cgroup_sets(Sets) ->
+    [{F, V} || {_, F, V} <- cgroup_sets_c(Sets)].

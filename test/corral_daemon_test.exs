@@ -68,9 +68,6 @@ defmodule Corral.DaemonTest do
 
       assert Daemon.start_link("true", [], lines: true) == {:error, {:unknown_option, :lines}}
 
-      assert Daemon.start_link("true", [], cgroup_path: "x") ==
-               {:error, {:unsupported_option, :cgroup_path}}
-
       assert Daemon.start_link("true", [], shutdown: -1) == {:error, {:bad_option, :shutdown, -1}}
       assert Daemon.start_link(["corral-no-such-program", []]) == {:error, :enoent}
     end
@@ -507,12 +504,11 @@ defmodule Corral.DaemonTest do
       refute alive?(os_pid)
     end
 
-    test "the cgroup functions are not available yet" do
+    test "the cgroup functions refuse a file name that is not an interface file's" do
       pid = trap_start("sleep", ["60"], [])
-      assert Daemon.cgroup_config(pid) == {:error, :unsupported}
-      assert Daemon.cgroup_path(pid) == {:error, :unsupported}
-      assert Daemon.cgget(pid, "memory.max") == {:error, :unsupported}
-      assert Daemon.cgset(pid, "memory.max", "1M") == {:error, :unsupported}
+      assert Daemon.cgroup_config(pid) == %{}
+      assert Daemon.cgget(pid, "../memory.max") == {:error, {:bad_cgroup_file, "../memory.max"}}
+      assert Daemon.cgset(pid, "a/b", "1M") == {:error, {:bad_cgroup_file, "a/b"}}
     end
   end
 

@@ -127,7 +127,7 @@ functions_test() ->
     end,
     ?assertMatch(#{output_byte_count := 3, lines := 1, restarts := 0}, corral_daemon:statistics(Pid)),
     ?assertEqual({error, {bad_signal, nope}}, corral_daemon:signal(Pid, nope)),
-    ?assertEqual({error, unsupported}, corral_daemon:cgget(Pid, "memory.max")),
+    ?assertEqual({error, {bad_cgroup_file, "../x"}}, corral_daemon:cgget(Pid, "../x")),
     OsPid = corral_daemon:os_pid(Pid),
     unlink(Pid),
     ok = gen_server:stop(Pid),

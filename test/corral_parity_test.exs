@@ -153,24 +153,7 @@ defmodule Corral.ParityTest do
     end
   end
 
-  describe "MuonTrap options not implemented yet" do
-    test "are unsupported, not unknown" do
-      for name <- [:cgroup_controllers, :cgroup_base, :cgroup_path, :cgroup_sets] do
-        assert_raise ArgumentError,
-                     "option #{inspect(name)} is not supported yet by Corral.cmd/3",
-                     fn ->
-                       Corral.cmd("true", [], [{name, "x"}])
-                     end
-
-        assert {:error, {:unsupported_option, ^name}} = :corral.cmd("true", [], [{name, "x"}])
-        assert {:error, {:unsupported_option, ^name}} = :corral.open("true", [], [{name, "x"}])
-      end
-
-      assert_raise ArgumentError,
-                   "option :cgroup_path is not supported yet by Corral.stream!/3",
-                   fn -> Corral.stream!("true", [], cgroup_path: "x") end
-    end
-
+  describe "MuonTrap options" do
     test "the aliases are MuonTrap's names" do
       assert {"x\n", 0} = Corral.cmd("echo", ["x"], delay_to_sigkill: 10, stdio_window: 3)
     end

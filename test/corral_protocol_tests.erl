@@ -23,6 +23,17 @@ checks() ->
             ?assertEqual(<<Pid:64/native>>, port_control(P, N, <<>>))
         end),
         'OP_STATS' => on_cat(fun(P, N) -> ?assertMatch(#{}, binary_to_term(port_control(P, N, <<>>))) end),
+        %% The leaf directories: the first (v2, when there is one) holds the child.
+        'OP_CGROUPS' => on_cat(fun(P, N) ->
+            {ok, Pid} = corral:os_pid(P),
+            case binary:split(port_control(P, N, <<>>), <<0>>) of
+                [<<>> | _] ->
+                    ok;
+                [<<"/", _/binary>> = V2 | _] ->
+                    {ok, Procs} = file:read_file(filename:join(V2, "cgroup.procs")),
+                    ?assert(lists:member(integer_to_binary(Pid), binary:split(Procs, <<"\n">>, [global])))
+            end
+        end),
         %% cat sees EOF and exits by itself.
         'OP_CLOSE_STDIN' => fun(N) ->
             {ok, P} = corral:open("cat", [], []),
@@ -80,6 +91,7 @@ stats_is_the_documented_map_test() ->
             bytes_err,
             bytes_in,
             bytes_out,
+            cgroup,
             duration_ms,
             read_count,
             stdin_queued,
@@ -89,7 +101,8 @@ stats_is_the_documented_map_test() ->
         lists:sort(maps:keys(Stats))
     ),
     ?assertMatch(#{bytes_in := 3, bytes_out := 3, unacked := 3, stdin_queued := 0}, Stats),
-    [?assert(is_integer(V) andalso V >= 0) || V <- maps:values(Stats)],
+    [?assert(is_integer(V) andalso V >= 0) || V <- maps:values(maps:remove(cgroup, Stats))],
+    ?assert(is_map(maps:get(cgroup, Stats))),
     ?assertMatch({exit_signal, _}, corral:stop(Port, 5000)).
 
 %% {Name, Number} of every -define(OP_..., N). in the .hrl, read the way

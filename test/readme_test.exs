@@ -102,11 +102,16 @@ defmodule Corral.ReadmeTest do
     # The VM's own, which need no privilege.
     uid: System.cmd("id", ["-u"]) |> elem(0) |> String.trim() |> String.to_integer(),
     gid: System.cmd("id", ["-g"]) |> elem(0) |> String.trim() |> String.to_integer(),
-    cgroup_controllers: ["memory"],
-    cgroup_base: "corral",
-    cgroup_path: "corral/readme",
-    cgroup_sets: [{"memory", "memory.max", "10000000"}]
+    cgroup: %{pids_max: 100},
+    cgroup_controllers: ["pids"],
+    # An existing group: the VM's own (in each hierarchy used).
+    cgroup_base: ".",
+    cgroup_path: "corral-readme",
+    cgroup_sets: [{"pids", "pids.max", "100"}]
   }
+
+  # cgroups need root (or a delegated tree).
+  @needs_root [:cgroup, :cgroup_controllers, :cgroup_base, :cgroup_path, :cgroup_sets]
 
   [_, compat_section | _] = String.split(@text, ~r/^## Compatibility.*$/m)
   [compat_section | _] = String.split(compat_section, ~r/^## /m)
@@ -123,6 +128,8 @@ defmodule Corral.ReadmeTest do
   end
 
   for {name, status} <- @compat_rows do
+    if name in @needs_root, do: @tag(:root)
+
     test "compatibility table: #{name} is #{status}" do
       name = unquote(name)
       opts = [{name, Map.fetch!(@samples, name)}]

@@ -9,11 +9,43 @@ cgroup2? =
     _ -> false
   end
 
+# A controller the spawner can give a child: a v1 hierarchy that has it, or
+# our own v2 group delegating it (its cgroup.subtree_control lists it).
+cgroup_controller? = fn controller ->
+  mounts = File.read!("/proc/self/mountinfo") |> String.split("\n", trim: true)
+
+  v1? =
+    Enum.any?(mounts, fn line ->
+      case String.split(line, " - ") do
+        [_, "cgroup " <> rest] -> controller in String.split(List.last(String.split(rest)), ",")
+        _ -> false
+      end
+    end)
+
+  v2? =
+    with [line | _] <- Enum.filter(mounts, &String.contains?(&1, " - cgroup2 ")),
+         point = Enum.at(String.split(line), 4),
+         {:ok, own} <- File.read("/proc/self/cgroup"),
+         ["0::" <> path | _] <-
+           Enum.filter(String.split(own, "\n"), &String.starts_with?(&1, "0::")),
+         {:ok, text} <- File.read(Path.join([point, path, "cgroup.subtree_control"])) do
+      controller in String.split(text)
+    else
+      _ -> false
+    end
+
+  root? and (v1? or v2?)
+end
+
 exclusions = [
   {:root, root?, "not running as root"},
   {:cgroup_v2, root? and cgroup2?, "needs root and a cgroup v2 hierarchy"},
-  # MuonTrap compatibility cases written ahead of the work they need.
-  {:pending_cgroups, false, "Corral.Daemon's cgroup options and functions are not merged yet"}
+  {:cgroup_memory, cgroup_controller?.("memory"),
+   "needs root and the memory controller (a v1 hierarchy, or delegated to our v2 group)"},
+  {:cgroup_pids, cgroup_controller?.("pids"),
+   "needs root and the pids controller (a v1 hierarchy, or delegated to our v2 group)"},
+  {:cgroup_cpu, cgroup_controller?.("cpu"),
+   "needs root and the cpu controller (a v1 hierarchy, or delegated to our v2 group)"}
 ]
 
 exclude =

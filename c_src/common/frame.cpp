@@ -39,31 +39,59 @@ void put(const FdsFrame& x, Header& h, std::string& out) {
   h.a = x.os_pid;
   h.b = x.pipes;
   out += x.leaf;
+  for (const std::string& l : x.v1_leaves) {
+    out += '\0';
+    out += l;
+  }
 }
 bool get(const Header& h, std::string_view p, FdsFrame& x) {
   constexpr int64_t kAll = kFdStdin | kFdStdout | kFdStderr;
   if (h.a <= 0 || h.a > INT_MAX || h.b < 0 || (h.b & ~kAll) != 0) return false;
   x.os_pid = static_cast<pid_t>(h.a);
   x.pipes = static_cast<uint32_t>(h.b);
-  x.leaf.assign(p);
+  size_t nul = p.find('\0');
+  x.leaf.assign(p.substr(0, nul));
+  x.v1_leaves.clear();
+  while (nul != std::string_view::npos) {
+    p.remove_prefix(nul + 1);
+    nul = p.find('\0');
+    std::string_view l = p.substr(0, nul);
+    if (l.empty()) return false;  // one encoding: no empty v1 leaf
+    x.v1_leaves.emplace_back(l);
+  }
   return true;
 }
 
-void put(const ExitFrame& x, Header& h, std::string&) { h.a = x.wait_status; }
+void put(const ExitFrame& x, Header& h, std::string&) {
+  h.a = x.wait_status;
+  h.b = x.oom_kill ? kExitOomKill : 0;
+}
 bool get(const Header& h, std::string_view p, ExitFrame& x) {
-  if (!fits_int(h.a) || h.b != 0 || !p.empty()) return false;
+  if (!fits_int(h.a) || (h.b != 0 && h.b != kExitOomKill) || !p.empty()) return false;
   x.wait_status = static_cast<int>(h.a);
+  x.oom_kill = h.b == kExitOomKill;
   return true;
 }
 
 void put(const ErrorFrame& x, Header& h, std::string& out) {
   h.a = x.err;
   out += x.stage;
+  if (!x.detail.empty()) {
+    out += '\0';
+    out += x.detail;
+  }
 }
 bool get(const Header& h, std::string_view p, ErrorFrame& x) {
   if (!fits_int(h.a) || h.b != 0) return false;
   x.err = static_cast<int>(h.a);
-  x.stage.assign(p);
+  size_t nul = p.find('\0');
+  x.stage.assign(p.substr(0, nul));
+  x.detail.clear();
+  if (nul != std::string_view::npos) {
+    x.detail.assign(p.substr(nul + 1));
+    // One encoding: a NUL only before a non-empty detail, and only one.
+    if (x.detail.empty() || x.detail.find('\0') != std::string::npos) return false;
+  }
   return true;
 }
 

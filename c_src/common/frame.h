@@ -13,11 +13,17 @@
 //   control socket (one per child), spawner -> driver:
 //     FdsFrame     a = os_pid, b = pipes (kFd* bits: which pipes follow),
 //                  payload = leaf (the child's leaf cgroup directory, or
-//                  empty when the host gives the spawner no cgroup v2 tree);
+//                  empty when the host gives the spawner no cgroup v2 tree),
+//                  then for each cgroup v1 leaf of the child a NUL byte and
+//                  its directory (v1_leaves; none are empty);
 //                  fds = the parent ends, in the order stdin, stdout, stderr
-//     ExitFrame    a = wait_status (raw, of the child); sent once the whole
-//                  process group is gone and the leaf cgroup is unpopulated
-//     ErrorFrame   a = err (errno), payload = stage; the child never ran
+//     ExitFrame    a = wait_status (raw, of the child), b = kExitOomKill
+//                  when the OOM killer killed in the child's leaves, else 0;
+//                  sent once the whole process group is gone and the leaf
+//                  cgroup is unpopulated
+//     ErrorFrame   a = err (errno), payload = stage, then, when there is a
+//                  detail (a sentence naming what failed), a NUL byte and
+//                  the detail; the child never ran
 //   control socket, driver -> spawner:
 //     SignalFrame  a = signo, sent to the child's process group
 //     StopFrame    escalate: stop signal, wait kill_timeout, then SIGKILL
@@ -75,17 +81,22 @@ struct SpawnFrame {
 
 struct FdsFrame {
   pid_t os_pid = 0;
-  uint32_t pipes = 0;  // kFd* bits, in the order the fds follow
-  std::string leaf;    // leaf cgroup directory, or empty
+  uint32_t pipes = 0;                  // kFd* bits, in the order the fds follow
+  std::string leaf;                    // leaf cgroup directory, or empty
+  std::vector<std::string> v1_leaves;  // the child's cgroup v1 leaves
 };
+
+inline constexpr int64_t kExitOomKill = 1;
 
 struct ExitFrame {
   int wait_status = 0;
+  bool oom_kill = false;  // the OOM killer struck in the child's leaves
 };
 
 struct ErrorFrame {
-  int err = 0;        // errno
-  std::string stage;  // where the spawn failed: "exec", "chdir", ...
+  int err = 0;         // errno
+  std::string stage;   // where the spawn failed: "exec", "chdir", ...
+  std::string detail;  // what failed, for a person ("cgroup": the group and fix)
 };
 
 struct SignalFrame {

@@ -83,6 +83,7 @@ constexpr int kReadsPerEvent = 4;
 // as refcounted binaries without a copy.
 constexpr ErlDrvSizeT kCopyBelow = 2048;
 
+ErlDrvTermData a_oom_kill;
 ErlDrvTermData a_data, a_stdout, a_stderr, a_started, a_exit_status, a_exit_signal, a_error,
     a_stdin_error;
 
@@ -196,6 +197,8 @@ struct Outcome {
   enum Kind { kStatus, kSignal, kError } kind = kError;
   int value = 0;              // exit status or signal number
   std::string reason, stage;  // {error, {Reason, Stage}}
+  std::string detail;         // {error, {Reason, {Stage, Detail}}} when set
+  bool oom_kill = false;      // kSignal: {exit_signal, N, oom_kill}
 };
 
 struct Port {
@@ -215,8 +218,9 @@ struct Port {
   int loss_checks = 0;               // JudgingLoss: timer rounds spent so far
   const char* loss_stage = "spawn";  // JudgingLoss: the stage to report
   int64_t os_pid = 0;
-  std::string cgroup;  // the child's leaf cgroup, when the spawner made one
-  Outcome outcome;     // valid from Draining on
+  std::string cgroup;                   // the child's leaf cgroup, when the spawner made one
+  std::vector<std::string> v1_cgroups;  // its cgroup v1 leaves
+  Outcome outcome;                      // valid from Draining on
 
   // stats
   uint64_t bytes_in = 0, bytes_out = 0, bytes_err = 0, read_count = 0, write_count = 0;
@@ -283,7 +287,30 @@ void send_tuple2(Port* p, ErlDrvTermData tag, ErlDrvTermData spec_type, ErlDrvTe
   erl_drv_output_term(p->term_port, spec, sizeof spec / sizeof spec[0]);
 }
 
-void send_error(Port* p, const char* reason, const char* stage) {
+void send_error(Port* p, const char* reason, const char* stage, const std::string& detail) {
+  if (!detail.empty()) {
+    ErlDrvTermData spec[] = {ERL_DRV_PORT,
+                             p->term_port,
+                             ERL_DRV_ATOM,
+                             a_error,
+                             ERL_DRV_ATOM,
+                             driver_mk_atom(const_cast<char*>(reason)),
+                             ERL_DRV_ATOM,
+                             driver_mk_atom(const_cast<char*>(stage)),
+                             ERL_DRV_BUF2BINARY,
+                             reinterpret_cast<ErlDrvTermData>(detail.data()),
+                             detail.size(),
+                             ERL_DRV_TUPLE,
+                             2,
+                             ERL_DRV_TUPLE,
+                             2,
+                             ERL_DRV_TUPLE,
+                             2,
+                             ERL_DRV_TUPLE,
+                             2};
+    erl_drv_output_term(p->term_port, spec, sizeof spec / sizeof spec[0]);
+    return;
+  }
   ErlDrvTermData spec[] = {ERL_DRV_PORT,  p->term_port,
                            ERL_DRV_ATOM,  a_error,
                            ERL_DRV_ATOM,  driver_mk_atom(const_cast<char*>(reason)),
@@ -307,10 +334,20 @@ bool maybe_finish(Port* p) {
       send_tuple2(p, a_exit_status, ERL_DRV_INT, static_cast<ErlDrvTermData>(o.value));
       break;
     case Outcome::kSignal:
+      if (o.oom_kill) {
+        ErlDrvTermData spec[] = {ERL_DRV_PORT,  p->term_port,
+                                 ERL_DRV_ATOM,  a_exit_signal,
+                                 ERL_DRV_INT,   static_cast<ErlDrvTermData>(o.value),
+                                 ERL_DRV_ATOM,  a_oom_kill,
+                                 ERL_DRV_TUPLE, 3,
+                                 ERL_DRV_TUPLE, 2};
+        erl_drv_output_term(p->term_port, spec, sizeof spec / sizeof spec[0]);
+        break;
+      }
       send_tuple2(p, a_exit_signal, ERL_DRV_INT, static_cast<ErlDrvTermData>(o.value));
       break;
     case Outcome::kError:
-      send_error(p, o.reason.c_str(), o.stage.c_str());
+      send_error(p, o.reason.c_str(), o.stage.c_str(), o.detail);
       break;
   }
   driver_exit(p->port, 0);
@@ -318,11 +355,12 @@ bool maybe_finish(Port* p) {
 }
 
 // -> Draining with an {error, {Reason, Stage}} outcome.
-void settle_error(Port* p, std::string reason, std::string stage) {
+void settle_error(Port* p, std::string reason, std::string stage, std::string detail = {}) {
   move_to(p, Phase::Draining);
   p->outcome.kind = Outcome::kError;
   p->outcome.reason = std::move(reason);
   p->outcome.stage = std::move(stage);
+  p->outcome.detail = std::move(detail);
 }
 
 void send_to_spawner(Port* p, const Frame& f) {
@@ -452,6 +490,7 @@ void adopt_fds(Port* p, const FdsFrame& f, std::vector<int>& fds) {
   move_to(p, Phase::Running);
   p->os_pid = f.os_pid;
   p->cgroup = f.leaf;
+  p->v1_cgroups = f.v1_leaves;
   for (int fd : {p->in.fd, p->out.fd, p->err.fd})
     if (fd >= 0) set_nonblock(fd);
   for (OutPipe* o : {&p->out, &p->err})
@@ -465,13 +504,14 @@ void adopt_fds(Port* p, const FdsFrame& f, std::vector<int>& fds) {
 }
 
 // -> Draining on the spawner's Exit frame.
-void on_exit_frame(Port* p, int status) {
+void on_exit_frame(Port* p, int status, bool oom_kill) {
   if (p->phase == Phase::FdsLost) {
     settle_error(p, "emfile", "spawn");
   } else {
     move_to(p, Phase::Draining);
     p->outcome.kind = WIFSIGNALED(status) ? Outcome::kSignal : Outcome::kStatus;
     p->outcome.value = WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status);
+    p->outcome.oom_kill = oom_kill && WIFSIGNALED(status);
   }
   // The spawner sends Exit once the group is gone and the leaf is empty:
   // what is left in the pipes is bounded by their capacity. Deliver it
@@ -511,6 +551,7 @@ void on_spawner_lost(Port* p) {
   p->loss_stage = p->phase == Phase::Running ? "running" : "spawn";
   move_to(p, Phase::JudgingLoss);
   (void)corral::kill_tree(static_cast<pid_t>(p->os_pid), p->cgroup);
+  for (const std::string& v1 : p->v1_cgroups) (void)corral::kill_cgroup(v1);
   if (!judge_spawner_loss(p, false)) {
     p->loss_checks = 1;
     driver_set_timer(p->port, kLossCheckMs);
@@ -548,7 +589,7 @@ void read_ctl(Port* p) {
       if (p->phase == Phase::Spawning) adopt_fds(p, *fr, fds);
     } else if (auto* ex = std::get_if<ExitFrame>(&f)) {
       if (p->phase != Phase::Draining) {
-        on_exit_frame(p, ex->wait_status);
+        on_exit_frame(p, ex->wait_status, ex->oom_kill);
         // The group is gone: its pipes hold their last bytes and then EOF.
         // Read them now rather than after another trip through the poll set.
         if (p->out.fd >= 0 && read_pipe(p, p->out, a_stdout)) return;
@@ -556,7 +597,7 @@ void read_ctl(Port* p) {
       }
     } else if (auto* er = std::get_if<ErrorFrame>(&f)) {
       if (p->phase != Phase::Draining)
-        settle_error(p, erl_errno_id(er->err), er->stage.empty() ? "spawn" : er->stage);
+        settle_error(p, erl_errno_id(er->err), er->stage.empty() ? "spawn" : er->stage, er->detail);
     }
     for (int fd : fds) close(fd);
     if (maybe_finish(p)) return;
@@ -676,6 +717,7 @@ int drv_init() {
   a_exit_status = driver_mk_atom(const_cast<char*>("exit_status"));
   a_exit_signal = driver_mk_atom(const_cast<char*>("exit_signal"));
   a_error = driver_mk_atom(const_cast<char*>("error"));
+  a_oom_kill = driver_mk_atom(const_cast<char*>("oom_kill"));
   a_stdin_error = driver_mk_atom(const_cast<char*>("stdin_error"));
   return 0;
 }
@@ -792,6 +834,13 @@ ErlDrvSSizeT drv_control(ErlDrvData d, unsigned cmd, char* buf, ErlDrvSizeT len,
     case op::OP_OSPID: {
       int64_t pid = p->os_pid;
       return reply(rbuf, &pid, sizeof pid);
+    }
+    case op::OP_CGROUPS: {
+      // The child's leaves as the Fds frame gave them: the v2 one (may be
+      // empty), then each v1 one, NUL-separated. Empty before Fds.
+      std::string dirs = p->cgroup;
+      for (const std::string& d : p->v1_cgroups) dirs += '\0' + d;
+      return reply(rbuf, dirs.data(), dirs.size());
     }
     default:
       return reply_errno(rbuf, EINVAL);

@@ -76,16 +76,24 @@ bool wait_empty(const std::string& dir, Clock::time_point until) {
   }
 }
 
-bool stale_pid(std::string_view name, pid_t self) {
+bool stale_pid(std::string_view name, pid_t self, bool self_is_stale) {
   constexpr std::string_view kPrefix = "corral.";
   if (name.substr(0, kPrefix.size()) != kPrefix || name.size() == kPrefix.size()) return false;
-  std::string digits(name.substr(kPrefix.size()));
+  // corral.<pid> (a base) or corral.<pid>.<n> (a leaf in a cgroup_base).
+  std::string_view rest = name.substr(kPrefix.size());
+  if (size_t dot = rest.find('.'); dot != std::string_view::npos) {
+    std::string_view n = rest.substr(dot + 1);
+    if (n.empty() || n.find_first_not_of("0123456789") != std::string_view::npos) return false;
+    rest = rest.substr(0, dot);
+  }
+  std::string digits(rest);
   if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos)
     return false;
   pid_t pid = static_cast<pid_t>(strtol(digits.c_str(), nullptr, 10));
   if (pid <= 0) return false;
   // EPERM means alive (someone else's); only ESRCH is dead.
-  return pid == self || (kill(pid, 0) < 0 && errno == ESRCH);
+  if (pid == self) return self_is_stale;
+  return kill(pid, 0) < 0 && errno == ESRCH;
 }
 
 }  // namespace
@@ -163,7 +171,17 @@ int own_v2_dir(std::string& ret) {
 
 int populated(const std::string& dir, int at) {
   std::string text;
-  if (int rc = read_file(dir + "/cgroup.events", text, at); rc < 0) return rc;
+  if (int rc = read_file(dir + "/cgroup.events", text, at); rc < 0) {
+    // A v1 group has no cgroup.events: any pid in its cgroup.procs (which
+    // lists no zombies) or below it.
+    if (rc != -ENOENT || read_file(dir + "/cgroup.procs", text, at) < 0) return rc;
+    if (text.find_first_of("0123456789") != std::string::npos) return 1;
+    std::vector<std::string> subs;
+    if (at == AT_FDCWD && subdirs(dir, subs) == 0)
+      for (const std::string& s : subs)
+        if (populated(dir + "/" + s) > 0) return 1;
+    return 0;
+  }
   return parse_populated(text);
 }
 
@@ -191,12 +209,13 @@ int destroy(const std::string& dir, std::chrono::milliseconds limit) {
   return remove_tree(dir);
 }
 
-int remove_stale_bases(const std::string& parent, pid_t self, std::chrono::milliseconds limit) {
+int remove_stale_bases(const std::string& parent, pid_t self, std::chrono::milliseconds limit,
+                       bool self_is_stale) {
   std::vector<std::string> subs;
   if (int rc = subdirs(parent, subs); rc < 0) return rc;
   std::vector<std::string> stale;
   for (const std::string& s : subs)
-    if (stale_pid(s, self)) stale.push_back(parent + "/" + s);
+    if (stale_pid(s, self, self_is_stale)) stale.push_back(parent + "/" + s);
   // Kill all first, then wait once: the bases empty in parallel.
   for (const std::string& dir : stale) (void)kill_all(dir);
   auto until = Clock::now() + limit;

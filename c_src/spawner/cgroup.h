@@ -46,7 +46,8 @@ int parse_populated(std::string_view events);
 int own_v2_dir(std::string& ret);
 
 // Whether the cgroup at dir (or any cgroup below it) has live processes.
-// Zombies do not count. 1, 0 or -errno.
+// Zombies do not count. 1, 0 or -errno. A v1 group (no cgroup.events) is
+// judged by its cgroup.procs and those below it.
 // With `at` a directory fd, dir is relative to it: a shorter path walk.
 int populated(const std::string& dir, int at = AT_FDCWD);
 
@@ -61,10 +62,13 @@ int remove_tree(const std::string& dir);
 // kill, then wait up to `limit` for dir to be unpopulated, then remove_tree.
 int destroy(const std::string& dir, std::chrono::milliseconds limit);
 
-// Destroys every "corral.<pid>" directly in `parent` whose pid is not alive
+// Destroys every "corral.<pid>" or "corral.<pid>.<n>" (a leaf in a
+// cgroup_base) directly in `parent` whose pid is not alive
 // (a spawner that was SIGKILLed) or is `self` (so cannot be ours yet).
 // Returns how many were removed, or -errno if parent cannot be read.
-int remove_stale_bases(const std::string& parent, pid_t self, std::chrono::milliseconds limit);
+// With self_is_stale false, `self`'s are kept (a running spawner's sweep).
+int remove_stale_bases(const std::string& parent, pid_t self, std::chrono::milliseconds limit,
+                       bool self_is_stale = true);
 
 // An owned cgroup directory. The destructor rmdirs it (quietly failing with
 // EBUSY if processes are left: a spawner's base sweeps those up).

@@ -197,6 +197,9 @@ struct Plan {
   int share_below;  // > 0: cloned with CLONE_FILES; unshare keeping fds below
   // The identity and limit steps; nullptr: none.
   const Extra* extra;
+  // cgroup v1 leaves' cgroup.procs, joined after the v2 leaf
+  int join_procs[kMaxJoinProcs];
+  size_t n_join_procs;
 };
 
 [[noreturn]] CORRAL_CHILD_CODE void child_exit() {
@@ -228,6 +231,9 @@ struct Plan {
   // process it forks, is in the cgroup that kills them.
   if (p.cgroup_procs >= 0 && (rc = sys(SYS_write, p.cgroup_procs, arg("0"), 1)) != 1)
     fail_child(status_fd, kCgroup, rc);
+  for (size_t i = 0; i < p.n_join_procs; i++)
+    if ((rc = sys(SYS_write, p.join_procs[i], arg("0"), 1)) != 1)
+      fail_child(status_fd, kCgroup, rc);
 
   // Every signal is blocked (the parent blocked them across the clone), so
   // no handler of ours runs here; reset them before unblocking.
@@ -814,6 +820,12 @@ int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const ch
   plan.status_fd = status_w.get();
   plan.parent = ctx.self > 0 ? ctx.self : getpid();
   plan.cgroup_procs = -1;
+  if (ctx.n_join_procs > kMaxJoinProcs) {
+    errno = E2BIG;
+    return fail("cgroup");
+  }
+  plan.n_join_procs = ctx.n_join_procs;
+  for (size_t i = 0; i < ctx.n_join_procs; i++) plan.join_procs[i] = ctx.join_procs[i];
   // A nofile limit of the user's replaces the restore of the spawner's.
   plan.set_nofile = ctx.nofile != nullptr && !user_nofile;
   if (ctx.nofile) plan.nofile = *ctx.nofile;
@@ -821,7 +833,7 @@ int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const ch
   plan.extra = extra;
   // Share our table only if every fd the child uses lies below the bound.
   plan.share_below = 0;
-  if (ctx.share_fds_below > 3) {
+  if (ctx.share_fds_below > 3 && ctx.n_join_procs == 0) {
     int top = std::max({status_w.get(), plan.src[0], plan.src[1], plan.src[2], ctx.cgroup_procs});
     if (top < ctx.share_fds_below) plan.share_below = ctx.share_fds_below;
   }

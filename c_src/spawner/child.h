@@ -103,7 +103,15 @@ struct ChildContext {
   // child needs must then be below it; if one is not, that child copies
   // the whole table as usual. 0: copy the whole table.
   int share_fds_below = 0;
+  // cgroup v1: the cgroup.procs (O_WRONLY|O_CLOEXEC) of each leaf the child
+  // joins in the v1 hierarchies, written "0" right after the v2 join (stage
+  // "cgroup"). A child with any copies our whole fd table (no sharing).
+  const int* join_procs = nullptr;
+  size_t n_join_procs = 0;
 };
+
+// Most v1 leaves one child joins (one per mounted v1 hierarchy in use).
+inline constexpr size_t kMaxJoinProcs = 8;
 
 // The signals (bit sig-1) whose disposition in this process is not SIG_DFL,
 // for ChildContext::reset_signals. 0 or -errno.

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 #include "cgroup.h"
 #include "child.h"
@@ -47,6 +48,10 @@ struct ChildRecord {
   Launch launch;             // Launching only: the exec-status pipe and the child's memory
   cgroup::Dir leaf;          // empty when cgroups are not used
   bool leaf_killed = false;  // cgroup.kill'ed: never to be reused
+  // Configured children (a CgroupSpec): the leaf carries settings or lies
+  // outside the pool's base, so it is never pooled; and the v1 leaves.
+  bool leaf_private = false;
+  std::vector<cgroup::Dir> v1_leaves;
   int stop_signal = 15;
   int64_t kill_timeout_ms = 0;
   // Readable once the leader exits, until it is reaped: the exit found in

@@ -23,6 +23,8 @@ class LeafPool {
 
   // Whether cgroups are in use.
   explicit operator bool() const { return static_cast<bool>(base_); }
+  // The base's directory; empty without one.
+  const std::string& base_path() const { return base_.path(); }
 
   // A leaf for the next child, clean or new, and how the child gets in: dir,
   // the leaf's directory for clone3(CLONE_INTO_CGROUP), while that works

@@ -501,6 +501,8 @@ bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error
     } else if (key == "pipe_size") {
       if (!mark(kPipeSize) || !integer_in(r, "pipe_size", 0, INT_MAX, v, error)) return false;
       spec.pipe_size = static_cast<int>(v);
+    } else if (key == "cgroup") {
+      if (!mark(kCgroup) || !cgroup_map(r, spec.cgroup, error)) return false;
     } else if (is_identity_key(key)) {
       if (!identity_key(r, key, spec.identity, identity_seen, error)) return false;
     } else {

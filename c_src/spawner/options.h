@@ -57,6 +57,7 @@ struct SpawnSpec {
   int stop_signal = SIGTERM;
   int pipe_size = 0;  // 0 = kernel default
   IdentitySpec identity;
+  CgroupSpec cgroup;
 };
 
 // The RLIMIT_* number of a resource's name in the request ("nofile", "as",

@@ -42,8 +42,8 @@ bool set_nonblock(int fd) {
   return fl >= 0 && ((fl & O_NONBLOCK) || fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0);
 }
 
-void send_error(int ctl, int err, const char* stage, LogOnce& failed) {
-  if (int rc = frame::send_frame(ctl, frame::ErrorFrame{err, stage});
+void send_error(int ctl, int err, const char* stage, LogOnce& failed, std::string detail = {}) {
+  if (int rc = frame::send_frame(ctl, frame::ErrorFrame{err, stage, std::move(detail)});
       rc < 0 && !owner_gone_error(rc))
     failed("cannot send Error(%s): %s", stage, strerror(-rc));
 }
@@ -103,6 +103,11 @@ int Spawner::init() {
   // (setsid, double fork). Without one, process groups are all we have.
   if (std::string why; leaves_.init(getpid(), why) < 0)
     logf("no cgroup containment, using process groups only: %s", why.c_str());
+  {
+    cgroup::Hierarchies h;
+    cgroup::discover(h);
+    placer_.init(getpid(), std::move(h), leaves_.base_path());
+  }
   devnull_.reset(open("/dev/null", O_RDWR | O_CLOEXEC));
   return 0;
 }
@@ -217,8 +222,9 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   // The leaf is removed by its destructor if the launch fails.
   cgroup::Dir leaf;
   const char* stage = "";
+  cgroup_why_.clear();
   if (int rc = launch(spec, leaf, *c, stage); rc < 0) {
-    send_error(ctl.get(), -rc, stage, send_failed_);
+    send_error(ctl.get(), -rc, stage, send_failed_, std::move(cgroup_why_));
     return;
   }
   pid_t pid = c->launch.pid();
@@ -253,15 +259,27 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
 // 0, or -errno with stage set.
 int Spawner::launch(SpawnSpec& spec, cgroup::Dir& leaf, ChildRecord& c, const char*& stage) {
   unique_fd procs, dir;
-  if (leaves_) {
+  std::vector<unique_fd> join;
+  if (!spec.cgroup.empty()) {
+    if (int rc = place(spec.cgroup, c, dir, procs, join); rc < 0) {
+      stage = "cgroup";
+      return rc;
+    }
+    leaf = std::move(c.leaf);
+  }
+  if (leaves_ && !leaf) {
     if (int rc = leaves_.take(leaf, procs, dir); rc < 0) {
       stage = "cgroup";
       return rc;
     }
   }
+  std::vector<int> join_fds;
+  for (const unique_fd& fd : join) join_fds.push_back(fd.get());
   ChildContext ctx;
   ctx.cgroup_procs = procs.get();
   ctx.cgroup_dir = dir.get();
+  ctx.join_procs = join_fds.data();
+  ctx.n_join_procs = join_fds.size();
   ctx.nofile = nofile_known_ ? &nofile_ : nullptr;
   ctx.reset_signals = reset_signals_;
   ctx.devnull = devnull_.get();
@@ -282,6 +300,34 @@ int Spawner::launch(SpawnSpec& spec, cgroup::Dir& leaf, ChildRecord& c, const ch
   return rc;
 }
 
+int Spawner::place(const CgroupSpec& spec, ChildRecord& c, unique_fd& dir, unique_fd& procs,
+                   std::vector<unique_fd>& join) {
+  cgroup::Placement p;
+  std::string why;
+  int rc = placer_.place(spec, p, why);
+  if (rc == 0 && p.v2) {
+    c.leaf_private = true;
+    if (can_clone_into_cgroup())
+      dir.reset(open(p.v2.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) {
+      rc = p.v2.open_procs();
+      if (rc >= 0)
+        procs.reset(rc), rc = 0;
+      else
+        why = "cannot open " + p.v2.path() + "/cgroup.procs: " + strerror(-rc);
+    }
+  }
+  if (rc < 0) {
+    cgroup_failed_("cgroup: %s", why.c_str());
+    cgroup_why_ = std::move(why);
+    return rc;
+  }
+  c.leaf = std::move(p.v2);
+  c.v1_leaves = std::move(p.v1);
+  join = std::move(p.v1_procs);
+  return 0;
+}
+
 // The exec-status pipe of a Launching child is readable: once it ends, the
 // child has exec'd (send its pipes) or failed (send the error).
 void Spawner::on_launch(pid_t pid) {
@@ -297,7 +343,7 @@ void Spawner::on_launch(pid_t pid) {
       }
     }
     send_error(c->ctl.get(), c->launch.error(), c->launch.stage(), send_failed_);
-    leaves_.give_back(c->leaf);
+    leaves_.release(c->leaf, c->leaf_private);
     children_.erase(pid);
   } else {
     children_.started(*c);
@@ -310,7 +356,8 @@ void Spawner::started(ChildRecord& c) {
   pid_t pid = c.pid;
   Child& ch = c.launch.child();
   // The leaf goes too: the driver kills it itself if we die.
-  frame::FdsFrame out{pid, ch.mask(), c.leaf.path()};
+  frame::FdsFrame out{pid, ch.mask(), c.leaf.path(), {}};
+  for (const cgroup::Dir& v1 : c.v1_leaves) out.v1_leaves.push_back(v1.path());
   int pipes[3];
   size_t n = 0;
   for (const unique_fd* fd : {&ch.in, &ch.out, &ch.err})
@@ -461,6 +508,12 @@ void Spawner::leader_reaped(ChildRecord& c) {
     if (int rc = c.leaf.kill(); rc < 0)
       kill_failed_("cannot kill cgroup %s: %s", c.leaf.path().c_str(), strerror(-rc));
   }
+  for (const cgroup::Dir& v1 : c.v1_leaves) {
+    if (v1.populated() == 0) continue;
+    populated = 1;
+    if (int rc = v1.kill(); rc < 0)
+      kill_failed_("cannot kill cgroup %s: %s", v1.path().c_str(), strerror(-rc));
+  }
   if (group_empty && populated == 0) {
     finish(c.pid);  // the usual case: nothing outlived the leader
     return;
@@ -478,6 +531,11 @@ void Spawner::check_draining() {
     bool group_empty = kill(-pid, 0) < 0 && errno == ESRCH;
     // An unreadable cgroup.events cannot be waited on; do not hang on it.
     bool leaf_empty = group_empty && leaves_.populated(c.leaf) <= 0;
+    for (const cgroup::Dir& v1 : c.v1_leaves)
+      if (leaf_empty && v1.populated() > 0) {
+        leaf_empty = false;
+        (void)v1.kill();  // v1 has no cgroup.kill: what joined since the last round
+      }
     if (group_empty && leaf_empty) {
       done.push_back(pid);
     } else if (now - c.drain_started >= kDrainLimit) {
@@ -495,16 +553,24 @@ void Spawner::check_draining() {
 void Spawner::finish(pid_t pid) {
   ChildRecord* c = children_.find(pid);
   if (!c) return;
+  // The OOM killer leaves its count in the leaf that held the memory limit.
+  bool oom = c->leaf && cgroup::oom_kills(c->leaf.path()) > 0;
+  for (const cgroup::Dir& v1 : c->v1_leaves) oom = oom || cgroup::oom_kills(v1.path()) > 0;
   if (c->ctl) {
-    if (int rc = frame::send_frame(c->ctl.get(), frame::ExitFrame{c->status});
+    if (int rc = frame::send_frame(c->ctl.get(), frame::ExitFrame{c->status, oom});
         rc < 0 && !owner_gone_error(rc))
       send_failed_("cannot send Exit for pid %d: %s", static_cast<int>(pid), strerror(-rc));
     (void)epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, c->ctl.get(), nullptr);
   }
   clear_deadline(*c);
   draining_.erase(pid);
-  leaves_.release(c->leaf, c->leaf_killed);
+  bool killed = c->leaf_killed;
+  leaves_.release(c->leaf, c->leaf_killed || c->leaf_private);
+  for (cgroup::Dir& v1 : c->v1_leaves)
+    if (int rc = v1.remove(); rc < 0)
+      kill_failed_("cannot remove cgroup %s: %s", v1.path().c_str(), strerror(-rc));
   children_.erase(pid);
+  if (killed) placer_.sweep();
 }
 
 void Spawner::kill_everything() {
@@ -515,8 +581,17 @@ void Spawner::kill_everything() {
     } else if (c.state != ChildState::Draining) {
       signal_leader(c, SIGKILL);
     }
+    // Leaves outside the base (cgroup_base, cgroup_path, v1) die one by one.
+    if (c.leaf_private) (void)c.leaf.kill();
+    for (const cgroup::Dir& v1 : c.v1_leaves) (void)v1.kill();
   });
-  leaves_.destroy(std::chrono::duration_cast<std::chrono::milliseconds>(kFinalWait));
+  auto limit = std::chrono::duration_cast<std::chrono::milliseconds>(kFinalWait);
+  leaves_.destroy(limit);
+  children_.for_each([&](ChildRecord& c) {
+    if (c.leaf_private) (void)c.leaf.destroy(limit);
+    for (cgroup::Dir& v1 : c.v1_leaves) (void)v1.destroy(limit);
+  });
+  placer_.destroy(limit);
   children_.clear();  // a Launching child's record waits for it to be off our memory
   draining_.clear();
   deadlines_.clear();

@@ -11,6 +11,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "cgroup_config.h"
 #include "child_record.h"
 #include "exit_watch.h"
 #include "fd.h"
@@ -63,11 +64,16 @@ class Spawner : private ExitWatcher::Sink {
   void check_draining();
   void finish(pid_t pid);
   void kill_everything();
+  // A configured child's groups (spec.cgroup): its own leaves, settings
+  // written. 0 or -errno (logged with the reason).
+  int place(const CgroupSpec& spec, ChildRecord& c, unique_fd& dir, unique_fd& procs,
+            std::vector<unique_fd>& join);
 
   unique_fd request_;
   unique_fd epoll_;
   // Declared before children_, so destroyed after their leaves.
   LeafPool leaves_;
+  cgroup::Placer placer_;  // configured children's leaves, v1 bases
   ChildTable children_;
   ExitWatcher exits_{children_, *this};
   unique_fd devnull_;  // /dev/null, for children's null stdio
@@ -88,7 +94,8 @@ class Spawner : private ExitWatcher::Sink {
   int share_below_ = 0;
   bool request_paused_ = false;  // max_pending_ reached: requests wait
   // Conditions that may come with every request or child.
-  LogOnce bad_request_, send_failed_, watch_failed_, kill_failed_, not_empty_;
+  LogOnce bad_request_, send_failed_, watch_failed_, kill_failed_, not_empty_, cgroup_failed_;
+  std::string cgroup_why_;  // why the last place() failed, for the Error frame
 };
 
 }  // namespace corral::spawner

@@ -50,14 +50,24 @@ TEST(Frame, EveryTypeRoundTrips) {
   s = round_trip(SpawnFrame{"term", ""});
   EXPECT_EQ("term", s.term);
   EXPECT_EQ("", s.cwd);
-  FdsFrame f = round_trip(FdsFrame{4321, kFdStdin | kFdStderr, "/sys/fs/cgroup/c1"});
+  FdsFrame f = round_trip(FdsFrame{4321, kFdStdin | kFdStderr, "/sys/fs/cgroup/c1", {}});
   EXPECT_EQ(4321, f.os_pid);
   EXPECT_EQ(kFdStdin | kFdStderr, f.pipes);
   EXPECT_EQ("/sys/fs/cgroup/c1", f.leaf);
+  EXPECT_TRUE(f.v1_leaves.empty());
+  f = round_trip(FdsFrame{7, 0, "", {"/sys/fs/cgroup/memory/corral.1/x0", "/p/x1"}});
+  EXPECT_EQ("", f.leaf);
+  EXPECT_EQ((std::vector<std::string>{"/sys/fs/cgroup/memory/corral.1/x0", "/p/x1"}), f.v1_leaves);
   EXPECT_EQ(0x8b00, round_trip(ExitFrame{0x8b00}).wait_status);
-  ErrorFrame e = round_trip(ErrorFrame{ENOENT, std::string("ex\0ec", 5)});
+  EXPECT_FALSE(round_trip(ExitFrame{0x8b00}).oom_kill);
+  EXPECT_TRUE(round_trip(ExitFrame{9, true}).oom_kill);
+  ErrorFrame e = round_trip(ErrorFrame{ENOENT, "exec", ""});
   EXPECT_EQ(ENOENT, e.err);
-  EXPECT_EQ(std::string("ex\0ec", 5), e.stage);
+  EXPECT_EQ("exec", e.stage);
+  EXPECT_EQ("", e.detail);
+  e = round_trip(ErrorFrame{EOPNOTSUPP, "cgroup", "enable +memory in /a/cgroup.subtree_control"});
+  EXPECT_EQ("cgroup", e.stage);
+  EXPECT_EQ("enable +memory in /a/cgroup.subtree_control", e.detail);
   EXPECT_EQ(SIGTERM, round_trip(SignalFrame{SIGTERM}).signo);
   round_trip(StopFrame{});
 }
@@ -66,7 +76,7 @@ TEST(Frame, EveryTypeRoundTrips) {
 // of a mixed build agree.
 TEST(Frame, WireLayoutIsTheDocumentedOne) {
   std::string buf;
-  encode(FdsFrame{1234, kFdStdout, "/leaf"}, buf);
+  encode(FdsFrame{1234, kFdStdout, "/leaf", {}}, buf);
   EXPECT_EQ(raw(16, 1234, kFdStdout, "/leaf"), buf);
   encode(SpawnFrame{"TERM", "/cwd"}, buf);
   EXPECT_EQ(raw(1, 0, 4, "TERM/cwd"), buf);
@@ -74,8 +84,14 @@ TEST(Frame, WireLayoutIsTheDocumentedOne) {
   EXPECT_EQ(raw(1, 0, 0, "TERM"), buf);
   encode(ExitFrame{9}, buf);
   EXPECT_EQ(raw(17, 9, 0), buf);
-  encode(ErrorFrame{EACCES, "exec"}, buf);
+  encode(ErrorFrame{EACCES, "exec", ""}, buf);
   EXPECT_EQ(raw(18, EACCES, 0, "exec"), buf);
+  encode(ErrorFrame{EACCES, "cgroup", "why"}, buf);
+  EXPECT_EQ(raw(18, EACCES, 0, std::string("cgroup\0why", 10)), buf);
+  encode(ExitFrame{9, true}, buf);
+  EXPECT_EQ(raw(17, 9, kExitOomKill), buf);
+  encode(FdsFrame{1234, 0, "/v2", {"/m", "/p"}}, buf);
+  EXPECT_EQ(raw(16, 1234, 0, std::string("/v2\0/m\0/p", 9)), buf);
   encode(SignalFrame{SIGUSR1}, buf);
   EXPECT_EQ(raw(32, SIGUSR1, 0), buf);
   encode(StopFrame{}, buf);
@@ -96,21 +112,24 @@ TEST(Frame, DecodeRejectsShortUnknownFlaggedAndLong) {
 TEST(Frame, DecodeRejectsFieldsOutOfRange) {
   Frame g;
   const std::string bad[] = {
-      raw(1, 1, 0, "term"),              // Spawn: a unused
-      raw(1, 0, 5, "term"),              // Spawn: split past the payload
-      raw(1, 0, -1, "term"),             // Spawn: negative split
-      raw(1, 0, 4, "term"),              // Spawn: an empty cwd is b = 0
-      raw(16, 0, kFdStdout),             // Fds: no pid
-      raw(16, int64_t{1} << 40, 0),      // Fds: pid out of range
-      raw(16, 12, 8),                    // Fds: unknown pipe bit
-      raw(17, int64_t{1} << 40, 0),      // Exit: status out of range
-      raw(17, 0, 1),                     // Exit: b unused
-      raw(17, 0, 0, "x"),                // Exit: no payload
-      raw(18, int64_t{INT_MAX} + 1, 0),  // Error: errno out of range
-      raw(32, int64_t{INT_MIN} - 1, 0),  // Signal: out of range
-      raw(32, SIGTERM, 0, "x"),          // Signal: no payload
-      raw(33, 1, 0),                     // Stop: a unused
-      raw(33, 0, 0, "x"),                // Stop: no payload
+      raw(1, 1, 0, "term"),                         // Spawn: a unused
+      raw(1, 0, 5, "term"),                         // Spawn: split past the payload
+      raw(1, 0, -1, "term"),                        // Spawn: negative split
+      raw(1, 0, 4, "term"),                         // Spawn: an empty cwd is b = 0
+      raw(16, 0, kFdStdout),                        // Fds: no pid
+      raw(16, int64_t{1} << 40, 0),                 // Fds: pid out of range
+      raw(16, 12, 8),                               // Fds: unknown pipe bit
+      raw(17, int64_t{1} << 40, 0),                 // Exit: status out of range
+      raw(17, 0, 2),                                // Exit: b is 0 or kExitOomKill
+      raw(16, 12, 0, std::string("/v2\0", 4)),      // Fds: an empty v1 leaf
+      raw(18, EIO, 0, std::string("cgroup\0", 7)),  // Error: an empty detail
+      raw(18, EIO, 0, std::string("s\0a\0b", 5)),   // Error: two NULs
+      raw(17, 0, 0, "x"),                           // Exit: no payload
+      raw(18, int64_t{INT_MAX} + 1, 0),             // Error: errno out of range
+      raw(32, int64_t{INT_MIN} - 1, 0),             // Signal: out of range
+      raw(32, SIGTERM, 0, "x"),                     // Signal: no payload
+      raw(33, 1, 0),                                // Stop: a unused
+      raw(33, 0, 0, "x"),                           // Stop: no payload
   };
   for (const std::string& b : bad) {
     Header h;
@@ -141,7 +160,7 @@ TEST(Frame, SendRecvKeepsBoundariesAndPassesFds) {
   SocketPair sp;
   int pipefd[2];
   ASSERT_EQ(0, pipe(pipefd));
-  ASSERT_EQ(0, send_frame(sp.fd[0], FdsFrame{1234, kFdStdout, ""}, &pipefd[0], 1));
+  ASSERT_EQ(0, send_frame(sp.fd[0], FdsFrame{1234, kFdStdout, "", {}}, &pipefd[0], 1));
   ASSERT_EQ(0, send_frame(sp.fd[0], ExitFrame{7}));
   close(pipefd[0]);
 

@@ -27,7 +27,9 @@ defmodule Corral.Daemon do
     * `exit_status_to_reason.(status)` for another status, by default
       `{:exit_status, status}`;
     * `{:exit_signal, n}` when the program died of signal `n` (this reason
-      does not go through `:exit_status_to_reason`);
+      does not go through `:exit_status_to_reason`), and
+      `{:exit_signal, n, :oom_kill}` when the OOM killer killed it (a
+      `:cgroup` memory limit was hit);
     * `{:error, reason}` when the program was lost (e.g. the spawner died).
 
   Stopping the GenServer (a supervisor's shutdown, `GenServer.stop/1`)
@@ -150,10 +152,9 @@ defmodule Corral.Daemon do
     * `:shutdown` — see "Supervision"; `child_spec/1` passes it on.
 
   `:uid` and `:gid` (a number or a name, as MuonTrap takes them) and the
-  other identity and limit options are those of `Corral.cmd/3`. The cgroup
-  options are refused with `{:error, {:unsupported_option, name}}` until
-  Corral's cgroup support lands; so do `cgroup_config/1`, `cgroup_path/1`,
-  `cgget/2` and `cgset/3` return `{:error, :unsupported}`.
+  other identity and limit options are those of `Corral.cmd/3`, and so are
+  the cgroup options (`:cgroup`, `:cgroup_base`, `:cgroup_path`,
+  `:cgroup_controllers`, `:cgroup_sets`).
   """
 
   # The implementation is the Erlang :corral_daemon (a gen_server, logging
@@ -225,9 +226,14 @@ defmodule Corral.Daemon do
     * `started_at` — when this program was started (`System.system_time`
       in ms), `uptime_ms`;
     * `restarts` — how many times the supervisor restarted the daemon (the
-      starts of its child spec minus one; 0 outside `child_spec/1`).
+      starts of its child spec minus one; 0 outside `child_spec/1`);
+    * `cgroup` — the program's cgroup statistics keyed by cgroup v2
+      interface file name, v1 values translated (`"memory.current"`,
+      `"memory.peak"`, `"memory.events"`, `"cpu.stat"`, `"pids.current"`,
+      `"pids.peak"`, the pressure files), each where its groups have it;
+      `%{}` while not running.
   """
-  @spec statistics(t()) :: %{atom() => non_neg_integer()}
+  @spec statistics(t()) :: %{atom() => non_neg_integer() | map()}
   defdelegate statistics(server), to: :corral_daemon
 
   @doc """
@@ -247,19 +253,31 @@ defmodule Corral.Daemon do
   @spec signal(t(), atom() | 1..64) :: :ok | {:error, :not_running | {:bad_signal, term()}}
   defdelegate signal(server, signal), to: :corral_daemon
 
-  @doc "Not available until Corral's cgroup support lands: `{:error, :unsupported}`."
-  @spec cgroup_config(t()) :: {:error, :unsupported}
+  @doc """
+  The `:cgroup` option the daemon was started with, as given, so that a
+  running daemon's settings can start another (`%{}` without one).
+  """
+  @spec cgroup_config(t()) :: map()
   defdelegate cgroup_config(server), to: :corral_daemon
 
-  @doc "Not available until Corral's cgroup support lands: `{:error, :unsupported}`."
-  @spec cgroup_path(t()) :: {:error, :unsupported}
+  @doc """
+  The directory of the program's leaf cgroup (the v2 one; on a host
+  without a v2 tree the first v1 one), or `{:error, :not_running}` /
+  `{:error, :no_cgroup}`.
+  """
+  @spec cgroup_path(t()) :: String.t() | {:error, :not_running | :no_cgroup}
   defdelegate cgroup_path(server), to: :corral_daemon
 
-  @doc "Not available until Corral's cgroup support lands: `{:error, :unsupported}`."
-  @spec cgget(t(), String.t()) :: {:error, :unsupported}
+  @doc """
+  Reads one interface file of the program's cgroups, such as
+  `"memory.peak"`: of its v2 leaf when that has the file, else of the v1
+  leaf that does. A name with `/` or `..` is `{:error, {:bad_cgroup_file,
+  name}}`; a file none has is `{:error, {:enoent, name}}`.
+  """
+  @spec cgget(t(), String.t()) :: {:ok, binary()} | {:error, term()}
   defdelegate cgget(server, variable), to: :corral_daemon
 
-  @doc "Not available until Corral's cgroup support lands: `{:error, :unsupported}`."
-  @spec cgset(t(), String.t(), String.t()) :: {:error, :unsupported}
+  @doc "Writes one interface file of the program's cgroups (found as `cgget/2` does)."
+  @spec cgset(t(), String.t(), String.t() | integer()) :: :ok | {:error, term()}
   defdelegate cgset(server, variable, value), to: :corral_daemon
 end

@@ -341,7 +341,9 @@ defmodule Corral.Process do
 
   @doc """
   I/O counters: `bytes_in`, `bytes_out`, `bytes_err`, `read_count`,
-  `write_count`, `duration_ms`, and `exit_status` (`nil` while running).
+  `write_count`, `duration_ms`, and `exit_status` (`nil` while running);
+  while the child runs also `cgroup`, its cgroup statistics keyed by v2
+  interface file name (see `:corral.stats/1`).
 
   While the child runs they come from the driver (`bytes_in` counts bytes
   that reached the pipe). After it exits they are final: output counters as
@@ -499,7 +501,8 @@ defmodule Corral.Process do
             :bytes_err,
             :read_count,
             :write_count,
-            :duration_ms
+            :duration_ms,
+            :cgroup
           ])
 
         {:error, :closed} ->
