@@ -380,6 +380,67 @@ bool is_identity_key(const std::string& key) {
          key == "umask" || key == "no_new_privs";
 }
 
+// cgroup: #{base => Bin, path => Bin, controllers => [Bin], settings =>
+// [File, Value, ...]} (every key required; corral_opts builds it). File
+// and controller names are checked again: no '/', no "..", not empty.
+const char* check_cgroup_name(const std::string& s) {
+  if (s.empty()) return "is empty";
+  if (has_nul(s) || s.find('/') != std::string::npos || s.find("..") != std::string::npos)
+    return "is not a cgroup interface name";
+  return nullptr;
+}
+
+const char* check_cgroup_value(const std::string& s) {
+  return has_nul(s) ? "contains a NUL byte" : nullptr;
+}
+
+bool cgroup_map(Reader& r, CgroupSpec& out, std::string& error) {
+  int arity;
+  if (!r.map_header(arity) || arity != 4) {
+    error = "cgroup: not a map of base, path, controllers and settings";
+    return false;
+  }
+  unsigned seen = 0;
+  for (int i = 0; i < arity; i++) {
+    std::string key;
+    if (!r.atom(key)) {
+      error = "cgroup: a key is not an atom";
+      return false;
+    }
+    unsigned bit = key == "base" ? 1 : key == "path" ? 2 : key == "controllers" ? 4 : 8;
+    if ((bit == 8 && key != "settings") || (seen & bit)) {
+      error = "cgroup: unknown or duplicate key " + key;
+      return false;
+    }
+    seen |= bit;
+    if (bit <= 2) {
+      std::string& dst = bit == 1 ? out.base : out.path;
+      if (!r.binary(dst) || has_nul(dst)) {
+        error = "cgroup: " + key + " is not a binary without NUL bytes";
+        return false;
+      }
+    } else if (bit == 4) {
+      if (!binary_list(r, "cgroup controllers", out.controllers, error, check_cgroup_name))
+        return false;
+    } else {
+      std::vector<std::string> flat;
+      if (!binary_list(r, "cgroup settings", flat, error, check_cgroup_value)) return false;
+      if (flat.size() % 2 != 0) {
+        error = "cgroup settings: odd length";
+        return false;
+      }
+      for (size_t k = 0; k < flat.size(); k += 2) {
+        if (const char* why = check_cgroup_name(flat[k])) {
+          error = "cgroup settings: file " + flat[k] + " " + why;
+          return false;
+        }
+        out.settings.emplace_back(std::move(flat[k]), std::move(flat[k + 1]));
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 int rlimit_resource(std::string_view name) {
@@ -415,6 +476,7 @@ bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error
     kKillTimeout = 128,
     kStopSignal = 256,
     kPipeSize = 512,
+    kCgroup = 1024,
   };
   unsigned seen = 0;
   unsigned identity_seen = 0;

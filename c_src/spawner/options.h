@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace corral::spawner {
@@ -42,6 +43,20 @@ struct IdentitySpec {
   bool no_new_privs = false;
   bool any() const {
     return uid || gid || groups || !rlimits.empty() || nice || umask || no_new_privs;
+  }
+};
+
+// The child's cgroups beyond the default leaf (corral_opts' cgroup,
+// cgroup_base, cgroup_path, cgroup_controllers and cgroup_sets, all in one
+// shape). Settings are cgroup v2 interface file names and values, in the
+// order they are written; the spawner translates them on v1 hierarchies.
+struct CgroupSpec {
+  std::string base;  // leaves go beneath this group; "" = the spawner's own base
+  std::string path;  // the child's leaf itself, made for it; "" = none
+  std::vector<std::string> controllers;                       // needed even unset
+  std::vector<std::pair<std::string, std::string>> settings;  // file, value
+  bool empty() const {
+    return base.empty() && path.empty() && controllers.empty() && settings.empty();
   }
 };
 

@@ -318,8 +318,8 @@ TEST(Options, RandomBytesNeverCrash) {
 
 TEST(ResolveCd, AgainstTheVmsDirectory) {
   SpawnSpec none, rel, abs, keep;
-  rel.cd = "bin";
-  abs.cd = "/tmp";
+  rel.cd.emplace("bin");
+  abs.cd.emplace("/tmp");
   resolve_cd(none, "/usr");
   resolve_cd(rel, "/usr");
   resolve_cd(abs, "/usr");
@@ -327,10 +327,10 @@ TEST(ResolveCd, AgainstTheVmsDirectory) {
   EXPECT_EQ(rel.cd, "/usr/bin");
   EXPECT_EQ(abs.cd, "/tmp");
   SpawnSpec root;
-  root.cd = "etc";
+  root.cd.emplace("etc");
   resolve_cd(root, "/");
   EXPECT_EQ(root.cd, "/etc");
-  keep.cd = "rel";
+  keep.cd.emplace("rel");
   resolve_cd(keep, "");  // no directory sent: nothing changes
   EXPECT_EQ(keep.cd, "rel");
   SpawnSpec unset;
