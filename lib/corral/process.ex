@@ -714,6 +714,7 @@ defmodule Corral.Process do
   end
 
   defp cancel(nil), do: :ok
+
   defp cancel(timer) do
     _ = Process.cancel_timer(timer)
     :ok
