@@ -89,11 +89,13 @@ tidy_one() { # DB FILE: prints the findings, caches a pass
     return 0
   fi
   # The finding lines, prefixed with the tool; notes and code excerpts follow
-  # each so that the path to an analyzer finding stays readable.
-  grep -v '^[0-9]* warnings\? \(and [0-9]* errors\? \)\?generated\.$' <<<"$log" |
+  # each so that the path to an analyzer finding stays readable. One write,
+  # so that the two files checked at once do not interleave.
+  log=$(grep -v '^[0-9]* warnings\? \(and [0-9]* errors\? \)\?generated\.$' <<<"$log" |
     grep -v '^Suppressed \|^Use -header-filter\|^Error while processing' |
     sed -E 's/^([^ :]+:[0-9]+:[0-9]+): (warning|error): /\1: clang-tidy: /; s/,-warnings-as-errors\]$/]/' |
-    rel
+    rel)
+  printf '%s\n' "$log"
   return 1
 }
 export -f tidy_one rel
@@ -105,8 +107,8 @@ step_tidy() {
   # Anything a file's result depends on besides its own text: the checks,
   # the flags, every header under c_src (a header change rechecks every
   # file, which is simpler than tracking includes and still fast enough).
-  TIDY_SALT=$(cat .clang-tidy "$out/c/compile_commands.json" "$out/fuzz/compile_commands.json" \
-    "$out/c/generated/corral_protocol.h" $(find c_src -name '*.h' | sort) | sha256sum)
+  TIDY_SALT=$( (clang-tidy --version; cat .clang-tidy "$out/c/compile_commands.json" "$out/fuzz/compile_commands.json" \
+    "$out/c/generated/corral_protocol.h" $(find c_src -name '*.h' | sort)) | sha256sum)
   export TIDY_SALT
   {
     db_files "$out/c" | sed "s|^|$out/c |"
@@ -146,17 +148,33 @@ step_erlang() {
   erlc $ERLC_FLAGS -o "$out/ebin" src/*.erl 2>&1 | sed -E 's/^([^ :]+:[0-9]+(:[0-9]+)?): /\1: erlc: /'
 }
 
+# The beams of src/ and lib/ in build/lint/mix (a build path of its own, so
+# that the dev build is left alone), the Erlang ones first: the Elixir
+# compiler checks the calls into them. FORCE: compile lib/ again even if it
+# did not change.
+# `mix compile.erlang` and `mix compile.elixir` exit 0 even when they fail
+# (only `mix compile` turns their error into a status, and it would also run
+# `make priv`): any diagnostic or failure message counts as a failure.
+mix_compile() { # [--force]
+  MIX_BUILD_PATH=$root/$out/mix mix compile.erlang >"$out/erlang.log" 2>&1
+  if [ $? -ne 0 ] || grep -qE '^[^ ]+:[0-9]+(:[0-9]+)?: |^\*\* ' "$out/erlang.log"; then
+    rel <"$out/erlang.log"
+    return 1
+  fi
+  MIX_BUILD_PATH=$root/$out/mix mix compile.elixir "$@" --warnings-as-errors >"$out/elixir.log" 2>&1 &&
+    ! grep -qE '^warning: |^\*\* |^Compilation failed' "$out/elixir.log"
+}
+
 step_elixir() {
-  # Forced, so that a warning found before is found again; in a build path of
-  # its own, so that the dev build is left alone. The Erlang modules first:
-  # the Elixir compiler checks the calls into them.
-  MIX_BUILD_PATH=$root/$out/mix mix compile.erlang >/dev/null 2>&1 ||
-    MIX_BUILD_PATH=$root/$out/mix mix compile.erlang 2>&1 | rel
-  MIX_BUILD_PATH=$root/$out/mix mix compile.elixir --force --warnings-as-errors >"$out/elixir.log" 2>&1
+  # Forced: Elixir 1.14 does not report again the warnings of a file it does
+  # not recompile.
+  mix_compile --force
   local rc=$?
   # "warning: ..." then "  lib/x.ex:12: Mod.fun/1": one line each.
+  # A warning may name several locations, one a line, up to a blank line.
   awk '/^warning: / { w = $0; next }
-       w != "" && /^  [^ ].*:[0-9]+/ { sub(/^ +/, ""); split($0, a, ": "); print a[1] ": elixirc: " w; w = ""; next }
+       w != "" && /^  [^ ]+:[0-9]+/ { l = $0; sub(/^ +/, "", l); split(l, a, ": "); print a[1] ": elixirc: " w; next }
+       /^$/ { w = "" }
        /^\*\* |error/ { print }' "$out/elixir.log" | rel
   [ $rc -eq 0 ] || grep -q . "$out/elixir.log" || echo "mix compile.elixir failed ($rc)"
   return $rc
@@ -176,7 +194,8 @@ step_dialyzer() {
     # Exit status 2 is "warnings found" in OTP's own code: the PLT is fine.
     [ $? -le 2 ] && mv "$plt.tmp" "$plt" || { cat "$out/plt.log"; return 1; }
   fi
-  [ -d "$out/mix/lib/corral/ebin" ] || { echo "dialyzer: run the elixir step first"; return 1; }
+  # Up to date with the sources, whether or not the elixir step ran.
+  mix_compile || { echo "dialyzer: the code does not compile (see the elixir step)"; return 1; }
   dialyzer --plt "$plt" --fullpath --no_check_plt -pa "$exlib/elixir/ebin" \
     -Wunmatched_returns -Werror_handling -Wunknown \
     "$out"/mix/lib/corral/ebin/*.beam >"$out/dialyzer.log" 2>&1

@@ -186,7 +186,7 @@ struct Spawner {
 
   // Sends a Spawn frame (payload, b) with `extra` more descriptors beside
   // the control socket; returns our end of the control socket.
-  int send_spawn(const std::string& payload, int64_t b = 0, size_t extra = 0) {
+  int send_spawn(const std::string& payload, int64_t b = 0, size_t extra = 0) const {
     int cp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cp) != 0) return -1;
     std::string bytes = wire_bytes(static_cast<uint32_t>(frame::Type::Spawn), 0, 0, b, payload);
