@@ -8,6 +8,9 @@
 #                 (FUZZ_SECONDS per target, default 60), then send the
 #                 spawner malformed requests among valid ones
 #   make memcheck the spawner's end-to-end tests under Valgrind
+#   make lint     static checks: clang-format, clang-tidy, cppcheck, erlc and
+#                 elixirc with warnings as errors, mix format, Dialyzer
+#                 (ONLY=step,... for some of them; see scripts/lint.sh)
 #   make demo     run the tour in examples/
 #   make docs     HTML API docs of the Erlang modules (edoc) in build/doc
 #   make bench    side-by-side benchmarks (bench/), as a table and a chart
@@ -34,7 +37,7 @@ export MIX_ENV ?= dev
 
 .PHONY: all deps priv-deps native priv erlang elixir fixtures test ctest ctest-asan \
 	ctest-portable ctest-portable-asan eunit exunit rebar3 first-use readme demo docs bench \
-	bench-check format clean fuzz memcheck
+	bench-check format clean fuzz memcheck lint
 
 all: native erlang elixir
 
@@ -192,8 +195,16 @@ bench-check: native
 	@sh bench/deps.sh
 	@mix run bench/harness_test.exs
 
+# Every finding is a line FILE:LINE[:COL]: TOOL: message; then one line per
+# step, "lint: STEP: ok" or FAILED. Needs no build: CMake is only configured
+# (build/lint) for its compile_commands.json.
+lint: deps
+	@sh scripts/deps.sh --install all clang clang-tidy cppcheck erlang-dialyzer
+	@CMAKE_ARGS='$(CMAKE_ARGS)' ERLC_FLAGS='$(ERLC_FLAGS)' JOBS=$(JOBS) \
+		bash scripts/lint.sh $(subst $(comma), ,$(ONLY))
+
 format:
-	@clang-format -i c_src/*/*.cpp c_src/*/*.h
+	@clang-format -i c_src/*/*.cpp c_src/*/*.h c_src/*/*.c
 	@mix format
 
 clean:

@@ -12,6 +12,7 @@ defmodule Corral.MixProject do
       elixir: "~> 1.14",
       compilers: [:corral_native] ++ Mix.compilers(),
       erlc_paths: ["src"],
+      erlc_options: erlc_options(Mix.env()),
       elixirc_paths: elixirc_paths(Mix.env()),
       start_permanent: Mix.env() == :prod,
       deps: [],
@@ -27,6 +28,12 @@ defmodule Corral.MixProject do
   def application do
     [extra_applications: [:logger]]
   end
+
+  # A warning fails Corral's own builds, as the Makefile's erlc does. A
+  # project depending on Corral builds it in :prod, where a warning that a
+  # newer OTP adds must not break that project's build.
+  defp erlc_options(:prod), do: [:debug_info]
+  defp erlc_options(_), do: [:debug_info, :warnings_as_errors]
 
   defp elixirc_paths(:test), do: ["lib", "test/support"]
   defp elixirc_paths(_), do: ["lib"]

@@ -268,6 +268,7 @@ defmodule Corral do
   @doc false
   # Turns a `{:error, reason}` of the Erlang API into the exception a
   # System.cmd user expects; `operation` names the function.
+  @spec raise_error(reason(), term(), term(), keyword()) :: no_return()
   @spec raise_error(reason(), term(), term(), keyword(), String.t()) :: no_return()
   def raise_error(reason, command, args, opts, operation \\ "Corral.cmd/3")
 

@@ -236,11 +236,14 @@
 %% A Logger level (`warn' is taken for `warning').
 -type log_level() :: emergency | alert | critical | error | warning | notice | info | debug.
 
+%% What re:compile/2 returns: OTP 25's re defines mp() without exporting it.
+-type compiled_re() :: {re_pattern, term(), term(), term(), term()}.
+
 %% The daemon's readiness check, decided: `none', a line matching a
 %% compiled pattern, a TCP connection, or a fun polled until true or ok.
 -type ready() ::
     none
-    | {line, re:mp()}
+    | {line, compiled_re()}
     | {tcp, inet:hostname() | inet:ip_address(), inet:port_number()}
     | {call, fun(() -> term())}.
 
@@ -480,6 +483,7 @@ to_list(Opts) when is_list(Opts) ->
     end;
 to_list(Opts) -> bad(options, Opts).
 
+-spec bad(atom(), term()) -> no_return().
 bad(Name, Value) -> throw({corral_opts, {bad_option, Name, Value}}).
 
 proper([]) -> true;

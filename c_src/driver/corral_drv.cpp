@@ -48,7 +48,8 @@
 #include "group_kill.h"
 #include "lifecycle.h"
 
-extern char** environ;
+// POSIX declares environ in no header (glibc does, under _GNU_SOURCE).
+extern char** environ;  // NOLINT(readability-redundant-declaration)
 
 namespace {
 

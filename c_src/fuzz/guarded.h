@@ -33,8 +33,7 @@ class Guarded {
  public:
   static constexpr size_t kCapacity = 1 << 20;
 
-  Guarded() {
-    page_ = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  Guarded() : page_(static_cast<size_t>(sysconf(_SC_PAGESIZE))) {
     void* p = mmap(nullptr, kCapacity + page_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                    -1, 0);
     if (p == MAP_FAILED) std::abort();

@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -34,6 +35,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "frame.h"
@@ -90,7 +92,7 @@ std::vector<std::string> read_dir(const std::string& dir) {
   std::vector<std::string> names, out;
   if (DIR* d = opendir(dir.c_str())) {
     while (dirent* e = readdir(d))
-      if (e->d_name[0] != '.') names.push_back(e->d_name);
+      if (e->d_name[0] != '.') names.emplace_back(e->d_name);
     closedir(d);
   }
   std::sort(names.begin(), names.end());  // the same order on every run
@@ -124,7 +126,10 @@ std::string mutate(std::string s, std::mt19937& rng) {
   for (int i = 0; i < steps; i++) {
     switch (pick(6)) {
       case 0:
-        if (!s.empty()) s[pick(s.size())] ^= static_cast<char>(1 << pick(8));
+        if (!s.empty()) {
+          char& c = s[pick(s.size())];
+          c = static_cast<char>(c ^ (1 << pick(8)));
+        }
         break;
       case 1:
         if (!s.empty()) s[pick(s.size())] = static_cast<char>(pick(256));
@@ -175,13 +180,13 @@ struct Spawner {
   }
 
   // Sends raw bytes with the given descriptors attached.
-  bool send_raw(std::string_view bytes, const int* fds, size_t n) {
+  bool send_raw(std::string_view bytes, const int* fds, size_t n) const {
     return frame::send_bytes(req, bytes, fds, n) == 0;
   }
 
   // Sends a Spawn frame (payload, b) with `extra` more descriptors beside
   // the control socket; returns our end of the control socket.
-  int send_spawn(const std::string& payload, int64_t b = 0, size_t extra = 0) {
+  int send_spawn(const std::string& payload, int64_t b = 0, size_t extra = 0) const {
     int cp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cp) != 0) return -1;
     std::string bytes = wire_bytes(static_cast<uint32_t>(frame::Type::Spawn), 0, 0, b, payload);
@@ -222,10 +227,10 @@ std::string encode_request(const std::string& path, const std::vector<std::strin
   ei_x_new_with_version(&x);
   ei_x_encode_map_header(&x, 3);
   ei_x_encode_atom(&x, "path");
-  ei_x_encode_binary(&x, path.data(), static_cast<long>(path.size()));
+  ei_x_encode_binary(&x, path.data(), static_cast<int>(path.size()));
   ei_x_encode_atom(&x, "argv");
   ei_x_encode_list_header(&x, static_cast<long>(argv.size()));
-  for (const auto& a : argv) ei_x_encode_binary(&x, a.data(), static_cast<long>(a.size()));
+  for (const auto& a : argv) ei_x_encode_binary(&x, a.data(), static_cast<int>(a.size()));
   ei_x_encode_empty_list(&x);
   ei_x_encode_atom(&x, "env");
   ei_x_encode_list_header(&x, 1);
@@ -318,8 +323,8 @@ int main(int argc, char** argv) {
   }
   for (const auto& s : seeds)
     for (int i = 0; i < kMutationsPerSeed; i++) payloads.push_back(mutate(s, rng));
-  payloads.push_back("");
-  payloads.push_back("garbage");
+  payloads.emplace_back("");
+  payloads.emplace_back("garbage");
   for (int d = 5; d < argc; d++) {
     std::vector<std::string> more = read_dir(argv[d]);
     if (more.size() > kMaxFromDirs) more.resize(kMaxFromDirs);
@@ -446,7 +451,7 @@ int main(int argc, char** argv) {
       sp.pid = -1;
       break;
     }
-    usleep(10000);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (sp.pid > 0) {
     kill(sp.pid, SIGKILL);

@@ -38,7 +38,7 @@ void check_spec(const SpawnSpec& s) {
 void encode_list(ei_x_buff& x, const char* key, const std::vector<std::string>& v) {
   ei_x_encode_atom(&x, key);
   if (!v.empty()) ei_x_encode_list_header(&x, static_cast<long>(v.size()));
-  for (const auto& s : v) ei_x_encode_binary(&x, s.data(), static_cast<long>(s.size()));
+  for (const auto& s : v) ei_x_encode_binary(&x, s.data(), static_cast<int>(s.size()));
   ei_x_encode_empty_list(&x);
 }
 
@@ -51,12 +51,12 @@ std::string encode(const SpawnSpec& s) {
   ei_x_new_with_version(&x);
   ei_x_encode_map_header(&x, 10);
   ei_x_encode_atom(&x, "path");
-  ei_x_encode_binary(&x, s.path.data(), static_cast<long>(s.path.size()));
+  ei_x_encode_binary(&x, s.path.data(), static_cast<int>(s.path.size()));
   encode_list(x, "argv", s.argv);
   encode_list(x, "env", s.env);
   ei_x_encode_atom(&x, "cd");
   if (s.cd) {
-    ei_x_encode_binary(&x, s.cd->data(), static_cast<long>(s.cd->size()));
+    ei_x_encode_binary(&x, s.cd->data(), static_cast<int>(s.cd->size()));
   } else {
     ei_x_encode_atom(&x, "undefined");
   }

@@ -10,7 +10,7 @@
 // status pipe, the 'u' byte after the table is unshared) tolerates.
 // clone3 already fails with ENOSYS under Valgrind, so the spawner falls
 // back to clone() and the cgroup.procs join.
-#define _GNU_SOURCE
+#define _GNU_SOURCE  // NOLINT(bugprone-reserved-identifier): glibc's feature-test macro
 #include <dlfcn.h>
 #include <sched.h>
 #include <stdarg.h>

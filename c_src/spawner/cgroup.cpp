@@ -253,7 +253,8 @@ std::string_view Dir::name() const {
 
 int Dir::open_procs() const {
   int fd = open((path_ + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
-  return fd < 0 ? -errno : fd;
+  if (fd < 0) return -errno;
+  return fd;
 }
 
 int Dir::remove() {
@@ -306,6 +307,7 @@ int make_base(pid_t self, Dir& ret, std::string& why) {
   }
   pid_t pid = fork();
   if (pid == 0) _exit(write(fd, "0", 1) == 1 ? 0 : errno & 0xff);
+  // cppcheck-suppress variableScope ; errno is read before close() can change it
   int err = pid < 0 ? errno : 0;
   close(fd);
   if (pid < 0) {

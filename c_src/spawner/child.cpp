@@ -443,6 +443,9 @@ struct Launch::Memory {
   Extra extra{};
   Plan plan{};
   char* stack = nullptr;
+  Memory() = default;
+  Memory(const Memory&) = delete;
+  Memory& operator=(const Memory&) = delete;
   ~Memory() {
     if (stack) give_back_stack(stack);
   }
@@ -762,6 +765,7 @@ int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret, const ch
   auto mem = std::make_unique<Launch::Memory>();
   mem->spec = std::move(spec);
   // Nothing started: the caller gets its spec back.
+  // NOLINTNEXTLINE(cppcoreguidelines-special-member-functions): a scope guard, never copied
   struct GiveBack {
     SpawnSpec& to;
     std::unique_ptr<Launch::Memory>& mem;

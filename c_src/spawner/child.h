@@ -134,6 +134,8 @@ class Launch {
   ~Launch();
   Launch(Launch&&) noexcept;
   Launch& operator=(Launch&&) noexcept;
+  Launch(const Launch&) = delete;
+  Launch& operator=(const Launch&) = delete;
 
   explicit operator bool() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }

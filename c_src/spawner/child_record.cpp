@@ -15,9 +15,10 @@ void signal_leader(const ChildRecord& c, int sig) {
 ChildRecord& ChildTable::add(std::unique_ptr<ChildRecord> c) {
   c->state = ChildState::Launching;
   launching_++;
-  ChildRecord& ref = *c;
-  map_[ref.pid] = std::move(c);
-  return ref;
+  ChildRecord* rec = c.get();
+  map_[rec->pid] = std::move(c);
+  // cppcheck-suppress returnReference ; *rec is the record the map now owns
+  return *rec;
 }
 
 void ChildTable::started(ChildRecord& c) {

@@ -64,9 +64,7 @@ class Reader {
     if (!have(5 + n)) return false;
     out.resize(n);
     long got;
-    if (ei_decode_binary(buf_, &idx_, out.data(), &got) < 0 || static_cast<size_t>(got) != n)
-      return false;
-    return true;
+    return ei_decode_binary(buf_, &idx_, out.data(), &got) >= 0 && static_cast<size_t>(got) == n;
   }
 
   bool integer(long& v) {

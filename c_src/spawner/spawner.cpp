@@ -191,6 +191,7 @@ void Spawner::on_request() {
 
 void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   std::vector<unique_fd> fds;
+  fds.reserve(raw_fds.size());
   for (int fd : raw_fds) fds.emplace_back(fd);
   auto* req = std::get_if<frame::SpawnFrame>(&f);
   if (!req) {
@@ -295,6 +296,9 @@ int Spawner::launch(SpawnSpec& spec, cgroup::Dir& leaf, ChildRecord& c, const ch
     }
     procs.reset(prc);
     ctx.cgroup_procs = procs.get();
+    // start_child moves from spec only when it succeeds: the failed attempt
+    // above gave it back.
+    // NOLINTNEXTLINE(bugprone-use-after-move): see above
     rc = start_child(std::move(spec), ctx, c.launch, stage);
   }
   return rc;

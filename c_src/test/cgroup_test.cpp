@@ -225,15 +225,15 @@ TEST_F(CgroupLive, LeafIsMadeAndRemoved) {
 TEST_F(CgroupLive, ChildIsClonedStraightIntoTheLeaf) {
   Dir leaf;
   ASSERT_EQ(Dir::make(base_.path() + "/direct", leaf), 0);
-  int dir = open(leaf.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  ASSERT_GE(dir, 0) << strerror(errno);
+  corral::unique_fd dir(open(leaf.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(dir) << strerror(errno);
   SpawnSpec s;
   s.path = "/bin/sleep";
   s.argv = {"sleep", "30"};
   ChildContext ctx;
-  ctx.cgroup_dir = dir;  // and cgroup_procs stays -1
+  ctx.cgroup_dir = dir.get();  // and cgroup_procs stays -1
   SpawnResult r = spawn_child(s, ctx);
-  close(dir);
+  dir.reset();
   ASSERT_TRUE(r.ok) << r.stage << ": " << strerror(r.error);
   std::string ours = v2_path_of(getpid());
   std::string rel = leaf.path().substr(own_.size());

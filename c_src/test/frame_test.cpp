@@ -11,6 +11,8 @@
 #include <cstring>
 #include <random>
 
+#include "fd.h"
+
 using namespace corral::frame;
 
 namespace {
@@ -22,6 +24,8 @@ struct SocketPair {
     for (int f : fd)
       if (f >= 0) close(f);
   }
+  SocketPair(const SocketPair&) = delete;
+  SocketPair& operator=(const SocketPair&) = delete;
 };
 
 // A raw frame, as the wire has it.
@@ -208,12 +212,13 @@ TEST(Frame, EmptyMessageIsMalformedNotEof) {
 
 TEST(Frame, RecvRejectsGarbageAndClosesItsFds) {
   SocketPair sp;
-  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(devnull, 0);
+  corral::unique_fd devnull(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(devnull);
   // A raw message that is too short to be a frame, carrying an fd.
   const char junk[3] = {1, 2, 3};
-  ASSERT_EQ(0, send_bytes(sp.fd[0], std::string_view(junk, sizeof junk), &devnull, 1));
-  close(devnull);
+  int sent = devnull.get();
+  ASSERT_EQ(0, send_bytes(sp.fd[0], std::string_view(junk, sizeof junk), &sent, 1));
+  devnull.reset();
 
   int before = open("/dev/null", O_RDONLY);  // the lowest free fd now
   close(before);

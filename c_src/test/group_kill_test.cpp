@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "cgroup.h"
+#include "fd.h"
 
 namespace {
 
@@ -72,6 +73,9 @@ struct Tree {
     }
     if (alive >= 0) close(alive);
   }
+  Tree() = default;
+  Tree(const Tree&) = delete;
+  Tree& operator=(const Tree&) = delete;
 };
 
 int leader_signal(pid_t pid) {
@@ -165,11 +169,11 @@ TEST_F(KillTreeCgroup, LeafCatchesAnEscapee) {
 TEST_F(KillTreeCgroup, ProcsFallbackReachesNestedCgroups) {
   std::string inner = leaf_ + "/inner";
   ASSERT_EQ(mkdir(inner.c_str(), 0755), 0) << strerror(errno);
-  int inner_procs = open((inner + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
-  ASSERT_GE(inner_procs, 0) << strerror(errno);
+  corral::unique_fd inner_procs(open((inner + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+  ASSERT_TRUE(inner_procs) << strerror(errno);
   Tree t;
-  bool started = t.start(true, inner_procs);
-  close(inner_procs);
+  bool started = t.start(true, inner_procs.get());
+  inner_procs.reset();
   ASSERT_TRUE(started);
   EXPECT_GE(corral::kill_cgroup_procs(leaf_), 2);
   EXPECT_TRUE(t.dies());

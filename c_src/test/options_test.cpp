@@ -30,16 +30,16 @@ class Term {
   ei_x_buff x_;
 };
 
-Enc bin(std::string s) {
+Enc bin(const std::string& s) {
   return [s](ei_x_buff* x) { ei_x_encode_binary(x, s.data(), static_cast<int>(s.size())); };
 }
-Enc atom(std::string a) {
+Enc atom(const std::string& a) {
   return [a](ei_x_buff* x) { ei_x_encode_atom(x, a.c_str()); };
 }
 Enc lng(long v) {
   return [v](ei_x_buff* x) { ei_x_encode_long(x, v); };
 }
-Enc bins(std::vector<std::string> v) {
+Enc bins(const std::vector<std::string>& v) {
   return [v](ei_x_buff* x) {
     if (!v.empty()) {
       ei_x_encode_list_header(x, static_cast<long>(v.size()));
@@ -67,7 +67,7 @@ Entries minimal() {
 
 // Decodes from an exact-size heap copy, so ASan catches any overread.
 bool decode(const std::string& bytes, SpawnSpec& spec, std::string& err) {
-  std::unique_ptr<char[]> copy(new char[bytes.size() ? bytes.size() : 1]);
+  std::unique_ptr<char[]> copy(new char[bytes.empty() ? 1 : bytes.size()]);
   if (!bytes.empty()) memcpy(copy.get(), bytes.data(), bytes.size());
   return decode_spawn_spec(std::string_view(copy.get(), bytes.size()), spec, err);
 }
@@ -80,7 +80,7 @@ std::string decode_error(const std::string& bytes) {
   return err;
 }
 
-Entries with(Entries e, const std::string& key, Enc v) {
+Entries with(Entries e, const std::string& key, const Enc& v) {
   for (auto& [k, enc] : e) {
     if (k == key) {
       enc = v;

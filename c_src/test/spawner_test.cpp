@@ -235,6 +235,9 @@ struct Handle {
     for (int fd : {ctl, in, out, err})
       if (fd >= 0) close(fd);
   }
+  Handle() = default;
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
 };
 
 class SpawnerTest : public ::testing::Test {
@@ -320,7 +323,7 @@ class SpawnerTest : public ::testing::Test {
   std::string base(const std::string& own) const { return own + "/corral." + std::to_string(pid_); }
 
   // Sends a Spawn frame with a fresh control socket; returns our end.
-  int send_spawn(const std::string& payload, bool attach_ctl = true) {
+  int send_spawn(const std::string& payload, bool attach_ctl = true) const {
     int cp[2];
     EXPECT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cp), 0);
     EXPECT_EQ(frame::send_frame(req_, frame::SpawnFrame{payload, ""}, &cp[1], attach_ctl ? 1 : 0),
@@ -475,7 +478,8 @@ TEST_F(SpawnerTest, ExecFailureIsAnError) {
 }
 
 TEST_F(SpawnerTest, MalformedPayloadIsDecodeErrorAndSpawnerSurvives) {
-  for (std::string payload : {std::string("garbage"), std::string(), encode({"/bin/echo", {}})}) {
+  for (const std::string& payload :
+       {std::string("garbage"), std::string(), encode({"/bin/echo", {}})}) {
     int ctl = send_spawn(payload);
     frame::Frame f;
     std::vector<int> fds;
@@ -753,7 +757,7 @@ TEST_F(SpawnerTest, StopKillsAnEscapeeBeforeExit) {
   std::string why, own = writable_v2_dir(why);
   if (own.empty()) GTEST_SKIP() << why;
   Handle h;
-  pid_t esc;
+  pid_t esc = -1;
   ASSERT_NO_FATAL_FAILURE(start_escaping("exec sleep 30", h, esc));
   ASSERT_NE(getpgid(esc), h.pid);
   expect_in_leaf(own, base(own), h, esc);
@@ -770,7 +774,7 @@ TEST_F(SpawnerTest, LeaderExitKillsAnEscapeeBeforeExit) {
   std::string why, own = writable_v2_dir(why);
   if (own.empty()) GTEST_SKIP() << why;
   Handle h;
-  pid_t esc;
+  pid_t esc = -1;
   // Only once it has left the group is it an escapee: before that the
   // group's SIGKILL takes it, the leaf is clean, and it is kept for reuse.
   ASSERT_NO_FATAL_FAILURE(start_escaping("read x || exit 0", h, esc));
@@ -839,7 +843,7 @@ TEST_F(SpawnerTest, CleanLeavesAreReusedKilledOnesAreNot) {
   ASSERT_TRUE(WIFEXITED(st));
   ASSERT_TRUE(exists(a.cgroup)) << "a clean leaf was not kept";
   Handle b;
-  pid_t esc;
+  pid_t esc = -1;
   ASSERT_NO_FATAL_FAILURE(start_escaping("exec sleep 30", b, esc));
   EXPECT_EQ(b.cgroup, a.cgroup) << "the clean leaf was not reused";
   send_ctl(b, frame::SignalFrame{SIGKILL});  // the group dies, the escapee lives on
@@ -857,7 +861,7 @@ TEST_F(SpawnerTest, RequestEofKillsEscapeesAndRemovesTheBase) {
   if (own.empty()) GTEST_SKIP() << why;
   std::string b = base(own);
   Handle h;
-  pid_t esc;
+  pid_t esc = -1;
   ASSERT_NO_FATAL_FAILURE(start_escaping("exec sleep 30", h, esc));
   expect_in_leaf(own, b, h, esc);
   close(req_);

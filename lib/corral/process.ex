@@ -537,7 +537,7 @@ defmodule Corral.Process do
 
     cond do
       kind == :stderr and s.stderr == :forward ->
-        IO.binwrite(:standard_error, bin)
+        _ = IO.binwrite(:standard_error, bin)
         _ = :corral.ack(port, byte_size(bin))
         {:noreply, s}
 
@@ -736,5 +736,9 @@ defmodule Corral.Process do
   end
 
   defp cancel(nil), do: :ok
-  defp cancel(timer), do: Process.cancel_timer(timer)
+
+  defp cancel(timer) do
+    _ = Process.cancel_timer(timer)
+    :ok
+  end
 end
