@@ -289,10 +289,6 @@ defmodule Corral do
     raise ArgumentError, "unknown option #{inspect(name)}"
   end
 
-  def raise_error({:unsupported_option, name}, _command, _args, _opts, operation) do
-    raise ArgumentError, "option #{inspect(name)} is not supported yet by #{operation}"
-  end
-
   def raise_error(reason, command, _args, _opts, _operation) do
     raise Corral.Error, reason: reason, command: command
   end

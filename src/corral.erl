@@ -84,8 +84,8 @@
 %% Returns after the child has been exec'd, or with the reason it could not
 %% be: `{error, enoent}' (not found in PATH), `{error, {Errno, Stage}}' from
 %% the child's setup (e.g. `{enoent, chdir}', `{eacces, exec}'), or
-%% `{error, {bad_option, Name, Value}}', `{error, {unknown_option, Name}}',
-%% `{error, {unsupported_option, Name}}' (see corral_opts).
+%% `{error, {bad_option, Name, Value}}' or `{error, {unknown_option, Name}}'
+%% (see corral_opts).
 -spec open(iodata() | atom(), [iodata() | atom()], corral_opts:options()) ->
     {ok, port()} | {error, term()}.
 open(Cmd, Args, Opts) ->

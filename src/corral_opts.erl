@@ -13,8 +13,6 @@
 %% <li>`{bad_option, Name, Value}': a value of the wrong type or range
 %%     (for `env', `Value' is the offending `{Key, Value}' entry);</li>
 %% <li>`{unknown_option, Name}': not an option of this entry point;</li>
-%% <li>`{unsupported_option, Name}': a `MuonTrap.cmd/3' option that Corral
-%%     does not implement yet ({@link unsupported/0});</li>
 %% <li>`enoent': the executable cannot be found.</li>
 %% </ul>
 %%
@@ -34,7 +32,6 @@
     keys/1,
     aliases/0,
     value_aliases/0,
-    unsupported/0,
     rlimit_resources/0,
     signal_number/1,
     spawn_keys/0,
@@ -445,13 +442,6 @@ aliases() ->
 value_aliases() ->
     [{stderr, stdout, redirect}, {stderr, null, discard}, {stdout, discard, null}].
 
-%% @doc Options of `MuonTrap.cmd/3' and `MuonTrap.Daemon' that Corral does
-%% not implement yet: `{error, {unsupported_option, Name}}' rather than
-%% unknown.
--spec unsupported() -> [atom()].
-unsupported() ->
-    [].
-
 %%% ------------------------------------------------------------------------
 %%% normalize
 
@@ -494,11 +484,7 @@ check_keys(Opts, Allowed) ->
     lists:foreach(
         fun
             ({K, _}) when is_atom(K) ->
-                lists:member(K, Allowed) orelse
-                    case lists:member(K, unsupported()) of
-                        true -> throw({corral_opts, {unsupported_option, K}});
-                        false -> throw({corral_opts, {unknown_option, K}})
-                    end;
+                lists:member(K, Allowed) orelse throw({corral_opts, {unknown_option, K}});
             (Other) ->
                 bad(options, Other)
         end,
@@ -1079,7 +1065,6 @@ cgroup_map(V) ->
     bad(cgroup, V).
 
 cgroup_setting(K, V) when is_atom(K) ->
-    Bad = fun() -> bad({cgroup, K}, V) end,
     case {K, V} of
         {cpu_weight, N} when is_integer(N), N >= 1, N =< 10000 -> {<<"cpu.weight">>, int(N)};
         {io_weight, N} when is_integer(N), N >= 1, N =< 10000 -> {<<"io.weight">>, int(N)};
@@ -1095,18 +1080,18 @@ cgroup_setting(K, V) when is_atom(K) ->
         {memory_oom_group, B} when is_boolean(B); B =:= 0; B =:= 1 ->
             {<<"memory.oom.group">>, flag(B)};
         {pids_max, N} when N =:= max; is_integer(N), N >= 0 -> {<<"pids.max">>, amount(N)};
-        {cpuset_cpus, L} -> {<<"cpuset.cpus">>, cpuset(L, Bad)};
-        {cpuset_mems, L} -> {<<"cpuset.mems">>, cpuset(L, Bad)};
+        {cpuset_cpus, L} -> {<<"cpuset.cpus">>, cpuset(K, L)};
+        {cpuset_mems, L} -> {<<"cpuset.mems">>, cpuset(K, L)};
         _ ->
             Known = [cpu_weight, io_weight, cpu_max, cpu_idle, memory_oom_group, pids_max],
             case memory_file(K) of
                 undefined ->
-                    lists:member(K, Known) andalso Bad(),
+                    lists:member(K, Known) andalso bad({cgroup, K}, V),
                     throw({corral_opts, {unknown_option, {cgroup, K}}});
                 File when V =:= max; V =:= infinity; is_integer(V), V >= 0 ->
                     {File, amount(V)};
                 _ ->
-                    Bad()
+                    bad({cgroup, K}, V)
             end
     end;
 cgroup_setting(K, V) ->
@@ -1129,16 +1114,16 @@ flag(true) -> <<"1">>;
 flag(1) -> <<"1">>;
 flag(_) -> <<"0">>.
 
-cpuset(L, Bad) ->
+cpuset(K, L) ->
     B =
         try
             text(cpuset, L)
         catch
-            throw:_ -> Bad()
+            throw:_ -> bad({cgroup, K}, L)
         end,
     case B =/= <<>> andalso re:run(B, "^[0-9,-]+$") =/= nomatch of
         true -> B;
-        false -> Bad()
+        false -> bad({cgroup, K}, L)
     end.
 
 %% An interface file name: "controller.file", no '/', no "..".

@@ -63,10 +63,6 @@ every_context_takes_them_test_() ->
      || C <- [open, cmd, stream, process, daemon]
     ].
 
-uid_and_gid_are_no_longer_unsupported_test() ->
-    ?assertNot(lists:member(uid, corral_opts:unsupported())),
-    ?assertNot(lists:member(gid, corral_opts:unsupported())).
-
 bad_values_name_the_option_and_value_test_() ->
     Bad = [
         {uid, -1, -1},

@@ -376,12 +376,6 @@ aliases_test() ->
     ?assertMatch(#{window := 11}, N2),
     [?assert(lists:member(A, corral_opts:spawn_keys())) || {A, _} <- corral_opts:aliases()].
 
-unsupported_options_test_() ->
-    [
-        ?_assertEqual({error, {unsupported_option, Name}}, corral:cmd("true", [], [{Name, 1}]))
-     || Name <- corral_opts:unsupported()
-    ].
-
 env_map_test() ->
     ?assertEqual(
         {<<"v\n">>, 0}, corral:cmd("sh", ["-c", "echo $CORRAL_M"], [{env, #{"CORRAL_M" => "v"}}])

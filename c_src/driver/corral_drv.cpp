@@ -840,7 +840,7 @@ ErlDrvSSizeT drv_control(ErlDrvData d, unsigned cmd, char* buf, ErlDrvSizeT len,
       // The child's leaves as the Fds frame gave them: the v2 one (may be
       // empty), then each v1 one, NUL-separated. Empty before Fds.
       std::string dirs = p->cgroup;
-      for (const std::string& d : p->v1_cgroups) dirs += '\0' + d;
+      for (const std::string& leaf : p->v1_cgroups) dirs += '\0' + leaf;
       return reply(rbuf, dirs.data(), dirs.size());
     }
     default:

@@ -53,9 +53,12 @@ int write_file(const std::string& path, std::string_view value) {
   int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
   ssize_t n = write(fd, value.data(), value.size());
-  int err = n < 0 ? errno : 0;
+  if (n < 0) {
+    int err = errno;
+    close(fd);
+    return -err;
+  }
   close(fd);
-  if (n < 0) return -err;
   return static_cast<size_t>(n) == value.size() ? 0 : -EIO;
 }
 

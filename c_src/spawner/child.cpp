@@ -515,6 +515,7 @@ bool our_groups(const std::vector<gid_t>& gs) {
 int resolve_credentials(const IdentitySpec& id, Credentials& ret, const char*& stage) {
   ret = Credentials{};
   passwd pw{};
+  // cppcheck-suppress variableScope ; pw's strings point into it after the uid block
   std::vector<char> pwbuf;
   bool have_pw = false;
   auto fail = [&](const char* st, int rc) {

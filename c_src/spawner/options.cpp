@@ -252,10 +252,10 @@ bool id_ref(Reader& r, const std::string& what, IdRef& out, std::string& error) 
 
 // A limit: a non-negative integer or `infinity'.
 bool limit_value(Reader& r, uint64_t& out) {
-  std::string a;
   long v;
   if (r.peek() == ERL_SMALL_ATOM_UTF8_EXT || r.peek() == ERL_ATOM_UTF8_EXT ||
       r.peek() == ERL_ATOM_EXT || r.peek() == ERL_SMALL_ATOM_EXT) {
+    std::string a;
     if (!r.atom(a) || a != "infinity") return false;
     out = RLIM_INFINITY;
     return true;

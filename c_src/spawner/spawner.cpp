@@ -275,6 +275,7 @@ int Spawner::launch(SpawnSpec& spec, cgroup::Dir& leaf, ChildRecord& c, const ch
     }
   }
   std::vector<int> join_fds;
+  join_fds.reserve(join.size());
   for (const unique_fd& fd : join) join_fds.push_back(fd.get());
   ChildContext ctx;
   ctx.cgroup_procs = procs.get();

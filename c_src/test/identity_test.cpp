@@ -34,16 +34,16 @@ namespace {
 
 using Enc = std::function<void(ei_x_buff*)>;
 
-Enc bin(std::string s) {
+Enc bin(const std::string& s) {
   return [s](ei_x_buff* x) { ei_x_encode_binary(x, s.data(), static_cast<int>(s.size())); };
 }
-Enc atom(std::string a) {
+Enc atom(const std::string& a) {
   return [a](ei_x_buff* x) { ei_x_encode_atom(x, a.c_str()); };
 }
 Enc lng(long v) {
   return [v](ei_x_buff* x) { ei_x_encode_long(x, v); };
 }
-Enc list(std::vector<Enc> v) {
+Enc list(const std::vector<Enc>& v) {
   return [v](ei_x_buff* x) {
     if (!v.empty()) {
       ei_x_encode_list_header(x, static_cast<long>(v.size()));
@@ -52,7 +52,7 @@ Enc list(std::vector<Enc> v) {
     ei_x_encode_empty_list(x);
   };
 }
-Enc tuple(std::vector<Enc> v) {
+Enc tuple(const std::vector<Enc>& v) {
   return [v](ei_x_buff* x) {
     ei_x_encode_tuple_header(x, static_cast<long>(v.size()));
     for (const auto& e : v) e(x);
@@ -157,13 +157,13 @@ TEST(IdentityDecode, ResourceNames) {
 }
 
 TEST(IdentityDecode, RejectsBadValuesNamingTheKey) {
-  auto rl = [](Enc soft, Enc hard, std::string name = "nofile") {
+  auto rl = [](const Enc& soft, const Enc& hard, const std::string& name = "nofile") {
     return Entries{{"rlimits", list({tuple({atom(name), soft, hard})})}};
   };
   struct Case {
     Entries entries;
     std::string expect;
-  } cases[] = {
+  } const cases[] = {
       {{{"uid", lng(-1)}}, "uid: -1 out of range"},
       {{{"uid", lng(4294967295L)}}, "uid: 4294967295 out of range"},
       {{{"uid", bin("")}}, "uid: empty name"},
@@ -582,6 +582,8 @@ TEST(IdentityChild, UnprivilegedFailuresNameTheirStage) {
 // A root-only directory and program, for what the dropped user may not reach.
 struct RootOnly {
   std::string dir, prog;
+  RootOnly(const RootOnly&) = delete;
+  RootOnly& operator=(const RootOnly&) = delete;
   RootOnly() {
     char tmpl[] = "/tmp/corral_identity_test.XXXXXX";
     dir = mkdtemp(tmpl);

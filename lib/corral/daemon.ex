@@ -170,8 +170,7 @@ defmodule Corral.Daemon do
   @doc """
   Starts `command` with `args` under a GenServer linked to the caller.
   Returns `{:error, reason}` without starting anything for a bad option
-  (`{:bad_option, name, value}`, `{:unknown_option, name}`,
-  `{:unsupported_option, name}`), a program that cannot be started
+  (`{:bad_option, name, value}`, `{:unknown_option, name}`), a program that cannot be started
   (`:enoent`, `{errno, stage}`), and the `:wait_for` and `:ready` failures.
   """
   @spec start_link(binary(), [binary()], keyword()) :: GenServer.on_start()

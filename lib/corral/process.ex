@@ -123,7 +123,7 @@ defmodule Corral.Process do
 
   Returns `{:error, reason}` as `:corral.open/3` does: `:enoent`,
   `{errno, stage}`, `{:bad_option, name, value}` (also for this module's
-  own options), `{:unknown_option, name}`, `{:unsupported_option, name}`.
+  own options), `{:unknown_option, name}`.
   """
   @spec start(binary(), [binary()], keyword()) :: GenServer.on_start()
   def start(command, args, opts \\ []), do: do_start(:start, command, args, opts)
@@ -694,7 +694,7 @@ defmodule Corral.Process do
 
   # Hands a chunk to a reader and acknowledges it, so the driver reads more.
   defp deliver(s, want, {kind, bin, owed}) do
-    if owed > 0, do: :corral.ack(s.port, owed)
+    _ = if owed > 0, do: :corral.ack(s.port, owed)
     if want == :any, do: {:ok, {kind, bin}}, else: {:ok, bin}
   end
 
