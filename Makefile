@@ -87,7 +87,7 @@ fixtures: deps
 # exunit includes test/readme_test.exs (the README's code blocks); demo
 # runs the tour, so that `make demo` keeps working.
 test: ctest ctest-asan ctest-portable ctest-portable-asan eunit exunit rebar3 docs first-use \
-	demo fuzz memcheck kernels ctest-tsan
+	demo fuzz memcheck kernels
 
 ctest: native
 	@cd build/native && ctest --output-on-failure -j$(JOBS)
@@ -167,14 +167,16 @@ memcheck: native
 # away (corral_deny's seccomp ENOSYS or no cgroup2 mount; corral_inject.so
 # hiding cgroup.kill), then an ExUnit subset on an "old kernel" and without
 # cgroup v2. Logs in build/kernels/.
-# ctest-tsan: the tests where threads meet (frames, child starts, the stack
-# pool) and the spawner's end-to-end tests under ThreadSanitizer, on the
-# portable clone path (a CLONE_VM child without CLONE_VFORK would run
-# instrumented code beside its parent on the parent's TSan state).
+# ctest-tsan: the tests where threads meet (frames on every scheduler
+# thread) and the spawner's end-to-end tests under ThreadSanitizer, the
+# spawner on the portable clone path. Not the tests that start children in
+# the test process: TSan's clone interceptor treats a CLONE_VM child as a
+# fork, and the child's after-fork state lands in our memory and silences
+# it. Not part of `make test`: see docs/decisions/faults.md.
 .PHONY: kernels ctest-tsan
 kernels: native fixtures
 	@bash c_src/faults/kernels.sh build/native build/kernels
-TSAN_TESTS := '^(Threads|Frame|Control|DriverLifecycle|Options|Child|Launch|SpawnerTest)\.'
+TSAN_TESTS := '^(Threads\.Frames|Frame\.|Control\.|DriverLifecycle\.|Options\.|SpawnerTest\.)'
 ctest-tsan: deps
 	@cmake -S c_src -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCORRAL_TSAN=ON \
 		-DCORRAL_PORTABLE_CLONE=ON $(CMAKE_ARGS) >/dev/null

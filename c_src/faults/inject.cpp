@@ -16,6 +16,10 @@
 //       act only in processes whose program is NAME (e.g. corral_spawner),
 //       so that the shim can be set in a VM's environment and reach only
 //       the spawner that VM starts. Elsewhere every call goes through.
+//   CORRAL_FAULT_ONCE=PATH
+//       the failures happen in one process only: the first to reach one,
+//       which creates PATH (O_EXCL). A spawner started again after the
+//       fault killed it then runs clean.
 //   CORRAL_FAULT_LOG=PATH
 //       appends one line per injected failure ("CALL ACTION"), so a test can
 //       check that its fault fired.
@@ -63,6 +67,8 @@ char g_hidden[kMaxHidden][64];
 int g_nhidden = 0;
 bool g_active = false;
 const char* g_log = nullptr;
+const char* g_once = nullptr;
+int g_once_state = 0;  // 0: not asked yet, 1: ours, -1: another process's
 
 [[noreturn]] void bad_spec(const char* what, const char* spec) {
   fprintf(stderr, "corral_inject: bad %s in '%s'\n", what, spec);
@@ -98,6 +104,7 @@ __attribute__((constructor)) void init() {
   if (proc && strcmp(proc, program_invocation_short_name) != 0) return;
   g_active = true;
   g_log = getenv("CORRAL_FAULT_LOG");
+  g_once = getenv("CORRAL_FAULT_ONCE");
   if (const char* spec = getenv("CORRAL_FAULT")) {
     char buf[1024];
     snprintf(buf, sizeof buf, "%s", spec);
@@ -139,6 +146,14 @@ bool inject(Call c) {
   if (!r.set) return false;
   long n = r.calls.fetch_add(1);
   if (n < r.skip || (r.count > 0 && n >= r.skip + r.count)) return false;
+  if (g_once && g_once_state == 0) {
+    int saved = errno;
+    int fd = open(g_once, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    g_once_state = fd >= 0 ? 1 : -1;
+    if (fd >= 0) close(fd);
+    errno = saved;
+  }
+  if (g_once_state < 0) return false;
   if (r.action == kDie) {
     note(kCallNames[c], "die");
     raise(SIGKILL);

@@ -1,7 +1,8 @@
 // The shared pieces that run on several threads at once: frames (the
 // driver sends and receives them on every scheduler thread) and child starts
-// (the stack pool is shared). Plain tests here; `make ctest-tsan` runs them
-// under ThreadSanitizer, which reports any unsynchronised access.
+// (the stack pool is shared). `make ctest-tsan` runs the frame test under
+// ThreadSanitizer, which reports any unsynchronised access; not the child
+// starts, which TSan cannot follow (a CLONE_VM child, see the Makefile).
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
