@@ -588,7 +588,6 @@ ErlDrvSSizeT reply_errno(char** rbuf, int e) {
 
 // Idle -> Spawning, with c parsed from a SPAWN payload (control.h).
 ErlDrvSSizeT op_spawn(Port* p, const Control& c, char** rbuf) {
-  if (p->phase != Phase::Idle) return reply_errno(rbuf, EALREADY);
   std::string path(c.path);
   uint64_t window = c.num;
   // Built in place: the term can be large.
@@ -749,6 +748,8 @@ void drv_flush(ErlDrvData d) {
 ErlDrvSSizeT drv_control(ErlDrvData d, unsigned cmd, char* buf, ErlDrvSizeT len, char** rbuf,
                          ErlDrvSizeT) {
   Port* p = reinterpret_cast<Port*>(d);
+  // A second SPAWN is EALREADY whatever its payload.
+  if (cmd == op::OP_SPAWN && p->phase != Phase::Idle) return reply_errno(rbuf, EALREADY);
   Control c;
   if (int e = corral::driver::parse_control(cmd, std::string_view(buf, len), c); e != 0)
     return reply_errno(rbuf, e);
