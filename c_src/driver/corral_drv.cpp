@@ -43,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "control.h"
 #include "corral_protocol.h"
 #include "frame.h"
 #include "group_kill.h"
@@ -53,6 +54,7 @@ extern char** environ;  // NOLINT(readability-redundant-declaration)
 
 namespace {
 
+using corral::driver::Control;
 using corral::driver::Phase;
 using corral::driver::Stdin;
 using corral::frame::ErrorFrame;
@@ -67,6 +69,13 @@ using corral::frame::StopFrame;
 // Control commands (port_control): OP_* from include/corral_protocol.hrl,
 // through the header CMake generates from it.
 namespace op = corral::protocol;
+// control.h parses without the generated header; both must agree.
+static_assert(op::OP_SPAWN == corral::driver::kOpSpawn && op::OP_ACK == corral::driver::kOpAck &&
+              op::OP_SIGNAL == corral::driver::kOpSignal &&
+              op::OP_CLOSE_STDIN == corral::driver::kOpCloseStdin &&
+              op::OP_STOP == corral::driver::kOpStop && op::OP_STATS == corral::driver::kOpStats &&
+              op::OP_OSPID == corral::driver::kOpOsPid &&
+              op::OP_SET_WINDOW == corral::driver::kOpSetWindow);
 
 // stdin queue: above kHighWater the port is busy and port_command suspends
 // its caller; below kLowWater it is released again.
@@ -619,28 +628,14 @@ ErlDrvSSizeT reply_errno(char** rbuf, int e) {
   return reply(rbuf, s.data(), s.size());
 }
 
-template <typename T>
-bool read_num(const char* buf, ErlDrvSizeT len, T& out) {
-  if (len != sizeof(T)) return false;
-  std::memcpy(&out, buf, sizeof(T));
-  return true;
-}
-
-// Idle -> Spawning.
-// SPAWN payload: <<Window:64/native, PathLen:32/native, SpawnerPath, Request>>
-ErlDrvSSizeT op_spawn(Port* p, const char* buf, ErlDrvSizeT len, char** rbuf) {
-  if (p->phase != Phase::Idle) return reply_errno(rbuf, EALREADY);
-  uint64_t window;
-  uint32_t plen;
-  if (len < 12) return reply_errno(rbuf, EINVAL);
-  std::memcpy(&window, buf, 8);
-  std::memcpy(&plen, buf + 8, 4);
-  if (len < 12 + static_cast<ErlDrvSizeT>(plen) || window == 0) return reply_errno(rbuf, EINVAL);
-  std::string path(buf + 12, plen);
+// Idle -> Spawning, with c parsed from a SPAWN payload (control.h).
+ErlDrvSSizeT op_spawn(Port* p, const Control& c, char** rbuf) {
+  std::string path(c.path);
+  uint64_t window = c.num;
   // Built in place: the term can be large.
   Frame frame{std::in_place_type<SpawnFrame>};
   SpawnFrame& f = std::get<SpawnFrame>(frame);
-  f.term.assign(buf + 12 + plen, len - 12 - plen);
+  f.term.assign(c.term);
   // The child starts in the VM's working directory, as with System.cmd/3,
   // and a relative cd is taken from there: getcwd here is one system call,
   // where file:get_cwd/0 would be a trip through a dirty I/O scheduler. A
@@ -796,30 +791,26 @@ void drv_flush(ErlDrvData d) {
 ErlDrvSSizeT drv_control(ErlDrvData d, unsigned cmd, char* buf, ErlDrvSizeT len, char** rbuf,
                          ErlDrvSizeT) {
   Port* p = reinterpret_cast<Port*>(d);
+  // A second SPAWN is EALREADY whatever its payload.
+  if (cmd == op::OP_SPAWN && p->phase != Phase::Idle) return reply_errno(rbuf, EALREADY);
+  Control c;
+  if (int e = corral::driver::parse_control(cmd, std::string_view(buf, len), c); e != 0)
+    return reply_errno(rbuf, e);
   switch (cmd) {
     case op::OP_SPAWN:
-      return op_spawn(p, buf, len, rbuf);
-    case op::OP_ACK: {
-      uint64_t n;
-      if (!read_num(buf, len, n)) return reply_errno(rbuf, EINVAL);
-      p->unacked -= std::min(n, p->unacked);
+      return op_spawn(p, c, rbuf);
+    case op::OP_ACK:
+      p->unacked -= std::min(c.num, p->unacked);
       update_reading(p);
       return reply(rbuf, "", 0);
-    }
-    case op::OP_SET_WINDOW: {
-      uint64_t n;
-      if (!read_num(buf, len, n) || n == 0) return reply_errno(rbuf, EINVAL);
-      p->window = n;
+    case op::OP_SET_WINDOW:
+      p->window = c.num;
       update_reading(p);
       return reply(rbuf, "", 0);
-    }
-    case op::OP_SIGNAL: {
-      int32_t sig;
-      if (!read_num(buf, len, sig) || sig < 0 || sig > 64) return reply_errno(rbuf, EINVAL);
+    case op::OP_SIGNAL:
       if (!corral::driver::signalable(p->phase)) return reply_errno(rbuf, ESRCH);
-      send_to_spawner(p, SignalFrame{sig});
+      send_to_spawner(p, SignalFrame{c.sig});
       return reply(rbuf, "", 0);
-    }
     case op::OP_STOP:
       if (!corral::driver::signalable(p->phase)) return reply_errno(rbuf, ESRCH);
       send_to_spawner(p, StopFrame{});

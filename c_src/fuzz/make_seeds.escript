@@ -6,6 +6,8 @@
 %% spawn_spec/NAME  the request term (term_to_binary of the option map)
 %% frame/NAME       one fuzz input of the frame target: a byte of fds to
 %%                  attach (0..5), then a whole frame as it travels
+%% control/NAME     one fuzz input of the control target: the opcode byte,
+%%                  then a port_control payload as corral.erl makes it
 -mode(compile).
 
 main(_) ->
@@ -41,7 +43,10 @@ main(_) ->
             %% The Spawn frame the driver sends: b = the term's length, then
             %% the VM's working directory; one fd (the control socket).
             write(Dir, "frame", "spawn_" ++ Name,
-                  [1, frame(1, 0, byte_size(Term), [Term, "/home/corral/app"])])
+                  [1, frame(1, 0, byte_size(Term), [Term, "/home/corral/app"])]),
+            Spawner = <<"/app/lib/corral/priv/corral_spawner">>,
+            write(Dir, "control", "spawn_" ++ Name,
+                  [1, <<1048576:64/native, (byte_size(Spawner)):32/native>>, Spawner, Term])
         end,
         Requests
     ),
@@ -56,6 +61,18 @@ main(_) ->
         {"spawn_no_cwd", 1, frame(1, 0, 0, term_to_binary(#{path => <<"/bin/true">>}))}
     ],
     [write(Dir, "frame", N, [Fds, F]) || {N, Fds, F} <- Frames],
+    Controls = [
+        {"ack", 2, <<65536:64/native>>},
+        {"signal_term", 3, <<15:32/native>>},
+        {"signal_zero", 3, <<0:32/native>>},
+        {"close_stdin", 4, <<>>},
+        {"stop", 5, <<>>},
+        {"stats", 6, <<>>},
+        {"os_pid", 7, <<>>},
+        {"set_window", 8, <<4096:64/native>>},
+        {"spawn_empty_term", 1, <<1:64/native, 2:32/native, "/s">>}
+    ],
+    [write(Dir, "control", N, [Op, Payload]) || {N, Op, Payload} <- Controls],
     ok.
 
 frame(Type, A, B, Payload) ->

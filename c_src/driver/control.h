@@ -1,0 +1,81 @@
+// Parsing of port_control payloads (include/corral_protocol.hrl's OP_*),
+// apart from the driver so that the unit tests and the control fuzz target
+// (c_src/fuzz/control_fuzz.cpp) run it without a VM. The payloads are made
+// by src/corral.erl in native byte order.
+#pragma once
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+namespace corral::driver {
+
+// A port_control call, parsed. Which fields are set depends on op.
+struct Control {
+  unsigned op = 0;
+  uint64_t num = 0;       // ACK: bytes; SET_WINDOW, SPAWN: the window
+  int32_t sig = 0;        // SIGNAL
+  std::string_view path;  // SPAWN: the spawner's path
+  std::string_view term;  // SPAWN: term_to_binary(request)
+};
+
+// Opcodes, as in corral_protocol.hrl (the generated header is the driver's;
+// these are checked against it in corral_drv.cpp).
+enum : unsigned {
+  kOpSpawn = 1,
+  kOpAck = 2,
+  kOpSignal = 3,
+  kOpCloseStdin = 4,
+  kOpStop = 5,
+  kOpStats = 6,
+  kOpOsPid = 7,
+  kOpSetWindow = 8,
+};
+
+// Parses the payload of op. 0 and out filled, or EINVAL for an unknown op
+// or a payload that is not that op's (wrong size, a zero window, a path
+// longer than the payload, a signal outside 0..64).
+//   SPAWN       <<Window:64, PathLen:32, Path:PathLen/bytes, Term/bytes>>
+//   ACK         <<Bytes:64>>
+//   SET_WINDOW  <<Bytes:64>>, not 0
+//   SIGNAL      <<Signal:32/signed>>, 0..64 (0 probes, as kill(2))
+//   the others  anything (ignored)
+inline int parse_control(unsigned op, std::string_view buf, Control& out) {
+  out = Control{};
+  out.op = op;
+  auto u64 = [&](uint64_t& v) {
+    if (buf.size() != sizeof v) return false;
+    std::memcpy(&v, buf.data(), sizeof v);
+    return true;
+  };
+  switch (op) {
+    case kOpSpawn: {
+      uint32_t plen;
+      if (buf.size() < 12) return EINVAL;
+      std::memcpy(&out.num, buf.data(), 8);
+      std::memcpy(&plen, buf.data() + 8, 4);
+      if (out.num == 0 || plen > buf.size() - 12) return EINVAL;
+      out.path = buf.substr(12, plen);
+      out.term = buf.substr(12 + static_cast<size_t>(plen));
+      return 0;
+    }
+    case kOpAck:
+      return u64(out.num) ? 0 : EINVAL;
+    case kOpSetWindow:
+      return u64(out.num) && out.num != 0 ? 0 : EINVAL;
+    case kOpSignal:
+      if (buf.size() != sizeof out.sig) return EINVAL;
+      std::memcpy(&out.sig, buf.data(), sizeof out.sig);
+      return out.sig >= 0 && out.sig <= 64 ? 0 : EINVAL;
+    case kOpCloseStdin:
+    case kOpStop:
+    case kOpStats:
+    case kOpOsPid:
+      return 0;
+    default:
+      return EINVAL;
+  }
+}
+
+}  // namespace corral::driver

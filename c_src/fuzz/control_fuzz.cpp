@@ -1,0 +1,76 @@
+// libFuzzer target: the driver's port_control payload parsing
+// (driver/control.h, corral::driver::parse_control).
+//
+// Input: byte 0 = the opcode (modulo 10, so every OP_* and the unknown 0
+// and 9), the rest = the payload, placed flush against an unmapped page.
+//
+// Checked: the answer is 0 or EINVAL; what is accepted is exactly what the
+// Erlang side can send (SPAWN: encoding the parsed window, path and term
+// gives the payload back, with the path and term inside it; ACK and
+// SET_WINDOW: 8 bytes, SET_WINDOW not 0; SIGNAL: 4 bytes, 0..64); unknown
+// opcodes are refused.
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "control.h"
+#include "guarded.h"
+
+using corral::driver::Control;
+namespace drv = corral::driver;
+
+namespace {
+
+bool inside(std::string_view part, std::string_view whole) {
+  return part.empty() ||
+         (part.data() >= whole.data() && part.data() + part.size() <= whole.data() + whole.size());
+}
+
+void check_accepted(unsigned op, std::string_view buf, const Control& c) {
+  FUZZ_CHECK(c.op == op, "op %u parsed as %u", op, c.op);
+  switch (op) {
+    case drv::kOpSpawn: {
+      FUZZ_CHECK(c.num != 0, "a zero window accepted");
+      FUZZ_CHECK(inside(c.path, buf) && inside(c.term, buf), "path or term outside the payload");
+      uint32_t plen = static_cast<uint32_t>(c.path.size());
+      std::string again(reinterpret_cast<const char*>(&c.num), 8);
+      again.append(reinterpret_cast<const char*>(&plen), 4);
+      again.append(c.path);
+      again.append(c.term);
+      FUZZ_CHECK(again == buf, "SPAWN does not encode back to its %zu bytes", buf.size());
+      break;
+    }
+    case drv::kOpAck:
+    case drv::kOpSetWindow:
+      FUZZ_CHECK(buf.size() == 8, "a %zu-byte number accepted", buf.size());
+      FUZZ_CHECK(std::memcmp(&c.num, buf.data(), 8) == 0, "the number changed");
+      FUZZ_CHECK(op == drv::kOpAck || c.num != 0, "a zero window accepted");
+      break;
+    case drv::kOpSignal:
+      FUZZ_CHECK(buf.size() == 4, "a %zu-byte signal accepted", buf.size());
+      FUZZ_CHECK(c.sig >= 0 && c.sig <= 64, "signal %d accepted", c.sig);
+      break;
+    case drv::kOpCloseStdin:
+    case drv::kOpStop:
+    case drv::kOpStats:
+    case drv::kOpOsPid:
+      break;
+    default:
+      FUZZ_CHECK(false, "unknown op %u accepted", op);
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static corral::fuzz::Guarded guarded;
+  if (size == 0) return 0;
+  unsigned op = data[0] % 10;
+  std::string_view buf = guarded.place(data + 1, size - 1);
+  Control c;
+  int rc = drv::parse_control(op, buf, c);
+  FUZZ_CHECK(rc == 0 || rc == EINVAL, "answer %d", rc);
+  if (rc == 0) check_accepted(op, buf, c);
+  return 0;
+}
