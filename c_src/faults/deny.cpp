@@ -40,6 +40,7 @@ constexpr unsigned kArch = AUDIT_ARCH_X86_64;
 #elif defined(__aarch64__)
 constexpr unsigned kArch = AUDIT_ARCH_AARCH64;
 #else
+// cppcheck-suppress preprocessorErrorDirective ; a deliberate stop on an unknown architecture
 #error "corral_deny: add this architecture's AUDIT_ARCH_ value"
 #endif
 
@@ -155,7 +156,7 @@ int main(int argc, char** argv) {
         if (comma == std::string::npos) break;
         start = comma + 1;
       }
-    } else if (a.rfind("-", 0) == 0) {
+    } else if (a.rfind('-', 0) == 0) {
       usage(("unknown option: " + a).c_str());
     } else {
       break;

@@ -202,6 +202,9 @@ struct Handle {
   pid_t pid = -1;
   int in = -1, out = -1, err = -1;
   std::string leaf;
+  Handle() = default;
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
   ~Handle() {
     for (int fd : {ctl, in, out, err})
       if (fd >= 0) close(fd);
@@ -253,31 +256,29 @@ class FaultFixture : public ::testing::Test {
     int sp[2];
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
     char tmpl[] = "/tmp/corral_faults_stderr.XXXXXX";
-    int log = mkstemp(tmpl);
-    ASSERT_GE(log, 0);
+    corral::unique_fd log(mkstemp(tmpl));
+    ASSERT_GE(log.get(), 0);
     log_ = tmpl;
     char ftmpl[] = "/tmp/corral_faults_injected.XXXXXX";
-    int flog = mkstemp(ftmpl);
-    ASSERT_GE(flog, 0);
-    close(flog);
+    ASSERT_GE(corral::unique_fd(mkstemp(ftmpl)).get(), 0);
     fault_log_ = ftmpl;
 
     std::vector<std::string> args;
     if (!s.deny.empty()) {
-      args.push_back(kDeny);
+      args.emplace_back(kDeny);
       args.insert(args.end(), s.deny.begin(), s.deny.end());
-      args.push_back("--");
+      args.emplace_back("--");
     }
-    args.push_back(CORRAL_SPAWNER_PATH);
-    args.push_back("3");
+    args.emplace_back(CORRAL_SPAWNER_PATH);
+    args.emplace_back("3");
     std::vector<std::string> env;
     for (char** e = environ; *e; e++)
       if (strncmp(*e, "LD_PRELOAD=", 11) != 0 && strncmp(*e, "CORRAL_FAULT", 12) != 0)
         env.emplace_back(*e);
     if (s.inject) {
-      env.push_back(std::string("LD_PRELOAD=") + kInject);
-      env.push_back("CORRAL_FAULT_PROC=corral_spawner");
-      env.push_back("CORRAL_FAULT_LOG=" + fault_log_);
+      env.emplace_back(std::string("LD_PRELOAD=") + kInject);
+      env.emplace_back("CORRAL_FAULT_PROC=corral_spawner");
+      env.emplace_back("CORRAL_FAULT_LOG=" + fault_log_);
     }
     env.insert(env.end(), s.env.begin(), s.env.end());
     std::vector<char*> argv, envp;
@@ -289,12 +290,11 @@ class FaultFixture : public ::testing::Test {
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
-      if (dup2(sp[1], 3) < 0 || dup2(log, 2) < 0) _exit(126);
+      if (dup2(sp[1], 3) < 0 || dup2(log.get(), 2) < 0) _exit(126);
       execve(argv[0], argv.data(), envp.data());
       _exit(127);
     }
     close(sp[1]);
-    close(log);
     pid_ = pid;
     req_ = sp[0];
   }
@@ -315,7 +315,7 @@ class FaultFixture : public ::testing::Test {
     pid_ = -1;
   }
 
-  int send_spawn(const std::string& payload) {
+  int send_spawn(const std::string& payload) const {
     int cp[2];
     EXPECT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cp), 0);
     EXPECT_EQ(frame::send_frame(req_, frame::SpawnFrame{payload, ""}, &cp[1], 1), 0);
@@ -385,7 +385,7 @@ class FaultFixture : public ::testing::Test {
   }
 
   // The spawner's fds once it is idle again: equal to `before`.
-  void expect_fds_back(const std::map<int, std::string>& before) {
+  void expect_fds_back(const std::map<int, std::string>& before) const {
     std::map<int, std::string> now;
     EXPECT_TRUE(eventually([&] {
       now = fds_of(pid_);

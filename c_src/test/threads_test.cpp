@@ -27,6 +27,7 @@ constexpr int kThreads = 4;
 TEST(Threads, FramesOnManySocketsAtOnce) {
   std::atomic<int> bad{0};
   std::vector<std::thread> ts;
+  ts.reserve(kThreads);
   for (int t = 0; t < kThreads; t++) {
     ts.emplace_back([t, &bad] {
       int sv[2];
@@ -56,6 +57,7 @@ TEST(Threads, FramesOnManySocketsAtOnce) {
 TEST(Threads, ChildStartsOnManyThreadsShareTheStackPool) {
   std::atomic<int> bad{0};
   std::vector<std::thread> ts;
+  ts.reserve(kThreads);
   for (int t = 0; t < kThreads; t++) {
     ts.emplace_back([t, &bad] {
       for (int i = 0; i < 10; i++) {
