@@ -31,6 +31,7 @@ enum : unsigned {
   kOpStats = 6,
   kOpOsPid = 7,
   kOpSetWindow = 8,
+  kOpCgroups = 9,
 };
 
 // Parses the payload of op. 0 and out filled, or EINVAL for an unknown op
@@ -72,6 +73,7 @@ inline int parse_control(unsigned op, std::string_view buf, Control& out) {
     case kOpStop:
     case kOpStats:
     case kOpOsPid:
+    case kOpCgroups:
       return 0;
     default:
       return EINVAL;

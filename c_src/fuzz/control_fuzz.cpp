@@ -55,6 +55,7 @@ void check_accepted(unsigned op, std::string_view buf, const Control& c) {
     case drv::kOpStop:
     case drv::kOpStats:
     case drv::kOpOsPid:
+    case drv::kOpCgroups:
       break;
     default:
       FUZZ_CHECK(false, "unknown op %u accepted", op);
@@ -66,7 +67,7 @@ void check_accepted(unsigned op, std::string_view buf, const Control& c) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static corral::fuzz::Guarded guarded;
   if (size == 0) return 0;
-  unsigned op = data[0] % 10;
+  unsigned op = data[0] % 11;
   std::string_view buf = guarded.place(data + 1, size - 1);
   Control c;
   int rc = drv::parse_control(op, buf, c);

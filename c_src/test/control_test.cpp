@@ -63,8 +63,9 @@ TEST(Control, SignalsAreZeroTo64) {
 
 TEST(Control, UnknownOpsAreRefusedPayloadlessOnesTakeAnything) {
   Control c;
-  for (unsigned op : {0u, 9u, 255u, 0xFFFFFFFFu}) EXPECT_EQ(parse_control(op, "", c), EINVAL) << op;
-  for (unsigned op : {kOpCloseStdin, kOpStop, kOpStats, kOpOsPid})
+  for (unsigned op : {0u, 10u, 255u, 0xFFFFFFFFu})
+    EXPECT_EQ(parse_control(op, "", c), EINVAL) << op;
+  for (unsigned op : {kOpCloseStdin, kOpStop, kOpStats, kOpOsPid, kOpCgroups})
     EXPECT_EQ(parse_control(op, "junk", c), 0) << op;
 }
 

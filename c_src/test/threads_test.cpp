@@ -38,7 +38,7 @@ TEST(Threads, FramesOnManySocketsAtOnce) {
       unique_fd a(sv[0]), b(sv[1]);
       for (int i = 0; i < 500; i++) {
         std::string stage = "stage" + std::to_string(t) + "." + std::to_string(i);
-        if (frame::send_frame(a.get(), frame::ErrorFrame{i + 1, stage}) != 0) bad++;
+        if (frame::send_frame(a.get(), frame::ErrorFrame{i + 1, stage, {}}) != 0) bad++;
         frame::Frame f;
         std::vector<int> fds;
         if (frame::recv_frame(b.get(), f, fds) != 1) {
