@@ -142,7 +142,7 @@ rebar3: fixtures
 # build/fuzz/crashes/TARGET/. The corpus grows in build/fuzz/corpus/TARGET,
 # seeded from c_src/fuzz/corpus/TARGET.
 # 45 s per target: three targets since control was added, about the two
-# minutes two took at 60 s (docs/decisions/faults.md).
+# minutes two took at 60 s (docs/DECISIONS.md, D101).
 FUZZ_SECONDS ?= 45
 FUZZ_TARGETS := spawn_spec frame control
 fuzz: native
@@ -175,7 +175,7 @@ memcheck: native
 # spawner on the portable clone path. Not the tests that start children in
 # the test process: TSan's clone interceptor treats a CLONE_VM child as a
 # fork, and the child's after-fork state lands in our memory and silences
-# it. Not part of `make test`: see docs/decisions/faults.md.
+# it. Not part of `make test`: see docs/DECISIONS.md, D99.
 .PHONY: kernels ctest-tsan
 kernels: native fixtures
 	@bash c_src/faults/kernels.sh build/native build/kernels

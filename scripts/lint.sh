@@ -227,4 +227,4 @@ for s in ${steps//,/ }; do
     failed="$failed $s"
   fi
 done
-[ -z "$failed" ] || { echo "lint: failed:$failed (fix them; see docs/decisions/lint.md)"; exit 1; }
+[ -z "$failed" ] || { echo "lint: failed:$failed (fix them; see docs/DECISIONS.md, D84-D88)"; exit 1; }

@@ -293,7 +293,7 @@ class SpawnerTest : public ::testing::Test {
   bool spawner_exits_within(std::chrono::milliseconds limit, int& st) {
     if (!spawner_) return false;
     // wait_for on a process that exited before the call sleeps the whole
-    // limit in Boost 1.74 (see docs/decisions/spawner.md): ask first.
+    // limit in Boost 1.74 (docs/DECISIONS.md, D38): ask first.
     if (spawner_->running()) {
       std::error_code ec;
       if (!spawner_->wait_for(limit, ec) || ec) return false;
