@@ -150,14 +150,20 @@ fuzz: native
 	@CC=clang CXX=clang++ cmake -S c_src/fuzz -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 		$(CMAKE_ARGS) >/dev/null
 	@$(QUIET_BUILD) build/fuzz -j$(JOBS) $(QUIET)
-	@for t in $(FUZZ_TARGETS); do \
+	@# The targets run side by side: each fuzzes for FUZZ_SECONDS, the whole
+	@# run takes about one target's time.
+	@pids=""; for t in $(FUZZ_TARGETS); do \
 		mkdir -p build/fuzz/corpus/$$t build/fuzz/crashes/$$t; \
 		build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
 			-print_final_stats=1 -artifact_prefix=build/fuzz/crashes/$$t/ \
-			build/fuzz/corpus/$$t c_src/fuzz/corpus/$$t > build/fuzz/$$t.log 2>&1 \
-			|| { grep -v '^"' build/fuzz/$$t.log | tail -60; echo "fuzz_$$t: FAILED"; exit 1; }; \
-		grep -E '^#[0-9]+[[:space:]]+DONE' build/fuzz/$$t.log | tail -1 | sed "s/^/fuzz_$$t: /"; \
-	done
+			build/fuzz/corpus/$$t c_src/fuzz/corpus/$$t > build/fuzz/$$t.log 2>&1 & \
+		pids="$$pids $$!"; \
+	done; \
+	fail=0; set -- $(FUZZ_TARGETS); for p in $$pids; do t=$$1; shift; \
+		if wait $$p; then \
+			grep -E '^#[0-9]+[[:space:]]+DONE' build/fuzz/$$t.log | tail -1 | sed "s/^/fuzz_$$t: /"; \
+		else grep -v '^"' build/fuzz/$$t.log | tail -60; echo "fuzz_$$t: FAILED"; fail=1; fi; \
+	done; exit $$fail
 	@build/fuzz/malformed_requests priv/corral_spawner build/fuzz/spawner.log \
 		c_src/fuzz/corpus/spawn_spec c_src/fuzz/corpus/frame build/fuzz/corpus/spawn_spec
 
