@@ -25,6 +25,7 @@
 
 #include "child.h"
 #include "options.h"
+#include "request_terms.h"
 #include "spawn_support.h"
 
 namespace corral::spawner {
@@ -32,48 +33,13 @@ namespace {
 
 // --- request terms ------------------------------------------------------------
 
-using Enc = std::function<void(ei_x_buff*)>;
+using namespace terms;
 
-Enc bin(const std::string& s) {
-  return [s](ei_x_buff* x) { ei_x_encode_binary(x, s.data(), static_cast<int>(s.size())); };
-}
-Enc atom(const std::string& a) {
-  return [a](ei_x_buff* x) { ei_x_encode_atom(x, a.c_str()); };
-}
-Enc lng(long v) {
-  return [v](ei_x_buff* x) { ei_x_encode_long(x, v); };
-}
-Enc list(const std::vector<Enc>& v) {
-  return [v](ei_x_buff* x) {
-    if (!v.empty()) {
-      ei_x_encode_list_header(x, static_cast<long>(v.size()));
-      for (const auto& e : v) e(x);
-    }
-    ei_x_encode_empty_list(x);
-  };
-}
-Enc tuple(const std::vector<Enc>& v) {
-  return [v](ei_x_buff* x) {
-    ei_x_encode_tuple_header(x, static_cast<long>(v.size()));
-    for (const auto& e : v) e(x);
-  };
-}
-
-using Entries = std::vector<std::pair<std::string, Enc>>;
-
+// The request map with path, argv and env added to `extra`.
 std::string map_term(Entries extra) {
   Entries entries = {{"path", bin("/bin/true")}, {"argv", list({bin("true")})}, {"env", list({})}};
   entries.insert(entries.end(), extra.begin(), extra.end());
-  ei_x_buff x;
-  ei_x_new_with_version(&x);
-  ei_x_encode_map_header(&x, static_cast<long>(entries.size()));
-  for (const auto& [k, enc] : entries) {
-    ei_x_encode_atom(&x, k.c_str());
-    enc(&x);
-  }
-  std::string s(x.buff, static_cast<size_t>(x.index));
-  ei_x_free(&x);
-  return s;
+  return terms::map_term(entries);
 }
 
 SpawnSpec decoded(Entries extra) {
