@@ -411,7 +411,12 @@ defmodule Corral.MuonTrapCompatTest do
       pid = trap_start("sleep", ["60"], [])
       os_pid = MuonTrap.Daemon.os_pid(pid)
       assert is_integer(os_pid)
-      assert File.read!("/proc/#{os_pid}/cmdline") =~ ~r{^(/usr)?/bin/sleep\x0060\x00$}
+      # The exec-status pipe closes before the kernel has copied the new
+      # program's arguments (begin_new_exec closes CLOEXEC fds before
+      # create_elf_tables), so cmdline can read "" for a moment.
+      assert eventually(fn ->
+               File.read!("/proc/#{os_pid}/cmdline") =~ ~r{^(/usr)?/bin/sleep\x0060\x00$}
+             end)
       GenServer.stop(pid)
     end
 
