@@ -417,6 +417,7 @@ defmodule Corral.MuonTrapCompatTest do
       assert eventually(fn ->
                File.read!("/proc/#{os_pid}/cmdline") =~ ~r{^(/usr)?/bin/sleep\x0060\x00$}
              end)
+
       GenServer.stop(pid)
     end
 
