@@ -333,3 +333,50 @@ defmodule CorralDelegationTest do
     tmp
   end
 end
+
+defmodule CorralCgroupInfoTest do
+  # Corral.cgroup_info/0 as any user sees it: our own groups, and the running
+  # spawner's base exactly when a spawner here gets one.
+  use ExUnit.Case, async: false
+
+  test "describes this VM's groups and, with a base, the running spawner's" do
+    info = Corral.cgroup_info()
+    {uid, 0} = System.cmd("id", ["-u"])
+    assert info.uid == String.to_integer(String.trim(uid))
+
+    own =
+      File.read!("/proc/self/cgroup")
+      |> String.split("\n")
+      |> Enum.find_value(fn line -> with "0::" <> path <- line, do: path, else: (_ -> nil) end)
+
+    case info.v2 do
+      :none ->
+        assert {:error, _} = info.base
+
+      %{mount: mount, group: group, controllers: controllers} ->
+        assert group == String.trim_trailing(mount <> own, "/")
+
+        assert controllers ==
+                 File.read!(Path.join(group, "cgroup.controllers"))
+                 |> String.split()
+                 |> Enum.map(&String.to_atom/1)
+
+        assert Enum.all?(controllers, &(info.controllers[&1] == :v2))
+    end
+
+    for %{controllers: cs} <- info.v1, c <- cs, do: assert(info.controllers[c] in [:v1, :v2])
+
+    {:ok, port, pid} = :corral.spawn("sleep", ["30"], [])
+    base = Corral.cgroup_info().spawner_base
+
+    if info.base == :ok do
+      assert File.dir?(base)
+      [_, path] = Regex.run(~r/^0::(.*)$/m, File.read!("/proc/#{pid}/cgroup"))
+      assert String.starts_with?(info.v2.mount <> path, base <> "/"), "#{path} not under #{base}"
+    else
+      assert base == :none
+    end
+
+    assert {:exit_signal, 15} = :corral.stop(port)
+  end
+end
