@@ -5,7 +5,7 @@ defmodule CorralDelegationTest do
   # v2 group, delegates it to nobody the way systemd's Delegate=yes does
   # (chowns the directory and its cgroup.procs, cgroup.threads and
   # cgroup.subtree_control), and starts a second VM as nobody inside it. That
-  # VM runs test/.. probe code and prints what it saw as one Erlang term.
+  # VM runs the probe below and prints what it saw as one Erlang term.
   use ExUnit.Case, async: false
 
   import Corral.Test.OS, only: [alive?: 1, eventually: 2]
@@ -141,6 +141,7 @@ defmodule CorralDelegationTest do
       # Corral moved neither the VM nor its spawner out of the delegated group.
       assert result.vm_cgroup == rel
       assert result.spawner_cgroup == rel
+      assert File.read!(Path.join(dir, "cgroup.subtree_control")) == ""
 
       # memory is on a root-owned v1 hierarchy here: refused, naming the fix.
       assert {:error, {:eacces, {:cgroup, detail}}} = result.memory_max
