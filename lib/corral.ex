@@ -382,6 +382,27 @@ defmodule Corral do
   @doc "The pipe form of `stream/3`: `input |> Corral.stream(command, args, opts)`."
   @spec stream(term(), binary(), [binary()], keyword()) :: Enumerable.t()
   defdelegate stream(input, command, args, opts), to: Corral.Stream
+
+  @doc """
+  What cgroups give this VM's children (see `:corral.cgroup_info/0`):
+
+    * `:v2` - our cgroup v2 group (`:mount`, `:group`, `:controllers`,
+      `:writable`), or `:none`
+    * `:base` - `:ok` when a spawner here gets a cgroup v2 base and a leaf
+      per child; else `{:error, why}`, children are contained by process
+      group only, and `why` names the group to delegate
+    * `:spawner_base` - the running spawner's base directory, or `:none`
+    * `:v1` - the v1 hierarchies with a controller, as for `:v2`
+    * `:controllers` - where a child's `:cgroup` option would put each
+      controller (`:v2` or `:v1`)
+    * `:uid` - the uid the check was made for
+
+  `:writable` is true for root and for a group delegated to this uid (its
+  directory and `cgroup.procs` are ours, as systemd's `Delegate=yes` makes
+  them).
+  """
+  @spec cgroup_info() :: :corral.cgroup_info()
+  defdelegate cgroup_info(), to: :corral
 end
 
 defmodule Corral.Error do

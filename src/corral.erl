@@ -40,6 +40,7 @@
     cgroup_dirs/1,
     cgget/2,
     cgset/3,
+    cgroup_info/0,
     stats/1,
     cmd/2,
     cmd/3,
@@ -49,7 +50,7 @@
 %% corral_opts:normalize/4 result; drain a port.
 -export([open_normalized/1, spawn_normalized/1, await_terminal/2, flush_exit/1]).
 
--export_type([terminal/0, status/0, stats/0]).
+-export_type([terminal/0, status/0, stats/0, cgroup_info/0]).
 
 -type terminal() ::
     {exit_status, non_neg_integer()}
@@ -69,6 +70,25 @@
     unacked := non_neg_integer(),
     stdin_queued := non_neg_integer(),
     cgroup := corral_cgroup:stats()
+}.
+
+%% One cgroup hierarchy as seen from this VM: where it is mounted, our
+%% group's directory in it, its controllers (v2: the group's
+%% cgroup.controllers) and whether this VM's uid may make groups in it and
+%% move processes into it (root, or delegated: systemd's Delegate=).
+-type cgroup_group() :: #{
+    mount := binary(),
+    group := binary(),
+    controllers := [atom()],
+    writable := boolean()
+}.
+-type cgroup_info() :: #{
+    uid := non_neg_integer(),
+    v2 := cgroup_group() | none,
+    base := ok | {error, binary()},
+    spawner_base := binary() | none,
+    v1 := [cgroup_group()],
+    controllers := #{atom() => v2 | v1}
 }.
 
 %% The driver's commands (OP_*); the driver's header is generated from it.
@@ -344,6 +364,79 @@ cgset(Port, File, Value) ->
     case cgroup_dirs(Port) of
         {ok, Dirs} -> corral_cgroup:set(Dirs, File, Value);
         Error -> Error
+    end.
+
+%% @doc What cgroups give this VM's children. `v2': our cgroup v2 group
+%% (`none' without a v2 hierarchy). `base': `ok' when a spawner here can make
+%% its base `corral.<pid>' in that group and move children into leaves below
+%% it, else `{error, Why}' (then children are contained by process group
+%% only, and `Why' names the group to delegate). `spawner_base': the running
+%% spawner's base, or `none' (no spawner yet, or it has none). `v1': the v1
+%% hierarchies with a controller. `controllers': where a child's cgroup
+%% option would put each controller. A fresh `corral_spawner
+%% --cgroup-info' finds all but `spawner_base' with the code a spawner runs
+%% at start, probe included.
+-spec cgroup_info() -> cgroup_info().
+cgroup_info() ->
+    Spawner = ensure_driver(),
+    Port = open_port(
+        {spawn_executable, Spawner},
+        [{args, ["--cgroup-info"]}, binary, exit_status, use_stdio, hide]
+    ),
+    Result = collect_info(Port, []),
+    flush_exit(Port),
+    case Result of
+        {0, Text} ->
+            {ok, Tokens, _} = erl_scan:string(binary_to_list(Text)),
+            {ok, Info} = erl_parse:parse_term(Tokens),
+            Info#{spawner_base => spawner_base(maps:get(v2, Info))};
+        {Status, Text} ->
+            erlang:error({corral_cgroup_info, Status, Text})
+    end.
+
+collect_info(Port, Acc) ->
+    receive
+        {Port, {data, Bin}} -> collect_info(Port, [Acc | Bin]);
+        {Port, {exit_status, Status}} -> {Status, iolist_to_binary(Acc)}
+    end.
+
+%% The spawner is the VM's child (posix_spawn): its base is the corral.<pid>
+%% in our v2 group whose pid's parent is this VM.
+spawner_base(none) ->
+    none;
+spawner_base(#{group := Group}) ->
+    Vm = os:getpid(),
+    Ours = fun(Name) ->
+        case Name of
+            "corral." ++ Pid when Pid =/= "" ->
+                lists:all(fun(C) -> C >= $0 andalso C =< $9 end, Pid) andalso
+                    parent_of(Pid) =:= Vm;
+            _ ->
+                false
+        end
+    end,
+    case file:list_dir(Group) of
+        {ok, Names} ->
+            case lists:filter(Ours, Names) of
+                [Name | _] -> filename:join(Group, Name);
+                [] -> none
+            end;
+        {error, _} ->
+            none
+    end.
+
+%% The parent pid in /proc/<Pid>/stat: the field after the state, which
+%% follows the last ')' (the command name may hold anything).
+parent_of(Pid) ->
+    case file:read_file("/proc/" ++ Pid ++ "/stat") of
+        {ok, Stat} ->
+            [_, Rest] = string:split(Stat, <<")">>, trailing),
+            case string:lexemes(Rest, " ") of
+                [_State, Parent | _] -> binary_to_list(Parent);
+                _ -> undefined
+            end;
+        {error, _} ->
+            undefined
     end.
 
 %%% ------------------------------------------------------------------------

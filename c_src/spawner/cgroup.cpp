@@ -289,7 +289,7 @@ int make_base(pid_t self, Dir& ret, std::string& why) {
   Dir base;
   std::string path = own + "/corral." + std::to_string(self);
   if (int rc = Dir::make(path, base); rc < 0) {
-    why = "cannot create " + path + ": " + strerror(-rc);
+    why = "cannot create " + path + ": " + strerror(-rc) + denied_fix(own, rc);
     return rc;
   }
   // Moving a process in needs write access to cgroup.procs of the common
@@ -319,7 +319,10 @@ int make_base(pid_t self, Dir& ret, std::string& why) {
   }
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
     int e = WIFEXITED(st) ? WEXITSTATUS(st) : EIO;
-    why = "a child cannot move itself into " + probe.path() + ": " + strerror(e);
+    // The move needs write access to the cgroup.procs of both groups'
+    // common ancestor: our own group's.
+    why =
+        "a child cannot move itself into " + probe.path() + ": " + strerror(e) + denied_fix(own, e);
     return -e;
   }
   (void)wait_empty(probe.path(), Clock::now() + std::chrono::seconds(1));
@@ -329,6 +332,14 @@ int make_base(pid_t self, Dir& ret, std::string& why) {
   }
   ret = std::move(base);
   return 0;
+}
+
+std::string denied_fix(const std::string& dir, int err) {
+  if (err < 0) err = -err;
+  uid_t uid = geteuid();
+  if ((err != EACCES && err != EPERM) || uid == 0) return {};
+  std::string n = std::to_string(uid);
+  return "; delegate " + dir + " to uid " + n + " (systemd Delegate=yes) or run as root";
 }
 
 }  // namespace corral::spawner::cgroup

@@ -109,7 +109,14 @@ class Dir {
 // Makes the spawner's base <own v2 cgroup>/corral.<self>, after removing
 // stale bases beside it, and checks that a forked child can move itself into
 // a cgroup below it. On failure returns -errno and sets why to a sentence
-// for the log.
+// for the log (naming the group to delegate when permission was refused).
 int make_base(pid_t self, Dir& ret, std::string& why);
+
+// What to tell a user refused (err EACCES or EPERM, as -errno or errno) a
+// change to group `dir`, which a non-root VM may only change once it is
+// delegated to it: "; delegate <dir> to uid N (systemd Delegate=yes) or run
+// as root". Empty for other errors and for root (whose refusals come from
+// elsewhere: a read-only mount, cgroup namespaces).
+std::string denied_fix(const std::string& dir, int err);
 
 }  // namespace corral::spawner::cgroup

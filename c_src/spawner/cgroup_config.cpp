@@ -275,10 +275,11 @@ int make_plan(const CgroupSpec& spec, const std::set<std::string>& v2_offered, c
 
 // --- Placer -----------------------------------------------------------------------
 
-void Placer::init(pid_t self, Hierarchies h, std::string v2_base) {
+void Placer::init(pid_t self, Hierarchies h, std::string v2_base, std::string base_why) {
   self_ = self;
   h_ = std::move(h);
   v2_base_ = std::move(v2_base);
+  base_why_ = std::move(base_why);
   v1_bases_.clear();
   v1_bases_.resize(h_.v1.size());
   // The v1 bases of spawners that were SIGKILLed, as for the v2 base.
@@ -292,7 +293,7 @@ int Placer::v1_base(size_t i, std::string& ret, std::string& why) {
     std::string path = h.own + "/corral." + std::to_string(self_);
     Dir d;
     if (int rc = Dir::make(path, d); rc < 0) {
-      why = "cannot create " + path + ": " + strerror(-rc);
+      why = "cannot create " + path + ": " + strerror(-rc) + denied_fix(h.own, rc);
       return rc;
     }
     if (made) made(path);
@@ -350,7 +351,7 @@ int Placer::make_leaf(const std::string& parent, const CgroupSpec& spec, const H
   if (int rc = Dir::make(path, ret); rc < 0) {
     why = rc == -EEXIST && !spec.path.empty()
               ? "cgroup_path " + path + " already exists (it must be the child's own)"
-              : "cannot create " + path + ": " + strerror(-rc);
+              : "cannot create " + path + ": " + strerror(-rc) + denied_fix(parent, rc);
     return rc;
   }
   if (made) made(path);
@@ -387,7 +388,8 @@ int Placer::enable_v2(const std::vector<std::string>& controllers, const std::st
       return -EOPNOTSUPP;
     }
     if (int rc = write_file(parent + "/cgroup.subtree_control", "+" + c); rc < 0) {
-      why = "cannot enable +" + c + " in " + parent + "/cgroup.subtree_control: " + strerror(-rc);
+      why = "cannot enable +" + c + " in " + parent + "/cgroup.subtree_control: " + strerror(-rc) +
+            denied_fix(parent, rc);
       return rc;
     }
   }
@@ -406,7 +408,7 @@ int Placer::place(const CgroupSpec& spec, Placement& ret, std::string& why) {
   bool custom = !spec.base.empty() || !spec.path.empty();
   if (!h_.v2.own.empty() && (!plan.v2_controllers.empty() || custom)) {
     if (!custom && v2_base_.empty()) {
-      why = "no cgroup v2 base (see the spawner's log)";
+      why = "no cgroup v2 base: " + (base_why_.empty() ? "see the spawner's log" : base_why_);
       return -ENOENT;
     }
     std::string parent;

@@ -106,8 +106,9 @@ struct Placement {
 // (<own v1 group>/corral.<pid>, made on first use), and removes them.
 class Placer {
  public:
-  // v2_base: the spawner's v2 base (corral.<pid>), or empty without one.
-  void init(pid_t self, Hierarchies h, std::string v2_base);
+  // v2_base: the spawner's v2 base (corral.<pid>), or empty without one,
+  // and then base_why, why there is none (part of a v2 placement's error).
+  void init(pid_t self, Hierarchies h, std::string v2_base, std::string base_why = {});
   const Hierarchies& hierarchies() const { return h_; }
 
   // Makes spec's leaves and writes its settings. The v2 leaf is made only
@@ -142,6 +143,7 @@ class Placer {
   pid_t self_ = 0;
   Hierarchies h_;
   std::string v2_base_;
+  std::string base_why_;
   std::vector<Dir> v1_bases_;    // parallel to h_.v1; made on first use
   std::set<std::string> swept_;  // custom bases whose stale leaves were removed
   uint64_t next_ = 0;

@@ -1,4 +1,5 @@
-// corral_spawner entry point: argv[1] is the request socket's fd (default 3).
+// corral_spawner entry point: argv[1] is the request socket's fd (default 3),
+// or --cgroup-info: print what a spawner here gets from cgroups and exit.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -7,7 +8,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <string>
 
+#include "cgroup_info.h"
 #include "spawner.h"
 
 namespace {
@@ -66,6 +69,13 @@ int serve(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   try {
+    if (argc == 2 && strcmp(argv[1], "--cgroup-info") == 0) {
+      corral::spawner::cgroup::Info info;
+      corral::spawner::cgroup::gather(info);
+      std::string term = corral::spawner::cgroup::to_term(info);
+      return fwrite(term.data(), 1, term.size(), stdout) == term.size() && fflush(stdout) == 0 ? 0
+                                                                                               : 1;
+    }
     return serve(argc, argv);
   } catch (const std::exception& e) {
     fprintf(stderr, "corral_spawner: fatal: %s\n", e.what());

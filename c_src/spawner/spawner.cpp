@@ -101,12 +101,13 @@ int Spawner::init() {
   }
   // A leaf cgroup per child catches descendants that leave the process group
   // (setsid, double fork). Without one, process groups are all we have.
-  if (std::string why; leaves_.init(getpid(), why) < 0)
-    logf("no cgroup containment, using process groups only: %s", why.c_str());
   {
+    std::string why;
+    if (leaves_.init(getpid(), why) < 0)
+      logf("no cgroup containment, using process groups only: %s", why.c_str());
     cgroup::Hierarchies h;
     cgroup::discover(h);
-    placer_.init(getpid(), std::move(h), leaves_.base_path());
+    placer_.init(getpid(), std::move(h), leaves_.base_path(), std::move(why));
   }
   devnull_.reset(open("/dev/null", O_RDWR | O_CLOEXEC));
   return 0;
