@@ -56,6 +56,7 @@ main(_) ->
         {"exit_status", 0, frame(17, 3 bsl 8, 0, "")},
         {"exit_signal", 0, frame(17, 9, 0, "")},
         {"error_exec", 0, frame(18, 2, 0, "exec")},
+        {"events_max_oom_kill", 0, frame(19, 2#10100, 0, <<7:64/little, 1:64/little>>)},
         {"signal", 0, frame(32, 15, 0, "")},
         {"stop", 0, frame(33, 0, 0, "")},
         {"spawn_no_cwd", 1, frame(1, 0, 0, term_to_binary(#{path => <<"/bin/true">>}))}
