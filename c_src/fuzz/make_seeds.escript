@@ -27,7 +27,9 @@ main(_) ->
         {"kill_timeout_zero", "/bin/sleep", ["1"], [{kill_timeout, 0}, {stop_signal, 64}]},
         {"pipe_size_large", "/bin/cat", [], [{pipe_size, 1048576}, {window, 4096}]},
         {"many_args", "/bin/echo", [integer_to_list(I) || I <- lists:seq(1, 40)], []},
-        {"env_empty", "/bin/env", [], [{clear_env, true}]}
+        {"env_empty", "/bin/env", [], [{clear_env, true}]},
+        {"memory_events", "/bin/sleep", ["1"],
+         [{cgroup, #{memory_max => 67108864}}, {memory_events, [max, oom_kill]}]}
     ],
     lists:foreach(
         fun({Name, Cmd, Args, Opts0}) ->
@@ -37,7 +39,7 @@ main(_) ->
                     false -> [{clear_env, true}, {env, Env} | Opts0]
                 end,
             {ok, #{request := Req}} =
-                corral_opts:normalize(Cmd, Args, Opts, corral_opts:spawn_keys()),
+                corral_opts:normalize(Cmd, Args, Opts, corral_opts:keys(open)),
             Term = term_to_binary(Req),
             write(Dir, "spawn_spec", Name, Term),
             %% The Spawn frame the driver sends: b = the term's length, then
