@@ -638,10 +638,10 @@ void read_ctl(Port* p) {
         if (p->out.fd >= 0 && read_pipe(p, p->out, a_stdout)) return;
         if (p->err.fd >= 0 && read_pipe(p, p->err, a_stderr)) return;
       }
-    } else if (auto* ev = std::get_if<EventsFrame>(&f)) {
+    } else if (auto* events = std::get_if<EventsFrame>(&f)) {
       // Only while the child runs: the spawner sends its last counts before
       // Exit, so they precede the terminal message.
-      if (p->phase == Phase::Running) send_memory_events(p, *ev);
+      if (p->phase == Phase::Running) send_memory_events(p, *events);
     } else if (auto* er = std::get_if<ErrorFrame>(&f)) {
       if (p->phase != Phase::Draining)
         settle_error(p, erl_errno_id(er->err), er->stage.empty() ? "spawn" : er->stage, er->detail);

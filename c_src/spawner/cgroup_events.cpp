@@ -110,7 +110,6 @@ uint64_t v1_threshold(uint64_t limit) {
 int Watch::open(const MemoryEventsSpec& spec, const std::string& v2_leaf,
                 const std::vector<std::string>& v1_leaves, std::string& why) {
   close();
-  keys_ = 0;
   if (!v2_leaf.empty() && exists(v2_leaf + "/memory.events")) {
     dir_ = v2_leaf;
     v1_ = false;
@@ -254,6 +253,7 @@ bool Watch::last(frame::EventsFrame& ret) {
 }
 
 void Watch::close() {
+  keys_ = 0;
   notify_.reset();
   usage_.reset();
   due_.reset();

@@ -103,7 +103,8 @@ class Watch {
   // last sent. Nothing is scheduled after it.
   bool last(frame::EventsFrame& ret);
 
-  // Closes the fds (the v1 registrations go with their eventfds).
+  // Closes the fds (the v1 registrations go with their eventfds); the
+  // watch is empty after.
   void close();
 
  private:
