@@ -197,7 +197,9 @@ void Watch::drain() {
 
 void Watch::woke(Clock::time_point now) {
   drain();
-  Clock::time_point at = last_sent_ ? std::max(now, *last_sent_ + kInterval) : now;
+  // Reads, not only frames, are paced: a subscription to oom_kill alone
+  // must not read the file at every change of max.
+  Clock::time_point at = last_read_ ? std::max(now, *last_read_ + kInterval) : now;
   if (!due_ || at < *due_) due_ = at;
 }
 
@@ -222,6 +224,7 @@ int Watch::read_counts(Counts& ret) {
 bool Watch::poll(Clock::time_point now, frame::EventsFrame& ret) {
   due_.reset();
   if (!keys_) return false;
+  last_read_ = now;
   drain();
   Counts c;
   if (read_counts(c) < 0) return false;
@@ -241,8 +244,7 @@ bool Watch::poll(Clock::time_point now, frame::EventsFrame& ret) {
   return true;
 }
 
-void Watch::sent(Clock::time_point now, const frame::EventsFrame& f) {
-  last_sent_ = now;
+void Watch::sent(const frame::EventsFrame& f) {
   for (size_t i = 0; i < frame::kMemoryEventKeys; i++) sent_.v[i] = f.counts[i];
 }
 

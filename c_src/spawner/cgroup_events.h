@@ -83,7 +83,7 @@ class Watch {
   void move_above(int below);
 
   // One of fds() is readable: drains it and schedules a read no sooner
-  // than kInterval after the last frame sent.
+  // than kInterval after the last read.
   void woke(Clock::time_point now);
   // When the next read is due, if one is.
   std::optional<Clock::time_point> due() const { return due_; }
@@ -95,7 +95,7 @@ class Watch {
   // read kInterval later.
   bool poll(Clock::time_point now, frame::EventsFrame& ret);
   // The frame from poll() went out.
-  void sent(Clock::time_point now, const frame::EventsFrame& f);
+  void sent(const frame::EventsFrame& f);
   // It could not go out yet (EAGAIN): try again kInterval later.
   void retry(Clock::time_point now) { due_ = now + kInterval; }
 
@@ -119,7 +119,7 @@ class Watch {
   uint64_t threshold_ = 0;
   int64_t ooms_ = 0;  // v1: OOM notifications so far
   Counts sent_;
-  std::optional<Clock::time_point> last_sent_, due_;
+  std::optional<Clock::time_point> last_read_, due_;
 };
 
 }  // namespace corral::spawner::events

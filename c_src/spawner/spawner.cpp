@@ -620,7 +620,7 @@ void Spawner::poll_events() {
 void Spawner::send_events(ChildRecord& c, const frame::EventsFrame& f) {
   int rc = frame::send_frame(c.ctl.get(), f);
   if (rc == 0) {
-    c.memory_events.sent(Clock::now(), f);
+    c.memory_events.sent(f);
   } else if (rc == -EAGAIN) {
     c.memory_events.retry(Clock::now());  // the owner's socket is full: a later snapshot
   } else if (!owner_gone_error(rc)) {

@@ -111,7 +111,7 @@ TEST(CgroupEvents, V2WatchReportsTheLatestCountsAtMostOncePerInterval) {
   ASSERT_TRUE(w.poll(t0, f));
   EXPECT_EQ(corral::frame::kMemoryEventAll, f.keys);
   EXPECT_EQ(3, f.counts[2]);
-  w.sent(t0, f);
+  w.sent(f);
 
   // Two changes within the interval: one read, after it, of the latest.
   d.put("memory.events", "low 0\nhigh 0\nmax 5\noom 0\noom_kill 0\noom_group_kill 0\n");
@@ -126,7 +126,7 @@ TEST(CgroupEvents, V2WatchReportsTheLatestCountsAtMostOncePerInterval) {
   EXPECT_EQ(9, f.counts[2]);
   EXPECT_EQ(1, f.counts[3]);
   EXPECT_EQ(1, f.counts[4]);
-  w.sent(t0 + events::kInterval, f);
+  w.sent(f);
 
   // Unchanged: nothing to send, and nothing more scheduled.
   w.woke(t0 + 3 * events::kInterval);
@@ -151,11 +151,16 @@ TEST(CgroupEvents, V2ReportsOnlyTheKeysAskedFor) {
   ASSERT_EQ(0, w.open(spec(kOomKill), d.path, {}, why)) << why;
   d.put("memory.events", "max 50\noom_kill 0\n");
   EventsFrame f;
-  w.woke(Clock::now());
-  EXPECT_FALSE(w.poll(Clock::now(), f)) << "max changed, but only oom_kill is wanted";
+  auto t0 = Clock::now();
+  w.woke(t0);
+  EXPECT_FALSE(w.poll(t0, f)) << "max changed, but only oom_kill is wanted";
+  // Reads are paced even when nothing was sent: a child changing max
+  // thousands of times a second costs at most one read per interval.
   d.put("memory.events", "max 60\noom_kill 1\n");
-  w.woke(Clock::now());
-  ASSERT_TRUE(w.poll(Clock::now(), f));
+  w.woke(t0 + std::chrono::milliseconds(1));
+  ASSERT_TRUE(w.due());
+  EXPECT_EQ(t0 + events::kInterval, *w.due());
+  ASSERT_TRUE(w.poll(*w.due(), f));
   EXPECT_EQ(kOomKill, f.keys);
   EXPECT_EQ(1, f.counts[4]);
   EXPECT_EQ(0, f.counts[2]);
@@ -193,7 +198,7 @@ TEST(CgroupEvents, V1CountsInV2Names) {
   EXPECT_EQ(17, f.counts[2]);
   EXPECT_EQ(2, f.counts[3]);
   EXPECT_EQ(1, f.counts[4]);
-  w.sent(t0, f);
+  w.sent(f);
   ASSERT_TRUE(w.due()) << "counts moved: read again";
 
   // Unchanged counts but usage above the threshold: no crossing will wake
