@@ -9,6 +9,14 @@
 %%     with the size of what you consumed to let more in.</li>
 %% <li>`{Port, {stdin_error, Errno}}': the child closed its stdin while bytes
 %%     were queued (e.g. `epipe'). Later writes are dropped.</li>
+%% <li>`{Port, {memory_events, #{Key => Count}}}', with the `memory_events'
+%%     option only: the child's memory.events counts (cumulative, keyed
+%%     `low', `high', `max', `oom', `oom_kill', `oom_group_kill', those
+%%     subscribed to and that the memory hierarchy has; on cgroup v1 `max'
+%%     is memory.failcnt, `oom' the OOM notifications, `oom_kill'
+%%     memory.oom_control's). Sent when they change, at most one per
+%%     100 ms, always the latest; the last one before the terminal
+%%     message.</li>
 %% <li>exactly one terminal message, always after all output:
 %%     `{Port, {exit_status, N}}', `{Port, {exit_signal, Sig}}',
 %%     `{Port, {exit_signal, Sig, oom_kill}}' (killed by signal Sig, and the
@@ -288,6 +296,8 @@ await_terminal(Port, Timeout) ->
         {Port, {stdin_error, _}} ->
             await_terminal(Port, Timeout);
         {Port, {started, _}} ->
+            await_terminal(Port, Timeout);
+        {Port, {memory_events, _}} ->
             await_terminal(Port, Timeout);
         {Port, Terminal} ->
             flush_exit(Port),

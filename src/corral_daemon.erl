@@ -65,7 +65,9 @@
     ready :: corral_opts:ready() | ready,
     stdout_bytes = 0 :: non_neg_integer(),
     stderr_bytes = 0 :: non_neg_integer(),
-    line_count = 0 :: non_neg_integer()
+    line_count = 0 :: non_neg_integer(),
+    %% The latest memory.events counts with the memory_events option.
+    memory_events :: map() | undefined
 }).
 
 %%% ------------------------------------------------------------------------
@@ -138,7 +140,8 @@ child_spec([Cmd, Args, Opts0]) ->
 os_pid(Server) -> gen_server:call(Server, os_pid).
 
 %% @doc `#{output_byte_count, stdout_bytes, stderr_bytes, lines,
-%% started_at, uptime_ms, restarts}': see Corral.Daemon.statistics/1.
+%% started_at, uptime_ms, restarts, cgroup}', and `memory_events' with that
+%% option: see Corral.Daemon.statistics/1.
 -spec statistics(gen_server:server_ref()) -> #{atom() => integer()}.
 statistics(Server) -> gen_server:call(Server, statistics).
 
@@ -285,7 +288,12 @@ maybe_start({ok, N0}, Cmd, Args, Own) ->
                         started_at = erlang:system_time(millisecond),
                         started_mono = erlang:monotonic_time(millisecond),
                         start_counter = maps:get(start_counter, Own),
-                        ready = maps:get(ready, N)
+                        ready = maps:get(ready, N),
+                        memory_events =
+                            case maps:is_key(memory_events, maps:get(request, N)) of
+                                true -> #{};
+                                false -> undefined
+                            end
                     },
                     case await_ready(S) of
                         {ok, S1} ->
@@ -351,7 +359,12 @@ handle_call(statistics, _From, S) ->
                 _ -> #{}
             end
     },
-    {reply, Stats, S}.
+    {reply,
+        case S#s.memory_events of
+            undefined -> Stats;
+            Counts -> Stats#{memory_events => Counts}
+        end,
+        S}.
 
 handle_cast(_, S) -> {noreply, S}.
 
@@ -412,6 +425,9 @@ port_message({stdin_error, _}, S) ->
     {cont, S};
 port_message({started, _}, S) ->
     {cont, S};
+port_message({memory_events, Counts}, S) ->
+    warn_memory(Counts, S),
+    {cont, S#s{memory_events = Counts}};
 port_message(Terminal, S) ->
     corral:flush_exit(S#s.port),
     S1 = lists:foldl(
@@ -423,6 +439,31 @@ port_message(Terminal, S) ->
         [stdout, stderr]
     ),
     {exit, Terminal, S1}.
+
+%% A count of high, max, oom, oom_kill or oom_group_kill that went up
+%% means the program is pressed against its memory limit: one warning
+%% naming what went up, by how much, and the totals.
+warn_memory(Counts, #s{n = N, memory_events = Old0}) ->
+    Old =
+        case Old0 of
+            undefined -> #{};
+            _ -> Old0
+        end,
+    Up = [
+        io_lib:format("~s ~b (+~b)", [K, V, V - maps:get(K, Old, 0)])
+     || K <- [high, max, oom, oom_kill, oom_group_kill],
+        V <- [maps:get(K, Counts, 0)],
+        V > maps:get(K, Old, 0)
+    ],
+    case Up of
+        [] ->
+            ok;
+        _ ->
+            logger:warning(
+                [maps:get(log_prefix, N), "memory.events: ", lists:join(", ", Up)],
+                #{corral_memory_events => Counts}
+            )
+    end.
 
 count(S, stdout, B) -> S#s{stdout_bytes = S#s.stdout_bytes + B};
 count(S, stderr, B) -> S#s{stderr_bytes = S#s.stderr_bytes + B}.

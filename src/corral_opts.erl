@@ -156,6 +156,14 @@
     %% `{Controller, File, Value}' settings.
     | {cgroup_controllers, [text()]}
     | {cgroup_sets, [{text(), text(), text() | integer()}]}
+    %% -- open, process and daemon (an owner that lives as long as the child) --
+    %% Subscribe to the child's memory.events counts while it runs: `true'
+    %% (every count its memory hierarchy has), `false' (default), or a list
+    %% of keys (low, high, max, oom, oom_kill, oom_group_kill). Needs a
+    %% memory cgroup: a memory key in `cgroup' (such as memory_max), a
+    %% memory file in `cgroup_sets' or "memory" in `cgroup_controllers'. The
+    %% owner gets `{Port, {memory_events, #{Key => Count}}}' (see corral).
+    | {memory_events, boolean() | [memory_event()]}
     %% -- cmd and stream --
     %% Written to stdin, which is then closed: iodata, or a fun of one
     %% argument run in a helper process (cmd: given the port, it writes with
@@ -216,6 +224,10 @@
     | {min_uptime, non_neg_integer()}.
 
 -type options() :: [option()] | #{atom() => term()}.
+
+%% A memory.events key. On cgroup v1 only max (memory.failcnt), oom (OOM
+%% notifications) and oom_kill exist.
+-type memory_event() :: low | high | max | oom | oom_kill | oom_group_kill.
 
 %% A user or group: a number (0..4294967294) or a name, which the spawner
 %% looks up.
@@ -292,7 +304,8 @@
     nice => -20..19,
     umask => 0..8#777,
     no_new_privs => true,
-    cgroup => cgroup_request()
+    cgroup => cgroup_request(),
+    memory_events => all | [memory_event(), ...]
 }.
 
 %% The child's cgroups: every cgroup option in one shape. `settings' is a
@@ -423,11 +436,11 @@ daemon_keys() ->
 
 %% @doc Every option an entry point accepts.
 -spec keys(context()) -> [atom()].
-keys(open) -> spawn_keys();
+keys(open) -> spawn_keys() ++ [memory_events];
 keys(cmd) -> spawn_keys() ++ cmd_keys();
 keys(stream) -> spawn_keys() ++ [input, ignore_epipe, lines, max_line_length];
-keys(process) -> spawn_keys() ++ [lines, max_line_length];
-keys(daemon) -> spawn_keys() ++ daemon_keys().
+keys(process) -> spawn_keys() ++ [lines, max_line_length, memory_events];
+keys(daemon) -> spawn_keys() ++ daemon_keys() ++ [memory_events].
 
 %% @doc Option aliases, `{Alias, Canonical}': the MuonTrap names.
 -spec aliases() -> [{atom(), atom()}].
@@ -566,7 +579,7 @@ do_normalize(Cmd, Args, Opts, Context, Allowed) ->
             Dir -> Request0#{cd => cd(Dir)}
         end,
     Request2 = maps:merge(Request1, identity(Get)),
-    Request = cgroup_request(Get, Request2),
+    Request = memory_events(Get(memory_events, false), cgroup_request(Get, Request2)),
     MaxLine = pos_int(max_line_length, Get(max_line_length, default_max_line(Context))),
     Lines =
         case Context of
@@ -1044,6 +1057,39 @@ cgroup_request(Get, Request) ->
                 }
             }
     end.
+
+%% The request's `memory_events', present only when subscribed. The
+%% spawner watches the child's memory leaf, so there must be one.
+memory_events(false, Request) ->
+    Request;
+memory_events(nil, Request) ->
+    Request;
+memory_events(V, Request) ->
+    Keys = [low, high, max, oom, oom_kill, oom_group_kill],
+    Events =
+        case V of
+            true ->
+                all;
+            [_ | _] ->
+                proper(V) andalso lists:all(fun(K) -> lists:member(K, Keys) end, V) orelse
+                    bad(memory_events, V),
+                lists:usort(V);
+            _ ->
+                bad(memory_events, V)
+        end,
+    case has_memory_cgroup(maps:get(cgroup, Request, undefined)) of
+        true -> Request#{memory_events => Events};
+        false -> bad(memory_events, {no_memory_cgroup, V})
+    end.
+
+has_memory_cgroup(undefined) ->
+    false;
+has_memory_cgroup(#{controllers := Ctrls, settings := Settings}) ->
+    lists:member(<<"memory">>, Ctrls) orelse
+        lists:any(fun(F) -> binary:match(F, <<"memory.">>) =:= {0, 7} end, every_other(Settings)).
+
+every_other([F, _ | T]) -> [F | every_other(T)];
+every_other([]) -> [].
 
 cgroup_dir(_, undefined) ->
     <<>>;

@@ -82,6 +82,13 @@ defmodule Corral.CatalogTest do
       {"corral:open/3", "cgroup_base that is no cgroup",
        fn _ -> :corral.open("true", [], cgroup_base: "corral_no_such_base") end,
        {:ok, {:error, {:enoent, {:cgroup, "cgroup_base .../corral_no_such_base does not exist"}}}}},
+      {"corral:open/3", "memory_events not a boolean or a list of keys",
+       fn _ ->
+         :corral.open("true", [], cgroup: %{memory_max: 67_108_864}, memory_events: [:bogus])
+       end, {:ok, {:error, {:bad_option, :memory_events, [:bogus]}}}},
+      {"corral:open/3", "memory_events without a memory cgroup",
+       fn _ -> :corral.open("true", [], memory_events: true) end,
+       {:ok, {:error, {:bad_option, :memory_events, {:no_memory_cgroup, true}}}}},
       {"corral:open/3", "NUL byte in an env name",
        fn _ -> :corral.open("true", [], env: [{"A\0", "x"}]) end,
        {:ok, {:error, {:bad_option, :env, {"A\0", "x"}}}}},

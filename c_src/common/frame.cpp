@@ -95,6 +95,29 @@ bool get(const Header& h, std::string_view p, ErrorFrame& x) {
   return true;
 }
 
+void put(const EventsFrame& x, Header& h, std::string& out) {
+  h.a = x.keys;
+  for (size_t i = 0; i < kMemoryEventKeys; i++) {
+    if (!(x.keys & (1u << i))) continue;
+    char b[sizeof(int64_t)];
+    std::memcpy(b, &x.counts[i], sizeof b);
+    out.append(b, sizeof b);
+  }
+}
+bool get(const Header& h, std::string_view p, EventsFrame& x) {
+  if (h.a <= 0 || h.a > kMemoryEventAll || h.b != 0) return false;
+  x.keys = static_cast<uint32_t>(h.a);
+  if (p.size() != sizeof(int64_t) * static_cast<size_t>(__builtin_popcount(x.keys))) return false;
+  for (size_t i = 0; i < kMemoryEventKeys; i++) {
+    x.counts[i] = 0;
+    if (!(x.keys & (1u << i))) continue;
+    std::memcpy(&x.counts[i], p.data(), sizeof(int64_t));
+    p.remove_prefix(sizeof(int64_t));
+    if (x.counts[i] < 0) return false;
+  }
+  return true;
+}
+
 void put(const SignalFrame& x, Header& h, std::string&) { h.a = x.signo; }
 bool get(const Header& h, std::string_view p, SignalFrame& x) {
   if (!fits_int(h.a) || h.b != 0 || !p.empty()) return false;
@@ -123,6 +146,7 @@ bool known_type(uint32_t t) {
     case Type::Fds:
     case Type::Exit:
     case Type::Error:
+    case Type::Events:
     case Type::Signal:
     case Type::Stop:
       return true;
@@ -136,6 +160,7 @@ Type type_of(const Frame& f) {
     Type operator()(const FdsFrame&) const { return Type::Fds; }
     Type operator()(const ExitFrame&) const { return Type::Exit; }
     Type operator()(const ErrorFrame&) const { return Type::Error; }
+    Type operator()(const EventsFrame&) const { return Type::Events; }
     Type operator()(const SignalFrame&) const { return Type::Signal; }
     Type operator()(const StopFrame&) const { return Type::Stop; }
   } visitor;
@@ -164,6 +189,8 @@ int decode(std::string_view buf, Frame& f) {
       return decode_as<ExitFrame>(h, payload, f);
     case Type::Error:
       return decode_as<ErrorFrame>(h, payload, f);
+    case Type::Events:
+      return decode_as<EventsFrame>(h, payload, f);
     case Type::Signal:
       return decode_as<SignalFrame>(h, payload, f);
     case Type::Stop:

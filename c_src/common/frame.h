@@ -24,6 +24,10 @@
 //     ErrorFrame   a = err (errno), payload = stage, then, when there is a
 //                  detail (a sentence naming what failed), a NUL byte and
 //                  the detail; the child never ran
+//     EventsFrame  a = keys (kMemoryEvent* bits, not 0), payload = one
+//                  int64 count (>= 0, native order) per key bit, lowest bit
+//                  first: the child's memory.events counts, cumulative;
+//                  only between Fds and Exit
 //   control socket, driver -> spawner:
 //     SignalFrame  a = signo, sent to the child's process group
 //     StopFrame    escalate: stop signal, wait kill_timeout, then SIGKILL
@@ -52,6 +56,7 @@ enum class Type : uint32_t {
   Fds = 16,
   Exit = 17,
   Error = 18,
+  Events = 19,
   Signal = 32,
   Stop = 33,
 };
@@ -99,13 +104,25 @@ struct ErrorFrame {
   std::string detail;  // what failed, for a person ("cgroup": the group and fix)
 };
 
+// The memory.events keys, by bit: kMemoryEventNames[i] is bit 1 << i.
+inline constexpr size_t kMemoryEventKeys = 6;
+inline constexpr const char* kMemoryEventNames[kMemoryEventKeys] = {
+    "low", "high", "max", "oom", "oom_kill", "oom_group_kill"};
+inline constexpr uint32_t kMemoryEventAll = (1u << kMemoryEventKeys) - 1;
+
+struct EventsFrame {
+  uint32_t keys = 0;                      // which counts are meaningful
+  int64_t counts[kMemoryEventKeys] = {};  // by key index; 0 where not in keys
+};
+
 struct SignalFrame {
   int signo = 0;
 };
 
 struct StopFrame {};
 
-using Frame = std::variant<SpawnFrame, FdsFrame, ExitFrame, ErrorFrame, SignalFrame, StopFrame>;
+using Frame =
+    std::variant<SpawnFrame, FdsFrame, ExitFrame, ErrorFrame, EventsFrame, SignalFrame, StopFrame>;
 
 Type type_of(const Frame& f);
 

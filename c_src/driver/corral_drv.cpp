@@ -58,6 +58,7 @@ using corral::driver::Control;
 using corral::driver::Phase;
 using corral::driver::Stdin;
 using corral::frame::ErrorFrame;
+using corral::frame::EventsFrame;
 using corral::frame::ExitFrame;
 using corral::frame::FdsFrame;
 using corral::frame::Frame;
@@ -95,6 +96,8 @@ constexpr int kReadsPerEvent = 4;
 constexpr ErlDrvSizeT kCopyBelow = 2048;
 
 ErlDrvTermData a_oom_kill;
+ErlDrvTermData a_memory_events;
+ErlDrvTermData a_memory_event_keys[corral::frame::kMemoryEventKeys];
 ErlDrvTermData a_data, a_stdout, a_stderr, a_started, a_exit_status, a_exit_signal, a_error,
     a_stdin_error;
 
@@ -569,6 +572,35 @@ void on_spawner_lost(Port* p) {
   }
 }
 
+// {Port, {memory_events, #{Key => Count}}}: the counts the spawner read, one
+// entry per key of the subscription.
+void send_memory_events(Port* p, const EventsFrame& f) {
+  constexpr size_t kKeys = corral::frame::kMemoryEventKeys;
+  ErlDrvTermData spec[4 + 4 * kKeys + 2 + 4];
+  ErlDrvSInt64 counts[kKeys];
+  size_t n = 0, pairs = 0;
+  spec[n++] = ERL_DRV_PORT;
+  spec[n++] = p->term_port;
+  spec[n++] = ERL_DRV_ATOM;
+  spec[n++] = a_memory_events;
+  for (size_t i = 0; i < kKeys; i++) {
+    if (!(f.keys & (1u << i))) continue;
+    counts[pairs] = f.counts[i];
+    spec[n++] = ERL_DRV_ATOM;
+    spec[n++] = a_memory_event_keys[i];
+    spec[n++] = ERL_DRV_INT64;
+    spec[n++] = reinterpret_cast<ErlDrvTermData>(&counts[pairs]);
+    pairs++;
+  }
+  spec[n++] = ERL_DRV_MAP;
+  spec[n++] = static_cast<ErlDrvTermData>(pairs);
+  spec[n++] = ERL_DRV_TUPLE;
+  spec[n++] = 2;
+  spec[n++] = ERL_DRV_TUPLE;
+  spec[n++] = 2;
+  erl_drv_output_term(p->term_port, spec, static_cast<int>(n));
+}
+
 void read_ctl(Port* p) {
   for (;;) {
     Frame f;
@@ -606,6 +638,10 @@ void read_ctl(Port* p) {
         if (p->out.fd >= 0 && read_pipe(p, p->out, a_stdout)) return;
         if (p->err.fd >= 0 && read_pipe(p, p->err, a_stderr)) return;
       }
+    } else if (auto* events = std::get_if<EventsFrame>(&f)) {
+      // Only while the child runs: the spawner sends its last counts before
+      // Exit, so they precede the terminal message.
+      if (p->phase == Phase::Running) send_memory_events(p, *events);
     } else if (auto* er = std::get_if<ErrorFrame>(&f)) {
       if (p->phase != Phase::Draining)
         settle_error(p, erl_errno_id(er->err), er->stage.empty() ? "spawn" : er->stage, er->detail);
@@ -716,6 +752,9 @@ int drv_init() {
   a_error = driver_mk_atom(const_cast<char*>("error"));
   a_oom_kill = driver_mk_atom(const_cast<char*>("oom_kill"));
   a_stdin_error = driver_mk_atom(const_cast<char*>("stdin_error"));
+  a_memory_events = driver_mk_atom(const_cast<char*>("memory_events"));
+  for (size_t i = 0; i < corral::frame::kMemoryEventKeys; i++)
+    a_memory_event_keys[i] = driver_mk_atom(const_cast<char*>(corral::frame::kMemoryEventNames[i]));
   return 0;
 }
 

@@ -27,7 +27,9 @@ main(_) ->
         {"kill_timeout_zero", "/bin/sleep", ["1"], [{kill_timeout, 0}, {stop_signal, 64}]},
         {"pipe_size_large", "/bin/cat", [], [{pipe_size, 1048576}, {window, 4096}]},
         {"many_args", "/bin/echo", [integer_to_list(I) || I <- lists:seq(1, 40)], []},
-        {"env_empty", "/bin/env", [], [{clear_env, true}]}
+        {"env_empty", "/bin/env", [], [{clear_env, true}]},
+        {"memory_events", "/bin/sleep", ["1"],
+         [{cgroup, #{memory_max => 67108864}}, {memory_events, [max, oom_kill]}]}
     ],
     lists:foreach(
         fun({Name, Cmd, Args, Opts0}) ->
@@ -37,7 +39,7 @@ main(_) ->
                     false -> [{clear_env, true}, {env, Env} | Opts0]
                 end,
             {ok, #{request := Req}} =
-                corral_opts:normalize(Cmd, Args, Opts, corral_opts:spawn_keys()),
+                corral_opts:normalize(Cmd, Args, Opts, corral_opts:keys(open)),
             Term = term_to_binary(Req),
             write(Dir, "spawn_spec", Name, Term),
             %% The Spawn frame the driver sends: b = the term's length, then
@@ -56,6 +58,7 @@ main(_) ->
         {"exit_status", 0, frame(17, 3 bsl 8, 0, "")},
         {"exit_signal", 0, frame(17, 9, 0, "")},
         {"error_exec", 0, frame(18, 2, 0, "exec")},
+        {"events_max_oom_kill", 0, frame(19, 2#10100, 0, <<7:64/little, 1:64/little>>)},
         {"signal", 0, frame(32, 15, 0, "")},
         {"stop", 0, frame(33, 0, 0, "")},
         {"spawn_no_cwd", 1, frame(1, 0, 0, term_to_binary(#{path => <<"/bin/true">>}))}

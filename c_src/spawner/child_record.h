@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cgroup.h"
+#include "cgroup_events.h"
 #include "child.h"
 #include "fd.h"
 
@@ -52,6 +53,8 @@ struct ChildRecord {
   // outside the pool's base, so it is never pooled; and the v1 leaves.
   bool leaf_private = false;
   std::vector<cgroup::Dir> v1_leaves;
+  // The owner's memory_events subscription; empty without one.
+  events::Watch memory_events;
   int stop_signal = 15;
   int64_t kill_timeout_ms = 0;
   // Readable once the leader exits, until it is reaped: the exit found in
@@ -73,6 +76,10 @@ void signal_leader(const ChildRecord& c, int sig);
 class ChildTable {
  public:
   ChildRecord* find(pid_t pid) {
+    auto it = map_.find(pid);
+    return it == map_.end() ? nullptr : it->second.get();
+  }
+  const ChildRecord* find(pid_t pid) const {
     auto it = map_.find(pid);
     return it == map_.end() ? nullptr : it->second.get();
   }

@@ -15,6 +15,8 @@
 #include <string_view>
 #include <utility>
 
+#include "frame.h"
+
 namespace corral::spawner {
 namespace {
 
@@ -439,6 +441,34 @@ bool cgroup_map(Reader& r, CgroupSpec& out, std::string& error) {
   return true;
 }
 
+// memory_events: `all`, or a non-empty proper list of distinct key atoms
+// (frame::kMemoryEventNames).
+bool memory_events(Reader& r, MemoryEventsSpec& out, std::string& error) {
+  error = "memory_events: not all or a list of memory.events keys";
+  if (r.peek() != ERL_LIST_EXT) {
+    std::string a;
+    if (!r.atom(a) || a != "all") return false;
+    out.keys = frame::kMemoryEventAll;
+    out.all = true;
+    error.clear();
+    return true;
+  }
+  int arity;
+  bool nil;
+  if (!r.list_header(arity, nil)) return false;
+  for (int i = 0; i < arity; i++) {
+    std::string a;
+    if (!r.atom(a)) return false;
+    size_t k = 0;
+    while (k < frame::kMemoryEventKeys && a != frame::kMemoryEventNames[k]) k++;
+    if (k == frame::kMemoryEventKeys || (out.keys & (1u << k))) return false;
+    out.keys |= 1u << k;
+  }
+  if (out.keys == 0 || !r.list_tail()) return false;
+  error.clear();
+  return true;
+}
+
 }  // namespace
 
 int rlimit_resource(std::string_view name) {
@@ -475,6 +505,7 @@ bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error
     kStopSignal = 256,
     kPipeSize = 512,
     kCgroup = 1024,
+    kMemoryEvents = 2048,
   };
   unsigned seen = 0;
   unsigned identity_seen = 0;
@@ -563,6 +594,8 @@ bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error
       spec.pipe_size = static_cast<int>(v);
     } else if (key == "cgroup") {
       if (!mark(kCgroup) || !cgroup_map(r, spec.cgroup, error)) return false;
+    } else if (key == "memory_events") {
+      if (!mark(kMemoryEvents) || !memory_events(r, spec.memory_events, error)) return false;
     } else if (is_identity_key(key)) {
       if (!identity_key(r, key, spec.identity, identity_seen, error)) return false;
     } else {

@@ -60,6 +60,14 @@ struct CgroupSpec {
   }
 };
 
+// Which memory.events counts the owner subscribed to (corral_opts'
+// memory_events): frame::kMemoryEvent* bits. `all` asks for every count the
+// child's memory hierarchy has; otherwise each key named must exist there.
+struct MemoryEventsSpec {
+  uint32_t keys = 0;  // 0: not subscribed
+  bool all = false;
+};
+
 struct SpawnSpec {
   std::string path;               // absolute path of the executable
   std::vector<std::string> argv;  // argv[0] first, never empty
@@ -73,6 +81,7 @@ struct SpawnSpec {
   int pipe_size = 0;  // 0 = kernel default
   IdentitySpec identity;
   CgroupSpec cgroup;
+  MemoryEventsSpec memory_events;
 };
 
 // The RLIMIT_* number of a resource's name in the request ("nofile", "as",

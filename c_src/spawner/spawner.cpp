@@ -138,6 +138,8 @@ int Spawner::run() {
         on_launch(static_cast<pid_t>(tag & ~kLaunchBit));
       } else if (tag & kPidfdBit) {
         exits_.on_pidfd(static_cast<pid_t>(tag & ~kPidfdBit));
+      } else if (tag & kEventsBit) {
+        on_events(static_cast<pid_t>(tag & ~kEventsBit));
       } else {
         on_ctl(static_cast<pid_t>(tag));
       }
@@ -146,6 +148,7 @@ int Spawner::run() {
     leaves_.prepare_spare();
     fire_deadlines();
     exits_.tick(Clock::now());
+    if (!events_due_.empty()) poll_events();
     if (!draining_.empty()) check_draining();
   }
   kill_everything();
@@ -268,6 +271,17 @@ int Spawner::launch(SpawnSpec& spec, cgroup::Dir& leaf, ChildRecord& c, const ch
       return rc;
     }
     leaf = std::move(c.leaf);
+  }
+  if (spec.memory_events.keys) {
+    // Armed before the clone, so that nothing the child does is missed;
+    // watched from the epoll set once it runs (started()).
+    std::vector<std::string> v1;
+    for (const cgroup::Dir& d : c.v1_leaves) v1.push_back(d.path());
+    if (int rc = c.memory_events.open(spec.memory_events, leaf.path(), v1, cgroup_why_); rc < 0) {
+      cgroup_failed_("%s", cgroup_why_.c_str());
+      stage = "cgroup";
+      return rc;
+    }
   }
   if (leaves_ && !leaf) {
     if (int rc = leaves_.take(leaf, procs, dir); rc < 0) {
@@ -392,6 +406,21 @@ void Spawner::started(ChildRecord& c) {
       watching = true;
     }
   }
+  if (watching && c.memory_events) {
+    c.memory_events.move_above(share_below_);
+    for (int fd : c.memory_events.fds()) {
+      epoll_event mev{};
+      mev.events = EPOLLIN;
+      mev.data.u64 = kEventsBit | static_cast<uint64_t>(pid);
+      if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &mev) < 0) {
+        // The child runs without notices; the last counts still go out
+        // before its Exit (finish()).
+        watch_failed_("cannot watch the memory events of pid %d: %s", static_cast<int>(pid),
+                      strerror(errno));
+        break;
+      }
+    }
+  }
   if (c.exited) {
     leader_reaped(c);  // it already ran and exited
     return;
@@ -470,7 +499,13 @@ void Spawner::fire_deadlines() {
 
 int Spawner::epoll_timeout() const {
   std::optional<Clock::time_point> scan = exits_.scan_due();
-  if (deadlines_.empty() && draining_.empty() && !scan) return -1;
+  std::optional<Clock::time_point> events;
+  for (pid_t pid : events_due_) {
+    const ChildRecord* c = children_.find(pid);
+    if (c && c->memory_events.due() && (!events || *c->memory_events.due() < *events))
+      events = c->memory_events.due();
+  }
+  if (deadlines_.empty() && draining_.empty() && !scan && !events) return -1;
   auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(kDrainLimit);
   bool bounded = false;
   if (!draining_.empty()) {
@@ -485,6 +520,7 @@ int Spawner::epoll_timeout() const {
   };
   if (!deadlines_.empty()) until(deadlines_.begin()->first);
   if (scan) until(*scan);
+  if (events) until(*events);
   return static_cast<int>(std::clamp<int64_t>(wait.count(), 0, INT_MAX));
 }
 
@@ -555,10 +591,56 @@ void Spawner::check_draining() {
   for (pid_t pid : done) finish(pid);
 }
 
+// --- memory events ----------------------------------------------------------
+
+void Spawner::on_events(pid_t pid) {
+  ChildRecord* c = children_.find(pid);
+  if (!c || !c->memory_events) return;  // stale event
+  c->memory_events.woke(Clock::now());
+  events_due_.insert(pid);
+}
+
+void Spawner::poll_events() {
+  auto now = Clock::now();
+  for (auto it = events_due_.begin(); it != events_due_.end();) {
+    ChildRecord* c = children_.find(*it);
+    if (!c || !c->ctl) {
+      if (c) c->memory_events.close();  // nobody to tell
+      it = events_due_.erase(it);
+      continue;
+    }
+    events::Watch& w = c->memory_events;
+    if (w.due() && *w.due() <= now) {
+      frame::EventsFrame f;
+      if (w.poll(now, f)) send_events(*c, f);
+    }
+    it = w.due() ? std::next(it) : events_due_.erase(it);
+  }
+}
+
+void Spawner::send_events(ChildRecord& c, const frame::EventsFrame& f) {
+  int rc = frame::send_frame(c.ctl.get(), f);
+  if (rc == 0) {
+    c.memory_events.sent(f);
+  } else if (rc == -EAGAIN) {
+    c.memory_events.retry(Clock::now());  // the owner's socket is full: a later snapshot
+  } else if (!owner_gone_error(rc)) {
+    send_failed_("cannot send Events for pid %d: %s", static_cast<int>(c.pid), strerror(-rc));
+  }
+}
+
 // Sends Exit and removes the record.
 void Spawner::finish(pid_t pid) {
   ChildRecord* c = children_.find(pid);
   if (!c) return;
+  if (c->memory_events) {
+    // The last counts go out before the Exit, on the same socket: the owner
+    // has them before the terminal message.
+    frame::EventsFrame f;
+    if (c->ctl && c->memory_events.last(f)) send_events(*c, f);
+    c->memory_events.close();
+    events_due_.erase(pid);
+  }
   // The OOM killer leaves its count in the leaf that held the memory limit.
   bool oom = c->leaf && cgroup::oom_kills(c->leaf.path()) > 0;
   for (const cgroup::Dir& v1 : c->v1_leaves) oom = oom || cgroup::oom_kills(v1.path()) > 0;
@@ -600,6 +682,7 @@ void Spawner::kill_everything() {
   placer_.destroy(limit);
   children_.clear();  // a Launching child's record waits for it to be off our memory
   draining_.clear();
+  events_due_.clear();
   deadlines_.clear();
   exits_.clear();
 }

@@ -62,6 +62,10 @@ class Spawner : private ExitWatcher::Sink {
   // Finishes c at once when its group and leaf are empty, else drains it.
   void leader_reaped(ChildRecord& c);
   void check_draining();
+  // memory events: an fd of pid's watch is readable; due reads are made.
+  void on_events(pid_t pid);
+  void poll_events();
+  void send_events(ChildRecord& c, const frame::EventsFrame& f);
   void finish(pid_t pid);
   void kill_everything();
   // A configured child's groups (spec.cgroup): its own leaves, settings
@@ -83,7 +87,8 @@ class Spawner : private ExitWatcher::Sink {
   unsigned long fd_limit_ = 0;
   Deadlines deadlines_;
   std::unordered_set<pid_t> draining_;
-  rlimit nofile_{};  // RLIMIT_NOFILE as we started, for children
+  std::unordered_set<pid_t> events_due_;  // children whose memory events read is scheduled
+  rlimit nofile_{};                       // RLIMIT_NOFILE as we started, for children
   bool nofile_known_ = false;
   uint64_t reset_signals_ = ~uint64_t{0};  // our non-default dispositions
   bool done_ = false;

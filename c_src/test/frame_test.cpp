@@ -72,6 +72,15 @@ TEST(Frame, EveryTypeRoundTrips) {
   e = round_trip(ErrorFrame{EOPNOTSUPP, "cgroup", "enable +memory in /a/cgroup.subtree_control"});
   EXPECT_EQ("cgroup", e.stage);
   EXPECT_EQ("enable +memory in /a/cgroup.subtree_control", e.detail);
+  EventsFrame ev{};
+  ev.keys = (1u << 2) | (1u << 4);  // max, oom_kill
+  ev.counts[2] = 17;
+  ev.counts[4] = 1;
+  EventsFrame evr = round_trip(ev);
+  EXPECT_EQ(ev.keys, evr.keys);
+  EXPECT_EQ(17, evr.counts[2]);
+  EXPECT_EQ(1, evr.counts[4]);
+  EXPECT_EQ(0, evr.counts[0]);
   EXPECT_EQ(SIGTERM, round_trip(SignalFrame{SIGTERM}).signo);
   round_trip(StopFrame{});
 }
@@ -96,6 +105,14 @@ TEST(Frame, WireLayoutIsTheDocumentedOne) {
   EXPECT_EQ(raw(17, 9, kExitOomKill), buf);
   encode(FdsFrame{1234, 0, "/v2", {"/m", "/p"}}, buf);
   EXPECT_EQ(raw(16, 1234, 0, std::string("/v2\0/m\0/p", 9)), buf);
+  EventsFrame ev{};
+  ev.keys = 0b101;  // low, max: one int64 each, lowest bit first
+  ev.counts[0] = 3;
+  ev.counts[2] = 5;
+  encode(ev, buf);
+  int64_t counts[2] = {3, 5};
+  EXPECT_EQ(raw(19, 0b101, 0, std::string_view(reinterpret_cast<char*>(counts), sizeof counts)),
+            buf);
   encode(SignalFrame{SIGUSR1}, buf);
   EXPECT_EQ(raw(32, SIGUSR1, 0), buf);
   encode(StopFrame{}, buf);
@@ -134,6 +151,12 @@ TEST(Frame, DecodeRejectsFieldsOutOfRange) {
       raw(32, SIGTERM, 0, "x"),                     // Signal: no payload
       raw(33, 1, 0),                                // Stop: a unused
       raw(33, 0, 0, "x"),                           // Stop: no payload
+      raw(19, 0, 0),                                // Events: no key
+      raw(19, 64, 0, std::string(8, '\0')),         // Events: unknown key bit
+      raw(19, 1, 0),                                // Events: count missing
+      raw(19, 1, 0, std::string(16, '\0')),         // Events: one count too many
+      raw(19, 1, 1, std::string(8, '\0')),          // Events: b unused
+      raw(19, 1, 0, std::string(8, '\xff')),        // Events: a negative count
   };
   for (const std::string& b : bad) {
     Header h;

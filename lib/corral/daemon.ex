@@ -149,6 +149,12 @@ defmodule Corral.Daemon do
       `{:error, {:ready_timeout, check, ms}}`; a program that exits first
       fails it with `{:error, {:exited_before_ready, status}}`.
     * `:min_uptime` — see "Crash loops". Default 0.
+    * `:memory_events` — `true`, or a list of `memory.events` keys (see
+      `Corral.Process`): while the program runs, a warning is logged
+      whenever its `high`, `max`, `oom`, `oom_kill` or `oom_group_kill`
+      count goes up (at most one per 100 ms), naming what went up, and
+      `statistics/1` has the latest counts. Needs a memory cgroup, such as
+      `cgroup: %{memory_max: bytes}`.
     * `:shutdown` — see "Supervision"; `child_spec/1` passes it on.
 
   `:uid` and `:gid` (a number or a name, as MuonTrap takes them) and the
@@ -230,7 +236,10 @@ defmodule Corral.Daemon do
       interface file name, v1 values translated (`"memory.current"`,
       `"memory.peak"`, `"memory.events"`, `"cpu.stat"`, `"pids.current"`,
       `"pids.peak"`, the pressure files), each where its groups have it;
-      `%{}` while not running.
+      `%{}` while not running;
+    * `memory_events` — with the `:memory_events` option only: the latest
+      `memory.events` counts of the program's memory cgroup (`%{}` before
+      the first notice).
   """
   @spec statistics(t()) :: %{atom() => non_neg_integer() | map()}
   defdelegate statistics(server), to: :corral_daemon

@@ -106,6 +106,15 @@ defmodule Corral.Process do
       above). Default `false`: chunks as the OS delivered them.
     * `:max_line_length` — with `lines: true`, the longest line text in
       bytes before the line is cut into pieces. Default 65536.
+    * `:memory_events` — `true`, or a list of `memory.events` keys
+      (`:low`, `:high`, `:max`, `:oom`, `:oom_kill`, `:oom_group_kill`):
+      while the child runs, the owner receives
+      `{Corral.Process, pid, {:memory_events, counts}}` whenever the counts
+      of the child's memory cgroup change (at most one per 100 ms, always
+      the latest, the last before the exit is reported), and `stats/1`
+      includes the latest as `memory_events`. Needs a memory cgroup (such
+      as `cgroup: %{memory_max: bytes}`); see `:corral_opts` for the keys
+      cgroup v1 has.
     * `:owner` — the process whose exit stops the child; the caller by
       default.
     * `:name` — registers the GenServer.
@@ -381,6 +390,9 @@ defmodule Corral.Process do
     :started_at,
     :exit,
     :final_stats,
+    # The latest memory.events counts (%{} before the first) with the
+    # memory_events option; nil without.
+    :memory_events,
     stop_on_exit: false,
     # nil, or a :corral_lines splitter per stream.
     lines: nil,
@@ -416,6 +428,7 @@ defmodule Corral.Process do
          stderr: n.stderr,
          stop_on_exit: own.stop_on_exit,
          lines: splitters(n.lines),
+         memory_events: if(Map.has_key?(n.request, :memory_events), do: %{}),
          started_at: System.monotonic_time(:millisecond)
        }}
     else
@@ -509,7 +522,7 @@ defmodule Corral.Process do
           own_stats(s)
       end
 
-    {:reply, Map.put(stats, :exit_status, nil), s}
+    {:reply, stats |> Map.put(:exit_status, nil) |> put_memory_events(s), s}
   end
 
   def handle_call(:stats, _from, s), do: {:reply, s.final_stats, s}
@@ -553,6 +566,11 @@ defmodule Corral.Process do
     do: {:noreply, %{s | stdin: errno}}
 
   def handle_info({port, {:started, _}}, %{port: port} = s), do: {:noreply, s}
+
+  def handle_info({port, {:memory_events, counts}}, %{port: port} = s) do
+    send(s.owner, {__MODULE__, self(), {:memory_events, counts}})
+    {:noreply, %{s | memory_events: counts}}
+  end
 
   def handle_info({port, terminal}, %{port: port} = s) do
     :corral.flush_exit(port)
@@ -732,8 +750,11 @@ defmodule Corral.Process do
         {:error, _} -> nil
       end
 
-    Map.put(own_stats(s), :exit_status, status)
+    own_stats(s) |> Map.put(:exit_status, status) |> put_memory_events(s)
   end
+
+  defp put_memory_events(stats, %{memory_events: nil}), do: stats
+  defp put_memory_events(stats, s), do: Map.put(stats, :memory_events, s.memory_events)
 
   defp cancel(nil), do: :ok
 
