@@ -46,8 +46,9 @@
     status/1
 ]).
 %% For the other entry points (corral_stream, Corral.Process): start from a
-%% corral_opts:normalize/4 result; drain a port.
--export([open_normalized/1, spawn_normalized/1, await_terminal/2, flush_exit/1]).
+%% corral_opts:normalize/4 result; drain a port. corral_cgroup loads the
+%% driver for its own ports.
+-export([open_normalized/1, spawn_normalized/1, await_terminal/2, flush_exit/1, ensure_driver/0]).
 
 -export_type([terminal/0, status/0, stats/0]).
 

@@ -365,14 +365,16 @@ std::string serve(std::string_view request) {
     return out;
   }
   std::vector<std::string_view> f = fields(request);
-  bool get = f[0] == "G" && f.size() == 4, set = f[0] == "S" && f.size() == 5;
-  if (!get && !set) return fail(EINVAL, "malformed request");
+  // The file fields: one per v1 file of the entry, those left off absent.
+  bool get = f[0] == "G", set = f[0] == "S";
+  size_t first = get ? 2 : 3;
+  if ((!get && !set) || f.size() <= first || f.size() > first + 2)
+    return fail(EINVAL, "malformed request");
   const Entry* e = find(f[1]);
   if (!e) return fail(ENOENT, std::string(f[1]) + " is not in the cgroup v1 table");
   Files files;
-  size_t first = get ? 2 : 3;
-  if (!file_field(f[first], files[0]) || !file_field(f[first + 1], files[1]))
-    return fail(EINVAL, "malformed request");
+  for (size_t i = first; i < f.size(); i++)
+    if (!file_field(f[i], files[i - first])) return fail(EINVAL, "malformed request");
   std::string why;
   if (get) {
     std::string v;

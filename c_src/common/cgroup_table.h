@@ -95,10 +95,11 @@ int to_v1(const Entry& e, std::string_view v2, const Files& current, std::vector
           std::string& why);
 
 // The driver's OP_CGROUP_V1, as bytes in and out (fields NUL-separated; a
-// file's content is "+content", or "-" when the leaf has no such file):
+// file's content is "+content", or "-" when the leaf has no such file; one
+// or two of them, as the entry has v1 files):
 //   "T"                       -> one line per entry: "v2 controller [v1 [v1]]"
-//   "G\0v2\0f1\0f2"           -> "+value"                  (from_v1)
-//   "S\0v2\0value\0f1\0f2"    -> "+file\0value[\0file\0value...]" (to_v1)
+//   "G\0v2\0f1[\0f2]"          -> "+value"                  (from_v1)
+//   "S\0v2\0value\0f1[\0f2]"   -> "+file\0value[\0file\0value...]" (to_v1)
 // A failure is "-errno_name\0why" (errno_name as erlang's posix atoms:
 // "einval", "enoent", "eopnotsupp", "eacces").
 std::string serve(std::string_view request);

@@ -219,6 +219,7 @@ TEST(CgroupTableServe, TheTableGetAndSetAsBytes) {
   EXPECT_EQ(std::size(kTable), lines);
 
   EXPECT_EQ("+max\n", serve(req({"G", "memory.max", "+9223372036854771712\n", "-"})));
+  EXPECT_EQ("+4096\n", serve(req({"G", "memory.current", "+4096\n"})));  // one v1 file
   EXPECT_EQ("+max 100000\n", serve(req({"G", "cpu.max", "+-1\n", "+100000\n"})));
   EXPECT_EQ(req({"+memory.limit_in_bytes", "-1"}),
             serve(req({"S", "memory.max", "max", "-", "-"})));
@@ -234,7 +235,7 @@ TEST(CgroupTableServe, TheTableGetAndSetAsBytes) {
   EXPECT_EQ("-enoent", error(serve(req({"G", "pids.max", "-", "-"}))));
   EXPECT_EQ("-enoent", error(serve(req({"G", "memory.max", "-", "-"}))));
   for (std::string bad : {std::string(), std::string("X"), req({"G", "memory.max"}),
-                          req({"G", "memory.max", "5", "-"}), req({"S", "memory.max", "1", "-"}),
+                          req({"G", "memory.max", "5", "-"}), req({"S", "memory.max", "1"}),
                           req({"G", "memory.max", "-", "-", "-"})})
     EXPECT_EQ("-einval", error(serve(bad))) << bad;
 }
