@@ -207,8 +207,11 @@ get(Dirs, F) ->
 %% needs a memory limit; a value that cannot be converted is
 %% `{bad_cgroup_value, File, Value}'.
 -spec set(dirs(), term(), iodata() | integer()) -> ok | {error, term()}.
-set(Dirs, F, V) when is_integer(V) -> set(Dirs, F, integer_to_binary(V));
-set(Dirs, F, V) ->
+set(Dirs, F, V) when is_integer(V) -> set(Dirs, F, integer_to_binary(V), V);
+set(Dirs, F, V) -> set(Dirs, F, V, V).
+
+%% Given: the value as the caller gave it, for the error.
+set(Dirs, F, V, Given) ->
     case locate(Dirs, F) of
         {native, Path} ->
             file:write_file(Path, V, [raw]);
@@ -220,13 +223,13 @@ set(Dirs, F, V) ->
                             {ok, Writes} ->
                                 write_all(D, binary:split(Writes, <<0>>, [global]));
                             {error, <<"einval">>} ->
-                                {error, {bad_cgroup_value, B, V}};
+                                {error, {bad_cgroup_value, B, Given}};
                             {error, Errno} ->
                                 {error, reason(Errno, B, set)}
                         end
                     end);
                 error ->
-                    {error, {bad_cgroup_value, B, V}}
+                    {error, {bad_cgroup_value, B, Given}}
             end;
         Error ->
             Error

@@ -19,7 +19,7 @@ namespace corral::cgroup_table {
 // How a value crosses between the two forms.
 enum class Kind {
   kNone,          // v2 only: no v1 equivalent (an error naming the file)
-  kSame,          // a figure v1 keeps under another name
+  kSame,          // the same value under another name
   kAmount,        // bytes: v2 "max" is -1 written, anything near 2^63 read
   kSwap,          // v2 swap alone; v1 memsw is memory + swap. {memsw, limit}
   kCpuMax,        // "quota period" <-> {cfs_quota_us, cfs_period_us}; -1 is max
@@ -57,13 +57,14 @@ inline constexpr Entry kTable[] = {
     {"memory.oom.group", "memory", {"", ""}, Kind::kNone, false},
     {"cpu.max", "cpu", {"cpu.cfs_quota_us", "cpu.cfs_period_us"}, Kind::kCpuMax, true},
     {"cpu.weight", "cpu", {"cpu.shares", ""}, Kind::kCpuWeight, true},
-    {"cpu.idle", "cpu", {"", ""}, Kind::kNone, false},
+    {"cpu.max.burst", "cpu", {"cpu.cfs_burst_us", ""}, Kind::kSame, true},
     {"cpu.stat", "cpu", {"cpu.stat", "cpuacct.usage"}, Kind::kCpuStat, false},
     {"io.weight", "blkio", {"blkio.bfq.weight", "blkio.weight"}, Kind::kIoWeight, true},
 };
 
 // The entry of a v2 file, or nullptr (a name the table does not know: the
-// same on both, such as pids.max and cpuset.cpus, or a raw v1 file).
+// same on both, such as pids.max, cpuset.cpus and cpu.idle (v1 since Linux
+// 5.15), or a raw v1 file).
 const Entry* find(std::string_view v2);
 
 // Controller names: v1 "blkio" is v2 "io", v1 "cpuacct" is part of v2

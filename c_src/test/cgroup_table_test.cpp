@@ -50,6 +50,7 @@ constexpr const char* kUnlimited64K = "9223372036854710272\n";  // 64 KiB pages
 
 TEST(CgroupTable, NamesOnlyV2FilesWithTheirV1Controller) {
   EXPECT_EQ(nullptr, find("pids.max"));  // the same name on both
+  EXPECT_EQ(nullptr, find("cpu.idle"));  // on v1 too since Linux 5.15
   EXPECT_EQ(nullptr, find("memory.limit_in_bytes"));
   EXPECT_EQ("memory", entry("memory.max").controller);
   EXPECT_EQ("blkio", entry("io.weight").controller);
@@ -183,6 +184,9 @@ TEST(CgroupTable, StatisticsReadInV2FormAndAreReadOnly) {
                        "burst_time 0\n",
                        "1234567\n"}));
   EXPECT_EQ("nr_periods 5\n", get("cpu.stat", F("nr_periods 5\n")));
+  // cpu.max.burst is cpu.cfs_burst_us, both in us, and writable.
+  EXPECT_EQ("1000\n", get("cpu.max.burst", F("1000\n")));
+  EXPECT_EQ((std::vector<Write>{{"cpu.cfs_burst_us", "2000"}}), set("cpu.max.burst", "2000\n"));
   int rc;
   for (const char* f : {"memory.current", "memory.peak", "memory.events", "cpu.stat"}) {
     set(f, "1", {}, &rc);
@@ -192,7 +196,7 @@ TEST(CgroupTable, StatisticsReadInV2FormAndAreReadOnly) {
 
 TEST(CgroupTable, V2OnlyFilesAreErrorsNamingThem) {
   int rc;
-  for (const char* f : {"memory.high", "memory.min", "memory.oom.group", "cpu.idle"}) {
+  for (const char* f : {"memory.high", "memory.min", "memory.oom.group"}) {
     set(f, "1", {}, &rc);
     EXPECT_EQ(-EOPNOTSUPP, rc) << f;
     get(f, {}, &rc);
