@@ -74,21 +74,22 @@ v1_stats([], _) ->
 v1_stats(V1, Wanted) ->
     Found = lists:foldl(
         fun(D, Acc) ->
-            lists:foldl(
-                fun(F, Acc1) ->
-                    case maps:is_key(F, Acc1) of
-                        true ->
-                            Acc1;
-                        false ->
-                            case v1_source(D, F) of
+            case [F || F <- Wanted, not maps:is_key(F, Acc)] of
+                [] ->
+                    Acc;
+                Missing ->
+                    Names = names(D),
+                    lists:foldl(
+                        fun(F, Acc1) ->
+                            case v1_source(D, Names, F) of
                                 none -> Acc1;
                                 Source -> Acc1#{F => Source}
                             end
-                    end
-                end,
-                Acc,
-                Wanted
-            )
+                        end,
+                        Acc,
+                        Missing
+                    )
+            end
         end,
         #{},
         V1
@@ -112,22 +113,29 @@ v1_stats(V1, Wanted) ->
             [{F, parse(F, T)} || {F, {text, T}} <- maps:to_list(Found)]
     ).
 
-v1_source(D, F) ->
-    case maps:find(F, table()) of
-        {ok, {_, [_ | _] = Files}} ->
-            Contents = contents(D, Files),
-            case lists:all(fun(C) -> C =:= <<"-">> end, Contents) of
-                true -> native(D, F);
-                false -> {translate, Contents}
-            end;
-        _ ->
-            native(D, F)
+%% Where a statistic comes from in a v1 leaf that has the files Names.
+v1_source(D, Names, F) ->
+    Files =
+        case maps:find(F, table()) of
+            {ok, {_, Fs}} -> Fs;
+            error -> []
+        end,
+    case lists:any(fun(V) -> maps:is_key(V, Names) end, Files) of
+        true ->
+            {translate, contents(D, Names, Files)};
+        false ->
+            case maps:is_key(F, Names) andalso file:read_file(filename:join(D, F)) of
+                {ok, T} -> {text, T};
+                _ -> none
+            end
     end.
 
-native(D, F) ->
-    case file:read_file(filename:join(D, F)) of
-        {ok, T} -> {text, T};
-        _ -> none
+%% The names in a leaf, as a map's keys: one directory read, rather than a
+%% look for each file (cgroupfs reads cost a trip to the file server).
+names(D) ->
+    case file:list_dir(D) of
+        {ok, Names} -> maps:from_list([{unicode:characters_to_binary(N), true} || N <- Names]);
+        _ -> #{}
     end.
 
 parse(File, Text) ->
@@ -188,9 +196,9 @@ get(Dirs, F) ->
     case locate(Dirs, F) of
         {native, Path} ->
             file:read_file(Path);
-        {v1, B, D, Files} ->
+        {v1, B, _, Contents} ->
             with_driver(fun(Port) ->
-                case call(Port, [<<"G">>, B | contents(D, Files)]) of
+                case call(Port, [<<"G">>, B | Contents]) of
                     {ok, V} -> {ok, V};
                     {error, Errno} -> {error, reason(Errno, B, get)}
                 end
@@ -215,11 +223,11 @@ set(Dirs, F, V, Given) ->
     case locate(Dirs, F) of
         {native, Path} ->
             file:write_file(Path, V, [raw]);
-        {v1, B, D, Files} ->
+        {v1, B, D, Contents} ->
             case value_binary(V) of
                 {ok, VB} ->
                     with_driver(fun(Port) ->
-                        case call(Port, [<<"S">>, B, VB | contents(D, Files)]) of
+                        case call(Port, [<<"S">>, B, VB | Contents]) of
                             {ok, Writes} ->
                                 write_all(D, binary:split(Writes, <<0>>, [global]));
                             {error, <<"einval">>} ->
@@ -236,8 +244,8 @@ set(Dirs, F, V, Given) ->
     end.
 
 %% The file's place: `{native, Path}' in a leaf that has it, `{v1, File,
-%% Leaf, V1Files}' for a v2 file the table translates in a v1 leaf that has
-%% its files, or the error.
+%% Leaf, Contents}' for a v2 file the table translates, in the first v1 leaf
+%% that has its files (with their contents), or the error.
 locate(#{v2 := V2, v1 := V1}, F) ->
     case check_file(F) of
         {ok, B} ->
@@ -253,18 +261,28 @@ locate(#{v2 := V2, v1 := V1}, F) ->
 
 translated(B, V1) ->
     case maps:find(B, table()) of
-        {ok, {Controller, []}} ->
-            %% Only a leaf of the controller's hierarchy makes it v1's.
-            Pattern = binary_to_list(Controller) ++ ".*",
-            case [D || D <- V1, filelib:wildcard(Pattern, binary_to_list(D)) =/= []] of
-                [] -> {error, {enoent, B}};
-                _ -> {error, {no_v1_equivalent, B}}
-            end;
-        {ok, {_, Files}} ->
-            Has = fun(D) -> lists:any(fun(V) -> filelib:is_regular(filename:join(D, V)) end, Files) end,
-            case lists:filter(Has, V1) of
-                [D | _] -> {v1, B, D, Files};
-                [] -> {error, {enoent, B}}
+        {ok, {Controller, Files}} ->
+            Prefix = <<Controller/binary, ".">>,
+            Leaves = [{D, names(D)} || D <- V1],
+            Has = fun(Names) -> lists:any(fun(V) -> maps:is_key(V, Names) end, Files) end,
+            Ours = fun(Names) ->
+                lists:any(
+                    fun(N) -> binary:longest_common_prefix([N, Prefix]) =:= byte_size(Prefix) end,
+                    maps:keys(Names)
+                )
+            end,
+            case [{D, Names} || {D, Names} <- Leaves, Has(Names)] of
+                [{D, Names} | _] ->
+                    {v1, B, D, contents(D, Names, Files)};
+                %% A v2 file with no v1 equivalent, where the controller
+                %% is on v1 (a leaf of its hierarchy has its files).
+                [] when Files =:= [] ->
+                    case lists:any(fun({_, Names}) -> Ours(Names) end, Leaves) of
+                        true -> {error, {no_v1_equivalent, B}};
+                        false -> {error, {enoent, B}}
+                    end;
+                [] ->
+                    {error, {enoent, B}}
             end;
         error ->
             {error, {enoent, B}}
@@ -294,10 +312,10 @@ reason(<<"eacces">>, B, set) -> {read_only, B};
 reason(Errno, B, _) -> {binary_to_atom(Errno), B}.
 
 %% Each v1 file's content as the table's requests carry it: "+Content", or
-%% "-" where the leaf has no such file.
-contents(D, Files) ->
+%% "-" where the leaf (whose names are Names) has no such file.
+contents(D, Names, Files) ->
     [
-        case file:read_file(filename:join(D, V)) of
+        case maps:is_key(V, Names) andalso file:read_file(filename:join(D, V)) of
             {ok, T} -> <<"+", T/binary>>;
             _ -> <<"-">>
         end
@@ -310,7 +328,7 @@ contents(D, Files) ->
 table() ->
     case persistent_term:get({?MODULE, table}, undefined) of
         undefined ->
-            {ok, Text} = with_driver(fun(Port) -> {ok, port_control(Port, ?OP_CGROUP_V1, <<"T">>)} end),
+            Text = with_driver(fun(Port) -> port_control(Port, ?OP_CGROUP_V1, <<"T">>) end),
             Table = maps:from_list([
                 {V2, {Controller, Files}}
              || Line <- lines(Text), [V2, Controller | Files] <- [string:lexemes(Line, " ")]

@@ -162,7 +162,11 @@ v2_files_win_and_cpu_stat_is_merged_test() ->
                 corral_cgroup:stats(D)
             ),
             ?assertEqual(
-                #{<<"cpu.stat">> => #{<<"nr_periods">> => 3, <<"nr_throttled">> => 1, <<"throttled_usec">> => 5}},
+                #{
+                    <<"cpu.stat">> => #{
+                        <<"nr_periods">> => 3, <<"nr_throttled">> => 1, <<"throttled_usec">> => 5
+                    }
+                },
                 corral_cgroup:stats(v1([Cpu]))
             )
         end
