@@ -331,7 +331,8 @@ cgroup_dirs(Port) ->
     end.
 
 %% @doc Reads one interface file (`"memory.peak"'; no '/', no "..") of the
-%% child's cgroups.
+%% child's cgroups; a v2 name whose controller is on v1 is translated (see
+%% {@link corral_cgroup:get/2}).
 -spec cgget(port(), iodata()) -> {ok, binary()} | {error, term()}.
 cgget(Port, File) ->
     case cgroup_dirs(Port) of
@@ -339,7 +340,8 @@ cgget(Port, File) ->
         Error -> Error
     end.
 
-%% @doc Writes one interface file of the child's cgroups.
+%% @doc Writes one interface file of the child's cgroups (a v2 name whose
+%% controller is on v1 is converted: {@link corral_cgroup:set/3}).
 -spec cgset(port(), iodata(), iodata() | integer()) -> ok | {error, term()}.
 cgset(Port, File, Value) ->
     case cgroup_dirs(Port) of

@@ -301,6 +301,8 @@ value_binary(V) ->
 
 write_all(_, []) ->
     ok;
+write_all(_, [<<>>]) ->
+    ok;
 write_all(D, [File, Value | Rest]) ->
     case file:write_file(filename:join(D, File), Value, [raw]) of
         ok -> write_all(D, Rest);

@@ -277,6 +277,7 @@ int to_v1(const Entry& e, std::string_view v2, const Files& current, std::vector
   std::string_view v = trim(v2);
   switch (e.kind) {
     case Kind::kSame:
+      if (v.empty()) return bad_value(e, v2, why);
       ret.push_back({std::string(e.v1[0]), std::string(v)});
       return 0;
     case Kind::kAmount: {

@@ -187,6 +187,9 @@ TEST(CgroupTable, StatisticsReadInV2FormAndAreReadOnly) {
   // cpu.max.burst is cpu.cfs_burst_us, both in us, and writable.
   EXPECT_EQ("1000\n", get("cpu.max.burst", F("1000\n")));
   EXPECT_EQ((std::vector<Write>{{"cpu.cfs_burst_us", "2000"}}), set("cpu.max.burst", "2000\n"));
+  int burst_rc;
+  set("cpu.max.burst", "\n", {}, &burst_rc);
+  EXPECT_EQ(-EINVAL, burst_rc);
   int rc;
   for (const char* f : {"memory.current", "memory.peak", "memory.events", "cpu.stat"}) {
     set(f, "1", {}, &rc);
