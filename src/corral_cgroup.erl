@@ -352,9 +352,12 @@ call(Port, Fields) ->
     end.
 
 %% The conversions need no child: an idle port of the driver answers them.
+%% Unlinked, so that closing it sends a caller that traps exits (a
+%% gen_server asking for stats) no 'EXIT' message.
 with_driver(Fun) ->
     _ = corral:ensure_driver(),
     Port = open_port({spawn_driver, "corral_drv"}, [binary]),
+    true = unlink(Port),
     try
         Fun(Port)
     after

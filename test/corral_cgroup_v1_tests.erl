@@ -171,3 +171,26 @@ v2_files_win_and_cpu_stat_is_merged_test() ->
             )
         end
     ).
+
+%% The driver's port that answers the conversions leaves nothing in the
+%% mailbox of a caller that traps exits (Corral.Process asks for stats in
+%% its gen_server).
+a_caller_trapping_exits_gets_no_message_test() ->
+    with_leaves(
+        [{"memory", [{"memory.limit_in_bytes", "4096\n"}, {"memory.usage_in_bytes", "1\n"}]}],
+        fun(Leaves) ->
+            Self = self(),
+            spawn_link(fun() ->
+                process_flag(trap_exit, true),
+                {ok, <<"4096\n">>} = corral_cgroup:get(v1(Leaves), "memory.max"),
+                #{<<"memory.current">> := 1} = corral_cgroup:stats(v1(Leaves)),
+                receive
+                after 100 -> ok
+                end,
+                Self ! {left, process_info(self(), messages)}
+            end),
+            receive
+                {left, Left} -> ?assertEqual({messages, []}, Left)
+            end
+        end
+    ).
