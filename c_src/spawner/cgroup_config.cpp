@@ -134,8 +134,7 @@ int to_v1(const std::vector<Write>& v2, std::vector<Write>& ret, std::string& wh
   namespace table = corral::cgroup_table;
   ret.clear();
   // memsw is memory + swap: the swap limit is written after the memory
-  // limit, from the spec's memory.max rather than the leaf's.
-  const Write* mem_max = nullptr;
+  // limit, from the spec's memory limit rather than the leaf's.
   const Write* swap_max = nullptr;
   for (const Write& w : v2) {
     const table::Entry* e = table::find(w.file);
@@ -147,7 +146,6 @@ int to_v1(const std::vector<Write>& v2, std::vector<Write>& ret, std::string& wh
       swap_max = &w;
       continue;
     }
-    if (w.file == "memory.max") mem_max = &w;
     table::Files have;
     for (size_t i = 0; i < have.size(); i++)
       if (!e->v1[i].empty() && dir_has && dir_has(std::string(e->v1[i]), ctx)) have[i].emplace();
@@ -158,8 +156,9 @@ int to_v1(const std::vector<Write>& v2, std::vector<Write>& ret, std::string& wh
   }
   if (swap_max) {
     const table::Entry& e = *table::find(swap_max->file);
-    table::Files limit;
-    if (mem_max) limit[1] = mem_max->value == "max" ? "-1" : mem_max->value;
+    table::Files limit;  // the memory limit written above (memory.max or given raw)
+    for (const Write& w : ret)
+      if (w.file == e.v1[1]) limit[1] = w.value;
     std::vector<Write> out;
     if (int rc = table::to_v1(e, swap_max->value, limit, out, why); rc < 0) return rc;
     ret.insert(ret.end(), out.begin(), out.end());

@@ -80,9 +80,14 @@ TEST(CgroupV1Translate, EachV2SettingBecomesItsV1File) {
                              {"pids.max", "50"},
                              {"cpuset.cpus", "0"},
                              {"memory.limit_in_bytes", "5"},
-                             // memsw is memory + swap, and comes last
-                             {"memory.memsw.limit_in_bytes", "68157440"}};
+                             // memsw is memory + swap, and comes last: the
+                             // memory limit in effect then, the raw 5
+                             {"memory.memsw.limit_in_bytes", "1048581"}};
   EXPECT_EQ(want, out);
+  ASSERT_EQ(0, to_v1({{"memory.max", "64M"}, {"memory.swap.max", "1M"}}, out, why)) << why;
+  EXPECT_EQ((std::vector<Write>{{"memory.limit_in_bytes", "67108864"},
+                                {"memory.memsw.limit_in_bytes", "68157440"}}),
+            out);
   ASSERT_EQ(0, to_v1({{"cpu.max", "max"}, {"cpu.weight", "1"}}, out, why));
   EXPECT_EQ((std::vector<Write>{{"cpu.cfs_quota_us", "-1"}, {"cpu.shares", "10"}}), out);
 }
@@ -100,6 +105,7 @@ TEST(CgroupV1Translate, SettingsWithoutAV1EquivalentAreErrorsNamingThem) {
   EXPECT_EQ((std::vector<Write>{{"cpu.idle", "1"}}), out);
   EXPECT_EQ(-EINVAL, to_v1({{"memory.swap.max", "5"}}, out, why));
   EXPECT_NE(std::string::npos, why.find("memory.max")) << why;
+  EXPECT_EQ(-EINVAL, to_v1({{"memory.max", "max"}, {"memory.swap.max", "5"}}, out, why));
   EXPECT_EQ(-EINVAL, to_v1({{"cpu.max", "ten"}}, out, why));
   EXPECT_NE(std::string::npos, why.find("cpu.max")) << why;
   // io.weight needs a weight file in the leaf.
