@@ -23,7 +23,7 @@ const Entry& entry(std::string_view v2) {
 }
 
 // v1 files -> the v2 form; "" and the errno on failure.
-std::string get(std::string_view v2, Files files, int* rc = nullptr) {
+std::string get(std::string_view v2, const Files& files, int* rc = nullptr) {
   std::string out, why;
   int r = from_v1(entry(v2), files, out, why);
   if (rc) *rc = r;
@@ -33,7 +33,7 @@ std::string get(std::string_view v2, Files files, int* rc = nullptr) {
   return r < 0 ? "" : out;
 }
 
-std::vector<Write> set(std::string_view v2, std::string_view value, Files current = {},
+std::vector<Write> set(std::string_view v2, std::string_view value, const Files& current = {},
                        int* rc = nullptr) {
   std::vector<Write> out;
   std::string why;
@@ -98,7 +98,7 @@ TEST(CgroupTable, SwapIsMemswLessTheMemoryLimit) {
   EXPECT_EQ("1048576\n", get("memory.swap.max", F("1048576\n", kUnlimited4K)));
   // A swap limit needs a memory limit to add it to.
   int rc;
-  for (Files f : {F(), F(std::nullopt, kUnlimited4K), F(std::nullopt, "-1")}) {
+  for (const Files& f : {F(), F(std::nullopt, kUnlimited4K), F(std::nullopt, "-1")}) {
     set("memory.swap.max", "1M", f, &rc);
     EXPECT_EQ(-EINVAL, rc);
   }
@@ -241,9 +241,9 @@ TEST(CgroupTableServe, TheTableGetAndSetAsBytes) {
   EXPECT_EQ("-eacces", error(serve(req({"S", "memory.current", "1", "-", "-"}))));
   EXPECT_EQ("-enoent", error(serve(req({"G", "pids.max", "-", "-"}))));
   EXPECT_EQ("-enoent", error(serve(req({"G", "memory.max", "-", "-"}))));
-  for (std::string bad : {std::string(), std::string("X"), req({"G", "memory.max"}),
-                          req({"G", "memory.max", "5", "-"}), req({"S", "memory.max", "1"}),
-                          req({"G", "memory.max", "-", "-", "-"})})
+  for (const std::string& bad : {std::string(), std::string("X"), req({"G", "memory.max"}),
+                                 req({"G", "memory.max", "5", "-"}), req({"S", "memory.max", "1"}),
+                                 req({"G", "memory.max", "-", "-", "-"})})
     EXPECT_EQ("-einval", error(serve(bad))) << bad;
 }
 
