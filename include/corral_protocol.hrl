@@ -13,3 +13,4 @@
 -define(OP_OSPID, 7).
 -define(OP_SET_WINDOW, 8).
 -define(OP_CGROUPS, 9).
+-define(OP_CGROUP_V1, 10).

@@ -55,8 +55,9 @@
     status/1
 ]).
 %% For the other entry points (corral_stream, Corral.Process): start from a
-%% corral_opts:normalize/4 result; drain a port.
--export([open_normalized/1, spawn_normalized/1, await_terminal/2, flush_exit/1]).
+%% corral_opts:normalize/4 result; drain a port. corral_cgroup loads the
+%% driver for its own ports.
+-export([open_normalized/1, spawn_normalized/1, await_terminal/2, flush_exit/1, ensure_driver/0]).
 
 -export_type([terminal/0, status/0, stats/0, cgroup_info/0]).
 
@@ -360,7 +361,8 @@ cgroup_dirs(Port) ->
     end.
 
 %% @doc Reads one interface file (`"memory.peak"'; no '/', no "..") of the
-%% child's cgroups.
+%% child's cgroups; a v2 name whose controller is on v1 is translated (see
+%% {@link corral_cgroup:get/2}).
 -spec cgget(port(), iodata()) -> {ok, binary()} | {error, term()}.
 cgget(Port, File) ->
     case cgroup_dirs(Port) of
@@ -368,7 +370,8 @@ cgget(Port, File) ->
         Error -> Error
     end.
 
-%% @doc Writes one interface file of the child's cgroups.
+%% @doc Writes one interface file of the child's cgroups (a v2 name whose
+%% controller is on v1 is converted: {@link corral_cgroup:set/3}).
 -spec cgset(port(), iodata(), iodata() | integer()) -> ok | {error, term()}.
 cgset(Port, File, Value) ->
     case cgroup_dirs(Port) of

@@ -34,6 +34,14 @@ checks() ->
                     ?assert(lists:member(integer_to_binary(Pid), binary:split(Procs, <<"\n">>, [global])))
             end
         end),
+        %% The v1<->v2 cgroup table (c_src/common/cgroup_table.h), with no
+        %% child needed.
+        'OP_CGROUP_V1' => on_cat(fun(P, N) ->
+            Table = port_control(P, N, <<"T">>),
+            Line = <<"memory.max memory memory.limit_in_bytes\n">>,
+            ?assertMatch({_, _}, binary:match(Table, Line)),
+            ?assertEqual(<<"+max\n">>, port_control(P, N, <<"G", 0, "memory.max", 0, "+-1\n">>))
+        end),
         %% cat sees EOF and exits by itself.
         'OP_CLOSE_STDIN' => fun(N) ->
             {ok, P} = corral:open("cat", [], []),

@@ -9,9 +9,10 @@ cgroup2? =
     _ -> false
   end
 
-# A controller the spawner can give a child: a v1 hierarchy that has it, or
-# our own v2 group delegating it (its cgroup.subtree_control lists it).
-cgroup_controller? = fn controller ->
+# Where the spawner can give a child a controller: a v1 hierarchy that has
+# it, or our own v2 group delegating it (its cgroup.subtree_control lists
+# it). The v2 group is used when it delegates the controller.
+cgroup_placement = fn controller ->
   mounts = File.read!("/proc/self/mountinfo") |> String.split("\n", trim: true)
 
   v1? =
@@ -34,7 +35,17 @@ cgroup_controller? = fn controller ->
       _ -> false
     end
 
+  %{v1: v1?, v2: v2?}
+end
+
+cgroup_controller? = fn controller ->
+  %{v1: v1?, v2: v2?} = cgroup_placement.(controller)
   root? and (v1? or v2?)
+end
+
+cgroup_v1_only? = fn controller ->
+  %{v1: v1?, v2: v2?} = cgroup_placement.(controller)
+  root? and v1? and not v2?
 end
 
 exclusions = [
@@ -45,7 +56,11 @@ exclusions = [
   {:cgroup_pids, cgroup_controller?.("pids"),
    "needs root and the pids controller (a v1 hierarchy, or delegated to our v2 group)"},
   {:cgroup_cpu, cgroup_controller?.("cpu"),
-   "needs root and the cpu controller (a v1 hierarchy, or delegated to our v2 group)"}
+   "needs root and the cpu controller (a v1 hierarchy, or delegated to our v2 group)"},
+  {:cgroup_v1_memory, cgroup_v1_only?.("memory"),
+   "needs root and the memory controller on a v1 hierarchy only (v2 names translated)"},
+  {:cgroup_v1_cpu, cgroup_v1_only?.("cpu"),
+   "needs root and the cpu controller on a v1 hierarchy only (v2 names translated)"}
 ]
 
 exclude =

@@ -17,7 +17,7 @@ struct Control {
   uint64_t num = 0;       // ACK: bytes; SET_WINDOW, SPAWN: the window
   int32_t sig = 0;        // SIGNAL
   std::string_view path;  // SPAWN: the spawner's path
-  std::string_view term;  // SPAWN: term_to_binary(request)
+  std::string_view term;  // SPAWN: term_to_binary(request); CGROUP_V1: the request
 };
 
 // Opcodes, as in corral_protocol.hrl (the generated header is the driver's;
@@ -32,6 +32,7 @@ enum : unsigned {
   kOpOsPid = 7,
   kOpSetWindow = 8,
   kOpCgroups = 9,
+  kOpCgroupV1 = 10,
 };
 
 // Parses the payload of op. 0 and out filled, or EINVAL for an unknown op
@@ -41,6 +42,7 @@ enum : unsigned {
 //   ACK         <<Bytes:64>>
 //   SET_WINDOW  <<Bytes:64>>, not 0
 //   SIGNAL      <<Signal:32/signed>>, 0..64 (0 probes, as kill(2))
+//   CGROUP_V1   a request of common/cgroup_table.h's serve(), in term
 //   the others  anything (ignored)
 inline int parse_control(unsigned op, std::string_view buf, Control& out) {
   out = Control{};
@@ -69,6 +71,9 @@ inline int parse_control(unsigned op, std::string_view buf, Control& out) {
       if (buf.size() != sizeof out.sig) return EINVAL;
       std::memcpy(&out.sig, buf.data(), sizeof out.sig);
       return out.sig >= 0 && out.sig <= 64 ? 0 : EINVAL;
+    case kOpCgroupV1:
+      out.term = buf;
+      return 0;
     case kOpCloseStdin:
     case kOpStop:
     case kOpStats:

@@ -43,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "cgroup_table.h"
 #include "control.h"
 #include "corral_protocol.h"
 #include "frame.h"
@@ -77,7 +78,8 @@ static_assert(op::OP_SPAWN == corral::driver::kOpSpawn && op::OP_ACK == corral::
               op::OP_STOP == corral::driver::kOpStop && op::OP_STATS == corral::driver::kOpStats &&
               op::OP_OSPID == corral::driver::kOpOsPid &&
               op::OP_SET_WINDOW == corral::driver::kOpSetWindow &&
-              op::OP_CGROUPS == corral::driver::kOpCgroups);
+              op::OP_CGROUPS == corral::driver::kOpCgroups &&
+              op::OP_CGROUP_V1 == corral::driver::kOpCgroupV1);
 
 // stdin queue: above kHighWater the port is busy and port_command suspends
 // its caller; below kLowWater it is released again.
@@ -873,6 +875,11 @@ ErlDrvSSizeT drv_control(ErlDrvData d, unsigned cmd, char* buf, ErlDrvSizeT len,
       std::string dirs = p->cgroup;
       for (const std::string& leaf : p->v1_cgroups) dirs += '\0' + leaf;
       return reply(rbuf, dirs.data(), dirs.size());
+    }
+    case op::OP_CGROUP_V1: {
+      // The v1<->v2 table and its conversions; needs no child (src/corral_cgroup.erl).
+      std::string r = corral::cgroup_table::serve(c.term);
+      return reply(rbuf, r.data(), r.size());
     }
     default:
       return reply_errno(rbuf, EINVAL);

@@ -1,19 +1,21 @@
 // libFuzzer target: the driver's port_control payload parsing
 // (driver/control.h, corral::driver::parse_control).
 //
-// Input: byte 0 = the opcode (modulo 10, so every OP_* and the unknown 0
-// and 9), the rest = the payload, placed flush against an unmapped page.
+// Input: byte 0 = the opcode (modulo 12, so every OP_* and the unknown 0
+// and 11), the rest = the payload, placed flush against an unmapped page.
 //
 // Checked: the answer is 0 or EINVAL; what is accepted is exactly what the
 // Erlang side can send (SPAWN: encoding the parsed window, path and term
 // gives the payload back, with the path and term inside it; ACK and
 // SET_WINDOW: 8 bytes, SET_WINDOW not 0; SIGNAL: 4 bytes, 0..64); unknown
-// opcodes are refused.
+// opcodes are refused; CGROUP_V1's request, served (cgroup_table.h), is
+// answered with a table, a "+" value or a "-" error.
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <string>
 
+#include "cgroup_table.h"
 #include "control.h"
 #include "guarded.h"
 
@@ -57,6 +59,13 @@ void check_accepted(unsigned op, std::string_view buf, const Control& c) {
     case drv::kOpOsPid:
     case drv::kOpCgroups:
       break;
+    case drv::kOpCgroupV1: {
+      FUZZ_CHECK(c.term.data() == buf.data() && c.term.size() == buf.size(), "request changed");
+      std::string r = corral::cgroup_table::serve(c.term);
+      FUZZ_CHECK(!r.empty() && (r[0] == '+' || r[0] == '-' || c.term == "T"), "answer %zu bytes",
+                 r.size());
+      break;
+    }
     default:
       FUZZ_CHECK(false, "unknown op %u accepted", op);
   }
@@ -67,7 +76,7 @@ void check_accepted(unsigned op, std::string_view buf, const Control& c) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static corral::fuzz::Guarded guarded;
   if (size == 0) return 0;
-  unsigned op = data[0] % 11;
+  unsigned op = data[0] % 12;
   std::string_view buf = guarded.place(data + 1, size - 1);
   Control c;
   int rc = drv::parse_control(op, buf, c);

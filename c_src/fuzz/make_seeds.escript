@@ -73,7 +73,11 @@ main(_) ->
         {"stats", 6, <<>>},
         {"os_pid", 7, <<>>},
         {"set_window", 8, <<4096:64/native>>},
-        {"spawn_empty_term", 1, <<1:64/native, 2:32/native, "/s">>}
+        {"spawn_empty_term", 1, <<1:64/native, 2:32/native, "/s">>},
+        %% corral_cgroup's requests of the cgroup table (cgroup_table.h).
+        {"cgroup_v1_table", 10, <<"T">>},
+        {"cgroup_v1_get", 10, <<"G", 0, "cpu.max", 0, "+-1\n", 0, "+100000\n">>},
+        {"cgroup_v1_set", 10, <<"S", 0, "memory.swap.max", 0, "1M", 0, "-", 0, "+67108864\n">>}
     ],
     [write(Dir, "control", N, [Op, Payload]) || {N, Op, Payload} <- Controls],
     ok.

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cgroup_table.h"
 #include "child.h"
 #include "sysfs.h"
 
@@ -37,13 +38,6 @@ std::string trim(std::string_view s) {
   return std::string(s);
 }
 
-// The v2 name of a controller given in either form.
-std::string v2_of(std::string_view c) {
-  if (c == "blkio") return "io";
-  if (c == "cpuacct") return "cpu";
-  return std::string(c);
-}
-
 std::string dirname_of(const std::string& p) {
   size_t slash = p.rfind('/');
   return slash == std::string::npos || slash == 0 ? "/" : p.substr(0, slash);
@@ -69,16 +63,6 @@ bool exists(const std::string& path) {
 
 bool file_in(const std::string& file, const void* dir) {
   return exists(*static_cast<const std::string*>(dir) + "/" + file);
-}
-
-// "max" (v2's unlimited) is -1 in v1 files.
-std::string v1_amount(const std::string& v) { return v == "max" ? "-1" : v; }
-
-bool parse_u64(const std::string& s, uint64_t& v) {
-  if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 19)
-    return false;
-  v = strtoull(s.c_str(), nullptr, 10);
-  return true;
 }
 
 }  // namespace
@@ -129,9 +113,11 @@ void discover(Hierarchies& ret) {
   parse_v1(mi, pc, ret.v1);
 }
 
-std::string controller_of(std::string_view file) { return v2_of(file.substr(0, file.find('.'))); }
+std::string controller_of(std::string_view file) {
+  return cgroup_table::v2_controller(file.substr(0, file.find('.')));
+}
 
-std::string v1_name(std::string_view c) { return c == "io" ? "blkio" : std::string(c); }
+std::string v1_name(std::string_view c) { return cgroup_table::v1_controller(c); }
 
 std::set<std::string> words(std::string_view text) {
   std::set<std::string> out;
@@ -145,72 +131,37 @@ std::set<std::string> words(std::string_view text) {
 
 int to_v1(const std::vector<Write>& v2, std::vector<Write>& ret, std::string& why,
           bool (*dir_has)(const std::string&, const void*), const void* ctx) {
+  namespace table = corral::cgroup_table;
   ret.clear();
-  const Write* mem_max = nullptr;
+  // memsw is memory + swap: the swap limit is written after the memory
+  // limit, from the spec's memory limit rather than the leaf's.
   const Write* swap_max = nullptr;
   for (const Write& w : v2) {
-    const std::string& f = w.file;
-    if (f == "memory.max") {
-      mem_max = &w;
-      ret.push_back({"memory.limit_in_bytes", v1_amount(w.value)});
-    } else if (f == "memory.swap.max") {
-      swap_max = &w;  // after the memory limit: memsw may not be below it
-    } else if (f == "memory.low") {
-      ret.push_back({"memory.soft_limit_in_bytes", v1_amount(w.value)});
-    } else if (f == "memory.high" || f == "memory.min" || f == "memory.oom.group" ||
-               f == "cpu.idle") {
-      why = f + " has no cgroup v1 equivalent (this host's controller is on v1)";
-      return -EOPNOTSUPP;
-    } else if (f == "cpu.max") {
-      std::vector<std::string_view> p;
-      for (std::string_view s : split(w.value, ' '))
-        if (!s.empty()) p.push_back(s);
-      uint64_t n;
-      if (p.empty() || p.size() > 2 || (p[0] != "max" && !parse_u64(std::string(p[0]), n)) ||
-          (p.size() == 2 && !parse_u64(std::string(p[1]), n))) {
-        why = "cpu.max: bad value " + w.value;
-        return -EINVAL;
-      }
-      if (p.size() == 2) ret.push_back({"cpu.cfs_period_us", std::string(p[1])});
-      ret.push_back({"cpu.cfs_quota_us", p[0] == "max" ? "-1" : std::string(p[0])});
-    } else if (f == "cpu.weight") {
-      uint64_t wt;
-      if (!parse_u64(w.value, wt) || wt < 1 || wt > 10000) {
-        why = "cpu.weight: bad value " + w.value;
-        return -EINVAL;
-      }
-      // Both defaults meet: weight 100 is 1024 shares.
-      ret.push_back({"cpu.shares", std::to_string(std::max<uint64_t>(2, wt * 1024 / 100))});
-    } else if (f == "io.weight") {
-      std::string v = w.value;
-      if (v.rfind("default ", 0) == 0) v = v.substr(8);
-      uint64_t wt;
-      if (!parse_u64(v, wt) || wt < 1 || wt > 10000) {
-        why = "io.weight: bad value " + w.value;
-        return -EINVAL;
-      }
-      const char* file = nullptr;
-      for (const char* cand : {"blkio.bfq.weight", "blkio.weight"})
-        if (!file && dir_has && dir_has(cand, ctx)) file = cand;
-      if (!file) {
-        why = "io.weight: the v1 blkio hierarchy has neither blkio.bfq.weight nor blkio.weight";
-        return -EOPNOTSUPP;
-      }
-      ret.push_back({file, std::to_string(std::min<uint64_t>(wt, 1000))});
-    } else {
+    const table::Entry* e = table::find(w.file);
+    if (!e) {
       ret.push_back(w);  // same name on v1 (pids.max, cpuset.*), or a raw v1 file
+      continue;
     }
+    if (e->kind == table::Kind::kSwap) {
+      swap_max = &w;
+      continue;
+    }
+    table::Files have;
+    for (size_t i = 0; i < have.size(); i++)
+      if (!e->v1[i].empty() && dir_has && dir_has(std::string(e->v1[i]), ctx)) have[i].emplace();
+    std::vector<Write> out;
+    if (int rc = table::to_v1(*e, w.value, have, out, why); rc < 0)
+      return rc == -ENOENT ? -EOPNOTSUPP : rc;  // the host's v1 leaf lacks the file
+    ret.insert(ret.end(), out.begin(), out.end());
   }
   if (swap_max) {
-    uint64_t mem, swap;
-    if (swap_max->value == "max") {
-      ret.push_back({"memory.memsw.limit_in_bytes", "-1"});
-    } else if (!mem_max || !parse_u64(mem_max->value, mem) || !parse_u64(swap_max->value, swap)) {
-      why = "memory.swap.max needs a numeric memory.max on cgroup v1 (memsw is memory + swap)";
-      return -EINVAL;
-    } else {
-      ret.push_back({"memory.memsw.limit_in_bytes", std::to_string(mem + swap)});
-    }
+    const table::Entry& e = *table::find(swap_max->file);
+    table::Files limit;  // the memory limit written above (memory.max or given raw)
+    for (const Write& w : ret)
+      if (w.file == e.v1[1]) limit[1] = w.value;
+    std::vector<Write> out;
+    if (int rc = table::to_v1(e, swap_max->value, limit, out, why); rc < 0) return rc;
+    ret.insert(ret.end(), out.begin(), out.end());
   }
   return 0;
 }
@@ -242,7 +193,7 @@ int make_plan(const CgroupSpec& spec, const std::set<std::string>& v2_offered, c
     entry(prefix).push_back({file, value});
   }
   for (auto& [c, writes] : wanted) {
-    std::string v2c = v2_of(c);
+    std::string v2c = cgroup_table::v2_controller(c);
     bool v1_only = c == "blkio" || c == "cpuacct";
     if (!h.v2.own.empty() && v2_offered.count(v2c) && !v1_only) {
       if (std::find(ret.v2_controllers.begin(), ret.v2_controllers.end(), v2c) ==

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "cgroup.h"
+#include "cgroup_table.h"
 #include "fd.h"
 #include "options.h"
 
@@ -57,19 +58,17 @@ std::string controller_of(std::string_view file);
 // A v1 hierarchy's name for a v2 controller ("io" -> "blkio").
 std::string v1_name(std::string_view v2_controller);
 
-struct Write {
-  std::string file, value;
-  bool operator==(const Write& o) const { return file == o.file && value == o.value; }
-};
+using Write = corral::cgroup_table::Write;
 
-// The v1 files and values for the v2 settings of one controller, in order.
-// A v2 file with a v1 equivalent is translated (memory.max ->
-// memory.limit_in_bytes, cpu.max -> cpu.cfs_period_us and cpu.cfs_quota_us,
-// cpu.weight -> cpu.shares, memory.swap.max -> memory.memsw.limit_in_bytes,
-// ...); one without (memory.high, memory.min, memory.oom.group, cpu.idle)
-// is an error naming it; any other name is written as it is (v1 files given
-// raw, such as memory.limit_in_bytes). `dir_has` says whether the leaf has
-// a file, for io.weight (blkio.bfq.weight or blkio.weight).
+// The v1 files and values for the v2 settings of one controller, in order,
+// through the table of common/cgroup_table.h: a v2 file it has is
+// translated (memory.max -> memory.limit_in_bytes, cpu.max ->
+// cpu.cfs_period_us and cpu.cfs_quota_us, ...), or is an error naming it
+// when v1 has no equivalent (memory.high, cpu.idle, ...); any other name is
+// written as it is (the same on v1, or a raw v1 file such as
+// memory.limit_in_bytes). memory.swap.max comes last, from the spec's
+// memory.max (v1's memsw is memory + swap). `dir_has` says whether the leaf
+// has a file, for io.weight (blkio.bfq.weight or blkio.weight).
 int to_v1(const std::vector<Write>& v2, std::vector<Write>& ret, std::string& why,
           bool (*dir_has)(const std::string& file, const void* ctx) = nullptr,
           const void* ctx = nullptr);

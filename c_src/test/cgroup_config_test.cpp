@@ -80,23 +80,32 @@ TEST(CgroupV1Translate, EachV2SettingBecomesItsV1File) {
                              {"pids.max", "50"},
                              {"cpuset.cpus", "0"},
                              {"memory.limit_in_bytes", "5"},
-                             // memsw is memory + swap, and comes last
-                             {"memory.memsw.limit_in_bytes", "68157440"}};
+                             // memsw is memory + swap, and comes last: the
+                             // memory limit in effect then, the raw 5
+                             {"memory.memsw.limit_in_bytes", "1048581"}};
   EXPECT_EQ(want, out);
+  ASSERT_EQ(0, to_v1({{"memory.max", "64M"}, {"memory.swap.max", "1M"}}, out, why)) << why;
+  EXPECT_EQ((std::vector<Write>{{"memory.limit_in_bytes", "67108864"},
+                                {"memory.memsw.limit_in_bytes", "68157440"}}),
+            out);
   ASSERT_EQ(0, to_v1({{"cpu.max", "max"}, {"cpu.weight", "1"}}, out, why));
   EXPECT_EQ((std::vector<Write>{{"cpu.cfs_quota_us", "-1"}, {"cpu.shares", "10"}}), out);
 }
 
 TEST(CgroupV1Translate, SettingsWithoutAV1EquivalentAreErrorsNamingThem) {
   std::vector<Write> out;
-  for (const char* f : {"memory.high", "memory.min", "memory.oom.group", "cpu.idle"}) {
+  for (const char* f : {"memory.high", "memory.min", "memory.oom.group"}) {
     std::string why;
     EXPECT_EQ(-EOPNOTSUPP, to_v1({{f, "1"}}, out, why)) << f;
     EXPECT_NE(std::string::npos, why.find(f)) << why;
   }
   std::string why;
+  // cpu.idle is a v1 file too (Linux 5.15): written as it is.
+  ASSERT_EQ(0, to_v1({{"cpu.idle", "1"}}, out, why)) << why;
+  EXPECT_EQ((std::vector<Write>{{"cpu.idle", "1"}}), out);
   EXPECT_EQ(-EINVAL, to_v1({{"memory.swap.max", "5"}}, out, why));
   EXPECT_NE(std::string::npos, why.find("memory.max")) << why;
+  EXPECT_EQ(-EINVAL, to_v1({{"memory.max", "max"}, {"memory.swap.max", "5"}}, out, why));
   EXPECT_EQ(-EINVAL, to_v1({{"cpu.max", "ten"}}, out, why));
   EXPECT_NE(std::string::npos, why.find("cpu.max")) << why;
   // io.weight needs a weight file in the leaf.

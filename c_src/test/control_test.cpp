@@ -63,10 +63,13 @@ TEST(Control, SignalsAreZeroTo64) {
 
 TEST(Control, UnknownOpsAreRefusedPayloadlessOnesTakeAnything) {
   Control c;
-  for (unsigned op : {0u, 10u, 255u, 0xFFFFFFFFu})
+  for (unsigned op : {0u, 11u, 255u, 0xFFFFFFFFu})
     EXPECT_EQ(parse_control(op, "", c), EINVAL) << op;
   for (unsigned op : {kOpCloseStdin, kOpStop, kOpStats, kOpOsPid, kOpCgroups})
     EXPECT_EQ(parse_control(op, "junk", c), 0) << op;
+  // CGROUP_V1 keeps its payload: the request for cgroup_table::serve.
+  ASSERT_EQ(parse_control(kOpCgroupV1, std::string_view("G\0memory.max", 12), c), 0);
+  EXPECT_EQ(c.term, std::string_view("G\0memory.max", 12));
 }
 
 }  // namespace

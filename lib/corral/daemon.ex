@@ -279,8 +279,11 @@ defmodule Corral.Daemon do
   @doc """
   Reads one interface file of the program's cgroups, such as
   `"memory.peak"`: of its v2 leaf when that has the file, else of the v1
-  leaf that does. A name with `/` or `..` is `{:error, {:bad_cgroup_file,
-  name}}`; a file none has is `{:error, {:enoent, name}}`.
+  leaf that does. A v2 name whose controller is on v1 is translated
+  (`"memory.max"` reads `memory.limit_in_bytes`, in v2 form; see
+  `:corral_cgroup.get/2`). A name with `/` or `..` is `{:error,
+  {:bad_cgroup_file, name}}`; a file none has is `{:error, {:enoent,
+  name}}`.
   """
   @spec cgget(t(), String.t()) :: {:ok, binary()} | {:error, term()}
   defdelegate cgget(server, variable), to: :corral_daemon
