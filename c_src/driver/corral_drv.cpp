@@ -69,14 +69,6 @@ using corral::frame::StopFrame;
 // Control commands (port_control): OP_* from include/corral_protocol.hrl,
 // through the header CMake generates from it.
 namespace op = corral::protocol;
-// control.h parses without the generated header; both must agree.
-static_assert(op::OP_SPAWN == corral::driver::kOpSpawn && op::OP_ACK == corral::driver::kOpAck &&
-              op::OP_SIGNAL == corral::driver::kOpSignal &&
-              op::OP_CLOSE_STDIN == corral::driver::kOpCloseStdin &&
-              op::OP_STOP == corral::driver::kOpStop && op::OP_STATS == corral::driver::kOpStats &&
-              op::OP_OSPID == corral::driver::kOpOsPid &&
-              op::OP_SET_WINDOW == corral::driver::kOpSetWindow &&
-              op::OP_CGROUPS == corral::driver::kOpCgroups);
 
 // stdin queue: above kHighWater the port is busy and port_command suspends
 // its caller; below kLowWater it is released again.
