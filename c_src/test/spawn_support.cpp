@@ -251,7 +251,7 @@ void SpawnerFixture::start_spawner(const SpawnerOpts& opts) {
   close(sp[1]);
   ASSERT_TRUE(theirs);
   char tmpl[] = "/tmp/corral_spawner_stderr.XXXXXX";
-  unique_fd log(mkstemp(tmpl));
+  unique_fd log(mkostemp(tmpl, O_CLOEXEC));
   ASSERT_TRUE(log);
   log_ = tmpl;
 
