@@ -2,7 +2,7 @@
 %%
 %% This file is their only definition: src/corral.erl includes it, and the
 %% driver's C++ header is generated from it when CMake configures
-%% (c_src/CMakeLists.txt reads every line of the form
+%% (c_src/protocol.cmake reads every line of the form
 %% `-define(OP_NAME, Number).'). Keep to that form.
 -define(OP_SPAWN, 1).
 -define(OP_ACK, 2).

@@ -2,7 +2,11 @@
 # `make lint`: every static check, each finding on a line of its own as
 #   FILE:LINE[:COL]: TOOL: message
 # then one "lint: STEP: ok|FAILED" line per step. All steps run even when
-# one fails; the exit status is non-zero if any failed.
+# one fails; the exit status is non-zero if any failed. The steps run side
+# by side in three lanes (tidy | cppcheck, erlang | elixir, dialyzer, whose
+# PLT is built first), each with its findings kept until all are done and
+# then printed in step order: most of a cold run is clang-tidy and the
+# single-threaded PLT build, which can overlap.
 #
 #   scripts/lint.sh [STEP...]     (make lint ONLY=tidy,dialyzer)
 #
@@ -25,7 +29,9 @@ cd "$(dirname "$0")/.."
 root=$PWD
 out=build/lint
 mkdir -p "$out"
-JOBS=${JOBS:-2}
+# clang-tidy and cppcheck take one file per core (at least JOBS).
+cores=$(nproc 2>/dev/null || echo 2)
+JOBS=$((${JOBS:-0} > cores ? JOBS : cores))
 steps=${*:-format tidy cppcheck erlang elixir dialyzer}
 failed=""
 
@@ -36,7 +42,7 @@ configure() { # the compile databases, configured only (nothing is built)
   # Again when a CMakeLists.txt or the protocol header changes, or a file is
   # added to c_src/test (globbed) or c_src/fuzz (the directories' mtimes).
   local stamp=$out/configured
-  if [ -f "$stamp" ] && [ -z "$(find c_src/CMakeLists.txt c_src/fuzz/CMakeLists.txt \
+  if [ -f "$stamp" ] && [ -z "$(find c_src/CMakeLists.txt c_src/fuzz/CMakeLists.txt c_src/protocol.cmake \
     include/corral_protocol.hrl c_src/test c_src/fuzz -maxdepth 0 -newer "$stamp")" ]; then
     return 0
   fi
@@ -110,11 +116,13 @@ step_tidy() {
   TIDY_SALT=$( (clang-tidy --version; cat .clang-tidy "$out/c/compile_commands.json" "$out/fuzz/compile_commands.json" \
     "$out/c/generated/corral_protocol.h" $(find c_src -name '*.h' | sort)) | sha256sum)
   export TIDY_SALT
+  # Largest files first, so that no long file starts last and runs alone.
   {
     db_files "$out/c" | sed "s|^|$out/c |"
     db_files "$out/fuzz" "/c_src/fuzz/" | sed "s|^|$out/fuzz |"
     echo "- $root/$C_ONLY"
-  } | xargs -P "$JOBS" -L1 bash -c 'tidy_one "$0" "$1"' >"$out/tidy.log"
+  } | while read -r db f; do echo "$(wc -c <"$f") $db $f"; done | sort -rn | cut -d' ' -f2- |
+    xargs -P "$JOBS" -L1 bash -c 'tidy_one "$0" "$1"' >"$out/tidy.log"
   local rc=$?
   # A header's finding shows once per file including it: once is enough.
   awk '/: clang-tidy: / { if (seen[$0]++) { skip = 1; next } skip = 0 } !skip' "$out/tidy.log"
@@ -180,11 +188,12 @@ step_elixir() {
   return $rc
 }
 
-step_dialyzer() {
-  local exlib otp plt
+# The PLT, built once (named after the OTP and Elixir versions: an upgrade
+# builds a new one). Sets exlib and plt.
+ensure_plt() {
+  local otp
   exlib=$(elixir -e 'IO.write(:code.lib_dir(:elixir) |> Path.dirname())') || return 1
   otp=$(erl -noshell -eval 'io:format("~s-~s",[erlang:system_info(otp_release),erlang:system_info(version)]),halt().')
-  # Named after the OTP and Elixir versions: an upgrade builds a new one.
   plt="$out/dialyzer-otp$otp-elixir$(elixir -e 'IO.write(System.version())').plt"
   if [ ! -f "$plt" ]; then
     echo "dialyzer: building $plt (once; a few minutes)"
@@ -194,6 +203,11 @@ step_dialyzer() {
     # Exit status 2 is "warnings found" in OTP's own code: the PLT is fine.
     [ $? -le 2 ] && mv "$plt.tmp" "$plt" || { cat "$out/plt.log"; return 1; }
   fi
+}
+
+step_dialyzer() {
+  local exlib plt
+  ensure_plt || return 1
   # Up to date with the sources, whether or not the elixir step ran.
   mix_compile || { echo "dialyzer: the code does not compile (see the elixir step)"; return 1; }
   dialyzer --plt "$plt" --fullpath --no_check_plt -pa "$exlib/elixir/ebin" \
@@ -214,16 +228,49 @@ step_dialyzer() {
   return $rc
 }
 
-for s in ${steps//,/ }; do
+steps=${steps//,/ }
+for s in $steps; do
   case $s in
     format | tidy | cppcheck | erlang | elixir | dialyzer) ;;
     *) echo "lint: unknown step $s (format tidy cppcheck erlang elixir dialyzer)" >&2; exit 2 ;;
   esac
-  start=$SECONDS
-  if "step_$s"; then
-    echo "lint: $s: ok ($((SECONDS - start))s)"
+done
+wanted() { [[ " $steps " == *" $1 "* ]]; }
+
+# run STEP: its findings into $out/STEP.findings, "STATUS SECONDS" into
+# $out/STEP.status.
+run() {
+  local start=$SECONDS
+  "step_$1" >"$out/$1.findings" 2>&1
+  echo "$? $((SECONDS - start))" >"$out/$1.status"
+}
+
+for s in $steps; do rm -f "$out/$s.findings" "$out/$s.status"; done
+# Both C steps read the compile databases: made once, before they start.
+if wanted tidy || wanted cppcheck; then configure >"$out/configure.out" 2>&1; fi
+lanes=()
+{ for s in format tidy; do wanted $s && run $s; done; } &
+lanes+=($!)
+{ for s in cppcheck erlang; do wanted $s && run $s; done; } &
+lanes+=($!)
+{
+  if wanted dialyzer; then (
+    exlib="" plt=""
+    ensure_plt >"$out/plt.out" 2>&1
+  ); fi
+  for s in elixir dialyzer; do wanted $s && run $s; done
+} &
+lanes+=($!)
+wait "${lanes[@]}"
+
+for s in format tidy cppcheck erlang elixir dialyzer; do
+  wanted $s || continue
+  [ -f "$out/$s.findings" ] && cat "$out/$s.findings"
+  read -r rc secs <"$out/$s.status" 2>/dev/null || { rc=1 secs=0; }
+  if [ "$rc" = 0 ]; then
+    echo "lint: $s: ok (${secs}s)"
   else
-    echo "lint: $s: FAILED ($((SECONDS - start))s)"
+    echo "lint: $s: FAILED (${secs}s)"
     failed="$failed $s"
   fi
 done

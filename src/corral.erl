@@ -103,6 +103,9 @@
 %% The driver's commands (OP_*); the driver's header is generated from it.
 -include("corral_protocol.hrl").
 
+%% How long a spawn waits for room on the spawner's request socket.
+-define(SPAWN_QUEUE_MS, 5000).
+
 -define(MAX_U64, 16#FFFFFFFFFFFFFFFF).
 
 %%% ------------------------------------------------------------------------
@@ -152,7 +155,24 @@ spawn_normalized(#{request := Request, window := Window} = N) ->
     Port = open_port({spawn_driver, "corral_drv"}, [binary | maps:get(port_opts, N, [])]),
     Blob = term_to_binary(Request),
     Msg = <<Window:64/native, (byte_size(SpawnerPath)):32/native, SpawnerPath/binary, Blob/binary>>,
+    send_spawn(Port, Msg, erlang:monotonic_time(millisecond) + ?SPAWN_QUEUE_MS, 0).
+
+%% The driver never blocks on the spawner's request socket: when it is full
+%% (the spawner is behind, or stopped) the request is refused with eagain,
+%% and this process, not a scheduler thread, waits and sends it again, for
+%% at most ?SPAWN_QUEUE_MS in all; then {error, {eagain, spawn}}.
+send_spawn(Port, Msg, Deadline, Pause) ->
     case port_control(Port, ?OP_SPAWN, Msg) of
+        <<1, "eagain">> ->
+            case erlang:monotonic_time(millisecond) < Deadline of
+                true ->
+                    Next = min(max(2 * Pause, 1), 50),
+                    timer:sleep(Next),
+                    send_spawn(Port, Msg, Deadline, Next);
+                false ->
+                    port_close(Port),
+                    {error, {eagain, spawn}}
+            end;
         <<0>> ->
             receive
                 {Port, {started, OsPid}} ->

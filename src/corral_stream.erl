@@ -165,7 +165,7 @@ next(#stream{port = Port, feeder = Feeder, owed = Owed} = S0) ->
         {Port, {started, _}} ->
             next(S);
         {FRef, input_failed, Class, Reason, Stack} ->
-            close(S),
+            close_owned(S),
             erlang:raise(Class, Reason, Stack);
         {'DOWN', FMon, process, _, _} ->
             next(S#stream{feeder = corral_feed:down(Feeder)});
@@ -178,10 +178,22 @@ next(#stream{port = Port, feeder = Feeder, owed = Owed} = S0) ->
 %% @doc Stops the child, if it still runs, and waits until its whole process
 %% group is gone (the stop signal, then SIGKILL after `kill_timeout'). Output
 %% in flight is dropped. Idempotent.
--spec close(stream()) -> ok.
+%%
+%% Only the stream's owner (the process that opened it) may close it: any
+%% other process gets `{error, not_owner}', and nothing is stopped (as
+%% {@link corral:stop/2}).
+-spec close(stream()) -> ok | {error, not_owner}.
 close(#stream{done = true}) ->
     ok;
-close(#stream{port = Port, owed = Owed} = S) ->
+close(#stream{port = Port} = S) ->
+    Self = self(),
+    case erlang:port_info(Port, connected) of
+        {connected, Owner} when Owner =/= Self -> {error, not_owner};
+        %% Ours, or closed already: what is left of it is the caller's.
+        _ -> close_owned(S)
+    end.
+
+close_owned(#stream{port = Port, owed = Owed} = S) ->
     corral_feed:stop(S#stream.feeder),
     %% The driver must get its credit back to read the pipe to EOF.
     _ = Owed > 0 andalso corral:ack(Port, Owed),
@@ -213,7 +225,7 @@ fold(Cmd, Args, Opts, Fun, Acc0) ->
             try
                 fold_loop(S, Fun, Acc0)
             after
-                close(S)
+                close_owned(S)
             end;
         Error ->
             Error
@@ -237,10 +249,10 @@ fold_loop(S0, Fun, Acc) ->
                 {cont, Acc1} ->
                     fold_loop(S, Fun, Acc1);
                 {halt, Acc1} ->
-                    close(S),
+                    close_owned(S),
                     {Acc1, halted};
                 Other ->
-                    close(S),
+                    close_owned(S),
                     erlang:error({bad_return, Other})
             end
     end.

@@ -260,16 +260,4 @@ defmodule Corral.ChaosTest do
 
   defp check(false), do: :failed
   defp check(_), do: :ok
-
-  defp fd_count(pid), do: length(File.ls!("/proc/#{pid}/fd"))
-
-  defp rss_kb(pid) do
-    "/proc/#{pid}/status"
-    |> File.read!()
-    |> String.split("\n")
-    |> Enum.find_value(fn
-      "VmRSS:" <> rest -> rest |> String.trim() |> String.split() |> hd() |> String.to_integer()
-      _ -> nil
-    end)
-  end
 end

@@ -1,14 +1,9 @@
 defmodule Corral.DaemonTest do
   use ExUnit.Case, async: false
   import Corral.Test.OS
+  import Corral.Test.Daemon
   import ExUnit.CaptureLog
   alias Corral.Daemon
-
-  # Sends every logged line to the test process.
-  defp to_me(tag \\ :line) do
-    me = self()
-    fn line -> send(me, {tag, line}) end
-  end
 
   defp start_sup(children) do
     start_supervised!(%{
@@ -16,19 +11,6 @@ defmodule Corral.DaemonTest do
       start: {Supervisor, :start_link, [children, [strategy: :one_for_one, max_restarts: 10]]},
       type: :supervisor
     })
-  end
-
-  defp child_pid(sup, id) do
-    Enum.find_value(Supervisor.which_children(sup), fn
-      {^id, pid, _, _} when is_pid(pid) -> pid
-      _ -> nil
-    end)
-  end
-
-  defp trap_start(cmd, args, opts) do
-    Process.flag(:trap_exit, true)
-    {:ok, pid} = Daemon.start_link(cmd, args, opts)
-    pid
   end
 
   describe "child specs" do
@@ -453,10 +435,7 @@ defmodule Corral.DaemonTest do
   end
 
   # The VM's resident set size, from /proc, in bytes.
-  defp vm_rss do
-    [_, kib] = Regex.run(~r/^VmRSS:\s+(\d+) kB$/m, File.read!("/proc/self/status"))
-    String.to_integer(kib) * 1024
-  end
+  defp vm_rss, do: rss_kb("self") * 1024
 
   defp collect(tag) do
     receive do

@@ -7,6 +7,7 @@ defmodule Corral.MuonTrapCompatTest do
   # the differences).
   use ExUnit.Case, async: false
   import Corral.Test.OS
+  import Corral.Test.Daemon
   import ExUnit.CaptureLog
 
   alias Corral, as: MuonTrap
@@ -32,24 +33,6 @@ defmodule Corral.MuonTrapCompatTest do
     after
       :logger.remove_handler(id)
     end
-  end
-
-  defp to_me(tag \\ :line) do
-    me = self()
-    fn line -> send(me, {tag, line}) end
-  end
-
-  defp trap_start(cmd, args, opts) do
-    Process.flag(:trap_exit, true)
-    {:ok, pid} = MuonTrap.Daemon.start_link(cmd, args, opts)
-    pid
-  end
-
-  defp child_pid(sup, id) do
-    Enum.find_value(Supervisor.which_children(sup), fn
-      {^id, pid, _, _} when is_pid(pid) -> pid
-      _ -> nil
-    end)
   end
 
   def mfa_logger(line, test, tag), do: send(test, {tag, line})

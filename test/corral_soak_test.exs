@@ -55,18 +55,6 @@ defmodule Corral.SoakTest do
     :ok
   end
 
-  defp fd_count(pid), do: length(File.ls!("/proc/#{pid}/fd"))
-
-  defp rss_kb(pid) do
-    "/proc/#{pid}/status"
-    |> File.read!()
-    |> String.split("\n")
-    |> Enum.find_value(fn
-      "VmRSS:" <> rest -> rest |> String.trim() |> String.split() |> hd() |> String.to_integer()
-      _ -> nil
-    end)
-  end
-
   # Leaf cgroups the spawner made (corral.<pid>/c*) that still exist.
   defp leaf_cgroups(spawner) do
     Path.wildcard("/sys/fs/cgroup/**/corral.#{spawner}/*")

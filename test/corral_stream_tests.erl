@@ -107,6 +107,35 @@ line_longer_than_the_window_test() ->
     ?assertEqual(<<(binary:copy(<<"x">>, 5000))/binary, "\n">>, Line),
     ok = corral_stream:close(S).
 
+%% close/1 is the owner's, as corral:stop/1 is: another process gets
+%% {error, not_owner}, and the child and its input feeder carry on.
+close_by_another_process_stops_nothing_test() ->
+    Me = self(),
+    Input = fun(Sink) ->
+        ok = Sink(<<"a\n">>),
+        Me ! {feeder, self()},
+        receive
+            go -> ok
+        end,
+        ok = Sink(<<"b\n">>)
+    end,
+    {ok, S} = corral_stream:open("cat", [], [{input, Input}]),
+    Feeder =
+        receive
+            {feeder, F} -> F
+        end,
+    {ok, OsPid} = corral_stream:os_pid(S),
+    {Pid, Ref} = spawn_monitor(fun() -> exit({closed, corral_stream:close(S)}) end),
+    receive
+        {'DOWN', Ref, process, Pid, Reason} -> ?assertEqual({closed, {error, not_owner}}, Reason)
+    end,
+    ?assertEqual({ok, OsPid}, corral_stream:os_pid(S)),
+    ?assert(is_process_alive(Feeder)),
+    Feeder ! go,
+    Elements = collect(S),
+    ?assertEqual(<<"a\nb\n">>, out(Elements)),
+    ?assertEqual({exit, 0}, lists:last(Elements)).
+
 lines_per_stream_with_consume_test() ->
     Script = "printf 'o1\\no'; printf 'e1\\ne' >&2; sleep 0.1; printf '2\\n'; printf '2\\n' >&2",
     {ok, S} = corral_stream:open("sh", ["-c", Script], [{lines, true}, {stderr, consume}]),

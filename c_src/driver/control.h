@@ -1,5 +1,6 @@
-// Parsing of port_control payloads (include/corral_protocol.hrl's OP_*),
-// apart from the driver so that the unit tests and the control fuzz target
+// Parsing of port_control payloads (include/corral_protocol.hrl's OP_*,
+// through the header CMake generates from it: c_src/protocol.cmake), apart
+// from the driver so that the unit tests and the control fuzz target
 // (c_src/fuzz/control_fuzz.cpp) run it without a VM. The payloads are made
 // by src/corral.erl in native byte order.
 #pragma once
@@ -8,6 +9,8 @@
 #include <cstdint>
 #include <cstring>
 #include <string_view>
+
+#include "corral_protocol.h"
 
 namespace corral::driver {
 
@@ -18,21 +21,6 @@ struct Control {
   int32_t sig = 0;        // SIGNAL
   std::string_view path;  // SPAWN: the spawner's path
   std::string_view term;  // SPAWN: term_to_binary(request); CGROUP_V1: the request
-};
-
-// Opcodes, as in corral_protocol.hrl (the generated header is the driver's;
-// these are checked against it in corral_drv.cpp).
-enum : unsigned {
-  kOpSpawn = 1,
-  kOpAck = 2,
-  kOpSignal = 3,
-  kOpCloseStdin = 4,
-  kOpStop = 5,
-  kOpStats = 6,
-  kOpOsPid = 7,
-  kOpSetWindow = 8,
-  kOpCgroups = 9,
-  kOpCgroupV1 = 10,
 };
 
 // Parses the payload of op. 0 and out filled, or EINVAL for an unknown op
@@ -53,7 +41,7 @@ inline int parse_control(unsigned op, std::string_view buf, Control& out) {
     return true;
   };
   switch (op) {
-    case kOpSpawn: {
+    case protocol::OP_SPAWN: {
       uint32_t plen;
       if (buf.size() < 12) return EINVAL;
       std::memcpy(&out.num, buf.data(), 8);
@@ -63,22 +51,22 @@ inline int parse_control(unsigned op, std::string_view buf, Control& out) {
       out.term = buf.substr(12 + static_cast<size_t>(plen));
       return 0;
     }
-    case kOpAck:
+    case protocol::OP_ACK:
       return u64(out.num) ? 0 : EINVAL;
-    case kOpSetWindow:
+    case protocol::OP_SET_WINDOW:
       return u64(out.num) && out.num != 0 ? 0 : EINVAL;
-    case kOpSignal:
+    case protocol::OP_SIGNAL:
       if (buf.size() != sizeof out.sig) return EINVAL;
       std::memcpy(&out.sig, buf.data(), sizeof out.sig);
       return out.sig >= 0 && out.sig <= 64 ? 0 : EINVAL;
-    case kOpCgroupV1:
+    case protocol::OP_CGROUP_V1:
       out.term = buf;
       return 0;
-    case kOpCloseStdin:
-    case kOpStop:
-    case kOpStats:
-    case kOpOsPid:
-    case kOpCgroups:
+    case protocol::OP_CLOSE_STDIN:
+    case protocol::OP_STOP:
+    case protocol::OP_STATS:
+    case protocol::OP_OSPID:
+    case protocol::OP_CGROUPS:
       return 0;
     default:
       return EINVAL;

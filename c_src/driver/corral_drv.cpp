@@ -71,15 +71,6 @@ using corral::frame::StopFrame;
 // Control commands (port_control): OP_* from include/corral_protocol.hrl,
 // through the header CMake generates from it.
 namespace op = corral::protocol;
-// control.h parses without the generated header; both must agree.
-static_assert(op::OP_SPAWN == corral::driver::kOpSpawn && op::OP_ACK == corral::driver::kOpAck &&
-              op::OP_SIGNAL == corral::driver::kOpSignal &&
-              op::OP_CLOSE_STDIN == corral::driver::kOpCloseStdin &&
-              op::OP_STOP == corral::driver::kOpStop && op::OP_STATS == corral::driver::kOpStats &&
-              op::OP_OSPID == corral::driver::kOpOsPid &&
-              op::OP_SET_WINDOW == corral::driver::kOpSetWindow &&
-              op::OP_CGROUPS == corral::driver::kOpCgroups &&
-              op::OP_CGROUP_V1 == corral::driver::kOpCgroupV1);
 
 // stdin queue: above kHighWater the port is busy and port_command suspends
 // its caller; below kLowWater it is released again.
@@ -126,6 +117,17 @@ int start_spawner_locked(const std::string& path) {
   int sz = static_cast<int>(corral::frame::kMaxFrame * 2);
   if (setsockopt(sv[0], SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof sz) < 0)
     setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+  // A spawner that stops reading (stopped, or behind) fills that buffer: a
+  // send then fails with EAGAIN instead of blocking this scheduler thread,
+  // and every other one waiting for g_spawner.mu; src/corral.erl waits in
+  // the calling process and tries again. Only our end: the spawner's is its
+  // own business.
+  if (fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK) < 0) {
+    int err = errno;
+    close(sv[0]);
+    close(sv[1]);
+    return -err;
+  }
 
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
@@ -162,7 +164,8 @@ int start_spawner_locked(const std::string& path) {
 }
 
 // Sends a Spawn frame with ctl attached, starting (or restarting) the
-// spawner when needed. Returns 0 or -errno.
+// spawner when needed. Returns 0 or -errno: -EAGAIN when the request socket
+// is full.
 int send_spawn(const std::string& spawner_path, const Frame& f, int ctl, pid_t& spawner) {
   erl_drv_mutex_lock(g_spawner.mu);
   int rc = 0;

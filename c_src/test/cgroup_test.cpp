@@ -25,6 +25,7 @@ namespace corral::spawner::cgroup {
 namespace {
 
 using namespace std::chrono_literals;
+using namespace harness;  // exists, dead, eventually, reaped_in_time, read_line
 
 // --- parsers -------------------------------------------------------------------
 
@@ -121,11 +122,6 @@ TEST(CgroupParse, Populated) {
 
 // --- the live system ---------------------------------------------------------------
 
-bool exists(const std::string& path) {
-  struct stat st;
-  return stat(path.c_str(), &st) == 0;
-}
-
 // The line "0::/..." of /proc/<pid>/cgroup, without "0::".
 std::string v2_path_of(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/cgroup");
@@ -133,48 +129,6 @@ std::string v2_path_of(pid_t pid) {
   ss << f.rdbuf();
   std::string path;
   return parse_v2_path(ss.str(), path) == 0 ? path : "?";
-}
-
-// Gone, or a zombie: it will run no more code.
-bool dead(pid_t pid) {
-  for (int i = 0; i < 20; i++) {
-    if (kill(pid, 0) < 0 && errno == ESRCH) return true;
-    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-    std::string stat;
-    std::getline(f, stat);
-    size_t paren = stat.rfind(')');
-    if (paren != std::string::npos && paren + 2 < stat.size() &&
-        (stat[paren + 2] == 'Z' || stat[paren + 2] == 'X'))
-      return true;
-    std::this_thread::sleep_for(5ms);  // maybe between cgroup_exit and exit_notify
-  }
-  return false;
-}
-
-template <typename F>
-bool eventually(F cond, std::chrono::milliseconds limit = 3000ms) {
-  auto end = std::chrono::steady_clock::now() + limit;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
-
-// Reaps our child pid if it ends within 3 s; otherwise SIGKILLs it, reaps
-// it and returns false.
-bool reaped_in_time(pid_t pid, int& st) {
-  if (eventually([&] { return waitpid(pid, &st, WNOHANG) == pid; })) return true;
-  kill(pid, SIGKILL);
-  waitpid(pid, &st, 0);
-  return false;
-}
-
-std::string read_line(int fd) {
-  std::string line;
-  char c;
-  while (read(fd, &c, 1) == 1 && c != '\n') line += c;
-  return line;
 }
 
 // Each test gets a fresh directory corral.<our pid> in our own v2 cgroup

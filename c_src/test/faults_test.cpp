@@ -9,37 +9,29 @@
 // Faults.*: chosen calls in the spawner fail (corral_inject.so); each must
 // end in a clear answer to the caller, with no fd, process or cgroup left
 // behind and the spawner serving the next request.
-#include <dirent.h>
-#include <ei.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cgroup.h"
 #include "child.h"
 #include "fd.h"
 #include "frame.h"
+#include "spawn_support.h"
 
 namespace corral {
 namespace {
 
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
+using namespace harness;
 
 #if defined(CORRAL_DENY_PATH) && defined(CORRAL_INJECT_PATH)
 constexpr const char* kDeny = CORRAL_DENY_PATH;
@@ -49,193 +41,7 @@ constexpr const char* kDeny = nullptr;
 constexpr const char* kInject = nullptr;
 #endif
 
-std::string encode(const std::string& path, const std::vector<std::string>& argv) {
-  ei_x_buff x;
-  ei_x_new_with_version(&x);
-  ei_x_encode_map_header(&x, 3);
-  ei_x_encode_atom(&x, "path");
-  ei_x_encode_binary(&x, path.data(), static_cast<int>(path.size()));
-  std::vector<std::string> env = {"PATH=/usr/bin:/bin"};
-  for (auto [key, list] : {std::pair{"argv", &argv}, {"env", &env}}) {
-    ei_x_encode_atom(&x, key);
-    if (!list->empty()) ei_x_encode_list_header(&x, static_cast<long>(list->size()));
-    for (const auto& s : *list) ei_x_encode_binary(&x, s.data(), static_cast<int>(s.size()));
-    ei_x_encode_empty_list(&x);
-  }
-  std::string out(x.buff, static_cast<size_t>(x.index));
-  ei_x_free(&x);
-  return out;
-}
-
-std::string sh(const std::string& script) { return encode("/bin/sh", {"sh", "-c", script}); }
-
-bool readable(int fd, std::chrono::milliseconds timeout) {
-  pollfd p{fd, POLLIN, 0};
-  int n;
-  do {
-    n = poll(&p, 1, static_cast<int>(timeout.count()));
-  } while (n < 0 && errno == EINTR);
-  return n > 0;
-}
-
-std::string read_all(int fd) {
-  std::string s;
-  char buf[4096];
-  for (;;) {
-    if (!readable(fd, 5000ms)) return s + "<timeout>";
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return s;
-    s.append(buf, static_cast<size_t>(n));
-  }
-}
-
-std::string read_line(int fd) {
-  std::string line;
-  char c;
-  while (readable(fd, 5000ms) && read(fd, &c, 1) == 1 && c != '\n') line += c;
-  return line;
-}
-
-template <typename F>
-bool eventually(F cond, std::chrono::milliseconds limit = 3000ms) {
-  auto end = Clock::now() + limit;
-  while (!cond()) {
-    if (Clock::now() > end) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// Gone or a zombie: it runs no more code.
-bool dead(pid_t pid) {
-  if (kill(pid, 0) < 0 && errno == ESRCH) return true;
-  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
-  size_t paren = stat.rfind(')');
-  return paren != std::string::npos && paren + 2 < stat.size() &&
-         (stat[paren + 2] == 'Z' || stat[paren + 2] == 'X');
-}
-
-// pid's open fds and what each is (its link target), e.g. "pipe:[123]".
-std::map<int, std::string> fds_of(pid_t pid) {
-  std::map<int, std::string> out;
-  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-  DIR* d = opendir(dir.c_str());
-  if (!d) return out;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    char target[256] = {};
-    ssize_t n = readlink((dir + "/" + e->d_name).c_str(), target, sizeof target - 1);
-    out[atoi(e->d_name)] = n > 0 ? target : "";
-  }
-  closedir(d);
-  return out;
-}
-
-std::string describe(const std::map<int, std::string>& fds) {
-  std::string s;
-  for (const auto& [fd, what] : fds) s += std::to_string(fd) + "=" + what + " ";
-  return s;
-}
-
-// Live (non-zombie) processes whose parent is ppid.
-std::vector<pid_t> live_children_of(pid_t ppid) {
-  std::vector<pid_t> out;
-  DIR* d = opendir("/proc");
-  if (!d) return out;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    std::string stat = slurp(std::string("/proc/") + e->d_name + "/stat");
-    size_t paren = stat.rfind(')');
-    if (paren == std::string::npos) continue;
-    std::istringstream rest(stat.substr(paren + 1));
-    std::string state;
-    long parent = 0;
-    rest >> state >> parent;
-    if (parent == ppid && state != "Z") out.push_back(static_cast<pid_t>(atol(e->d_name)));
-  }
-  closedir(d);
-  return out;
-}
-
-// The cgroups directly below dir.
-std::vector<std::string> subdirs(const std::string& dir) {
-  std::vector<std::string> out;
-  DIR* d = opendir(dir.c_str());
-  if (!d) return out;
-  while (dirent* e = readdir(d))
-    if (e->d_type == DT_DIR && e->d_name[0] != '.') out.emplace_back(e->d_name);
-  closedir(d);
-  return out;
-}
-
-// Our v2 cgroup directory if we may make cgroups there, else "" and why.
-std::string writable_v2_dir(std::string& why) {
-  if (geteuid() != 0) {
-    why = "needs root to create cgroups";
-    return "";
-  }
-  std::string own;
-  if (int rc = spawner::cgroup::own_v2_dir(own); rc < 0) {
-    why = std::string("no cgroup v2 tree: ") + strerror(-rc);
-    return "";
-  }
-  std::string probe = own + "/corral-faults-probe." + std::to_string(getpid());
-  if (mkdir(probe.c_str(), 0755) < 0) {
-    why = "cannot write the cgroup v2 tree at " + own + ": " + strerror(errno);
-    return "";
-  }
-  rmdir(probe.c_str());
-  return own;
-}
-
-// A child as the driver sees it.
-struct Handle {
-  int ctl = -1;
-  pid_t pid = -1;
-  int in = -1, out = -1, err = -1;
-  std::string leaf;
-  Handle() = default;
-  Handle(const Handle&) = delete;
-  Handle& operator=(const Handle&) = delete;
-  ~Handle() {
-    for (int fd : {ctl, in, out, err})
-      if (fd >= 0) close(fd);
-  }
-};
-
-// How the spawner under test is started.
-struct SpawnerOpts {
-  std::vector<std::string> deny;  // corral_deny's options
-  std::vector<std::string> env;   // NAME=VALUE added to its environment
-  bool inject = false;            // LD_PRELOAD corral_inject.so
-};
-
-// A spawner under corral_deny with these options.
-SpawnerOpts denied(std::vector<std::string> deny) {
-  SpawnerOpts o;
-  o.deny = std::move(deny);
-  return o;
-}
-
-// A spawner with corral_inject.so and these variables (and corral_deny's
-// options, if any).
-SpawnerOpts injected_with(std::vector<std::string> env, std::vector<std::string> deny = {}) {
-  SpawnerOpts o;
-  o.deny = std::move(deny);
-  o.env = std::move(env);
-  o.inject = true;
-  return o;
-}
-
-class FaultFixture : public ::testing::Test {
+class FaultFixture : public SpawnerFixture {
  protected:
   void SetUp() override {
     if (!kDeny)
@@ -244,142 +50,41 @@ class FaultFixture : public ::testing::Test {
   }
 
   void TearDown() override {
-    stop_spawner();
-    if (!log_.empty()) {
-      if (std::string s = slurp(log_); !s.empty()) fputs(s.c_str(), stderr);
-      unlink(log_.c_str());
-    }
-    if (!fault_log_.empty()) unlink(fault_log_.c_str());
+    SpawnerFixture::TearDown();
+    drop_fault_log();
   }
 
-  void start_spawner(const SpawnerOpts& s) {
-    int sp[2];
-    ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
-    char tmpl[] = "/tmp/corral_faults_stderr.XXXXXX";
-    corral::unique_fd log(mkstemp(tmpl));
-    ASSERT_GE(log.get(), 0);
-    log_ = tmpl;
-    char ftmpl[] = "/tmp/corral_faults_injected.XXXXXX";
-    ASSERT_GE(corral::unique_fd(mkstemp(ftmpl)).get(), 0);
-    fault_log_ = ftmpl;
-
-    std::vector<std::string> args;
-    if (!s.deny.empty()) {
-      args.emplace_back(kDeny);
-      args.insert(args.end(), s.deny.begin(), s.deny.end());
-      args.emplace_back("--");
-    }
-    args.emplace_back(CORRAL_SPAWNER_PATH);
-    args.emplace_back("3");
-    std::vector<std::string> env;
-    for (char** e = environ; *e; e++)
-      if (strncmp(*e, "LD_PRELOAD=", 11) != 0 && strncmp(*e, "CORRAL_FAULT", 12) != 0)
-        env.emplace_back(*e);
-    if (s.inject) {
-      env.emplace_back(std::string("LD_PRELOAD=") + kInject);
-      env.emplace_back("CORRAL_FAULT_PROC=corral_spawner");
-      env.emplace_back("CORRAL_FAULT_LOG=" + fault_log_);
-    }
-    env.insert(env.end(), s.env.begin(), s.env.end());
-    std::vector<char*> argv, envp;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-
-    pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      if (dup2(sp[1], 3) < 0 || dup2(log.get(), 2) < 0) _exit(126);
-      execve(argv[0], argv.data(), envp.data());
-      _exit(127);
-    }
-    close(sp[1]);
-    pid_ = pid;
-    req_ = sp[0];
+  // A spawner under corral_deny with these options.
+  static SpawnerOpts denied(const std::vector<std::string>& deny) {
+    SpawnerOpts o;
+    o.inherit_preload = false;
+    if (deny.empty()) return o;
+    o.wrapper.emplace_back(kDeny);
+    o.wrapper.insert(o.wrapper.end(), deny.begin(), deny.end());
+    o.wrapper.emplace_back("--");
+    return o;
   }
 
-  // Closes the request socket and reaps the spawner (SIGKILL after 3 s).
-  void stop_spawner() {
-    if (req_ >= 0) close(req_);
-    req_ = -1;
-    if (pid_ > 0) {
-      int st;
-      bool exited = eventually([&] { return waitpid(pid_, &st, WNOHANG) == pid_; });
-      if (!exited) {
-        kill(pid_, SIGKILL);
-        waitpid(pid_, &st, 0);
-      }
-      EXPECT_TRUE(exited) << "spawner did not exit after request EOF";
-    }
-    pid_ = -1;
-  }
-
-  int send_spawn(const std::string& payload) const {
-    int cp[2];
-    EXPECT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cp), 0);
-    EXPECT_EQ(frame::send_frame(req_, frame::SpawnFrame{payload, ""}, &cp[1], 1), 0);
-    close(cp[1]);
-    return cp[0];
-  }
-
-  static int recv(int ctl, frame::Frame& f, std::vector<int>& fds,
-                  std::chrono::milliseconds timeout = 5000ms) {
-    if (!readable(ctl, timeout)) return -ETIMEDOUT;
-    return frame::recv_frame(ctl, f, fds);
-  }
-
-  static std::string describe_frame(const frame::Frame& f) {
-    if (auto* e = std::get_if<frame::ErrorFrame>(&f))
-      return "Error: " + std::string(strerror(e->err)) + " at " + e->stage;
-    return "type " + std::to_string(static_cast<unsigned>(frame::type_of(f)));
-  }
-
-  void start(const std::string& payload, Handle& h) {
-    h.ctl = send_spawn(payload);
-    frame::Frame f;
-    std::vector<int> fds;
-    ASSERT_EQ(recv(h.ctl, f, fds), 1);
-    auto* got = std::get_if<frame::FdsFrame>(&f);
-    ASSERT_TRUE(got) << describe_frame(f);
-    h.pid = got->os_pid;
-    h.leaf = got->leaf;
-    size_t i = 0;
-    if (got->pipes & frame::kFdStdin) h.in = fds.at(i++);
-    if (got->pipes & frame::kFdStdout) h.out = fds.at(i++);
-    if (got->pipes & frame::kFdStderr) h.err = fds.at(i++);
-  }
-
-  // The Exit frame's wait status, then EOF.
-  int expect_exit(const Handle& h) {
-    frame::Frame f;
-    std::vector<int> fds;
-    EXPECT_EQ(recv(h.ctl, f, fds), 1);
-    auto* exit = std::get_if<frame::ExitFrame>(&f);
-    EXPECT_TRUE(exit) << describe_frame(f);
-    frame::Frame eof;
-    EXPECT_EQ(recv(h.ctl, eof, fds, 2000ms), 0) << "ctl not closed after Exit";
-    return exit ? exit->wait_status : -1;
-  }
-
-  // Sends the request and expects Error(err, stage), then EOF.
-  void expect_error(const std::string& payload, int err, const std::string& stage) {
-    unique_fd ctl(send_spawn(payload));
-    frame::Frame f;
-    std::vector<int> fds;
-    ASSERT_EQ(recv(ctl.get(), f, fds), 1);
-    auto* e = std::get_if<frame::ErrorFrame>(&f);
-    ASSERT_TRUE(e) << describe_frame(f);
-    EXPECT_EQ(e->err, err) << strerror(e->err);
-    EXPECT_EQ(e->stage, stage);
-    EXPECT_EQ(recv(ctl.get(), f, fds), 0) << "ctl not closed after Error";
+  // A spawner with corral_inject.so and these variables (and corral_deny's
+  // options, if any), logging what it injects to a fresh file (injected()).
+  SpawnerOpts injected_with(const std::vector<std::string>& env,
+                            const std::vector<std::string>& deny = {}) {
+    drop_fault_log();
+    char tmpl[] = "/tmp/corral_faults_injected.XXXXXX";
+    EXPECT_GE(unique_fd(mkstemp(tmpl)).get(), 0);
+    fault_log_ = tmpl;
+    SpawnerOpts o = denied(deny);
+    o.env = {std::string("LD_PRELOAD=") + kInject, "CORRAL_FAULT_PROC=corral_spawner",
+             "CORRAL_FAULT_LOG=" + fault_log_};
+    o.env.insert(o.env.end(), env.begin(), env.end());
+    return o;
   }
 
   // Runs `true` to its Exit: the spawner is then idle, with nothing of a
   // child's left open.
   void round_trip() {
     Handle h;
-    ASSERT_NO_FATAL_FAILURE(start(encode("/bin/true", {"true"}), h));
+    ASSERT_NO_FATAL_FAILURE(start({"/bin/true", {"true"}}, h));
     int st = expect_exit(h);
     EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
   }
@@ -388,18 +93,23 @@ class FaultFixture : public ::testing::Test {
   void expect_fds_back(const std::map<int, std::string>& before) const {
     std::map<int, std::string> now;
     EXPECT_TRUE(eventually([&] {
-      now = fds_of(pid_);
+      now = open_fds(pid_);
       return now.size() == before.size();
     })) << "before: "
-        << describe(before) << "\nnow: " << describe(now);
+        << harness::describe(before) << "\nnow: " << harness::describe(now);
   }
 
-  std::string spawner_log() const { return slurp(log_); }
+  std::vector<pid_t> live_children() const { return children_of(pid_, /*with_zombies=*/false); }
+
   std::string injected() const { return slurp(fault_log_); }
 
-  pid_t pid_ = -1;
-  int req_ = -1;
-  std::string log_, fault_log_;
+ private:
+  void drop_fault_log() {
+    if (!fault_log_.empty()) unlink(fault_log_.c_str());
+    fault_log_.clear();
+  }
+
+  std::string fault_log_;
 };
 
 using Kernels = FaultFixture;
@@ -440,8 +150,8 @@ TEST_F(Kernels, WithoutPidfdsExitsAreFoundAndStopsStillKill) {
   for (int i = 0; i < 4; i++)
     ASSERT_NO_FATAL_FAILURE(start(sh("read x; exit " + std::to_string(i)), hs[i]));
   Handle sleeper;
-  ASSERT_NO_FATAL_FAILURE(start(encode("/bin/sleep", {"sleep", "30"}), sleeper));
-  for (const auto& [fd, what] : fds_of(pid_))
+  ASSERT_NO_FATAL_FAILURE(start({"/bin/sleep", {"sleep", "30"}}, sleeper));
+  for (const auto& [fd, what] : open_fds(pid_))
     EXPECT_EQ(what.find("pidfd"), std::string::npos) << "fd " << fd << " is a pidfd";
   // Exits in the reverse order of starts, while others still run.
   for (int i = 3; i >= 0; i--) {
@@ -465,7 +175,7 @@ TEST_F(Kernels, WithoutCloseRangeTheChildHasOnlyStdio) {
   // A test run by the shell itself opens nothing, so the shell's table is
   // what it got from the spawner.
   Handle keep;  // another child, so the spawner holds more fds meanwhile
-  ASSERT_NO_FATAL_FAILURE(start(encode("/bin/sleep", {"sleep", "30"}), keep));
+  ASSERT_NO_FATAL_FAILURE(start({"/bin/sleep", {"sleep", "30"}}, keep));
   Handle h;
   ASSERT_NO_FATAL_FAILURE(start(
       sh("i=3; while [ $i -lt 1100 ]; do [ -e /proc/$$/fd/$i ] && echo $i; i=$((i+1)); done; :"),
@@ -484,7 +194,7 @@ TEST_F(Kernels, WithoutCgroupKillAnEscapeeIsStillKilled) {
   ASSERT_NO_FATAL_FAILURE(start_spawner(injected_with({"CORRAL_FAULT_HIDE=cgroup.kill"})));
   Handle h;
   ASSERT_NO_FATAL_FAILURE(start(sh("setsid sleep 30 & echo $!; exec sleep 30"), h));
-  pid_t esc = static_cast<pid_t>(std::stol(read_line(h.out)));
+  pid_t esc = read_pid_line(h.out);
   ASSERT_TRUE(eventually([&] { return getsid(esc) == esc; })) << "the escapee stayed";
   ASSERT_EQ(frame::send_frame(h.ctl, frame::SignalFrame{SIGKILL}), 0);
   int st = expect_exit(h);
@@ -505,7 +215,7 @@ TEST_F(Kernels, WithoutCgroupV2ProcessGroupsAndPdeathsigStillHold) {
   Handle h;
   ASSERT_NO_FATAL_FAILURE(start(sh("sleep 30 & echo $!; exec sleep 30"), h));
   EXPECT_EQ(h.leaf, "") << "a leaf without cgroup v2";
-  pid_t job = static_cast<pid_t>(std::stol(read_line(h.out)));
+  pid_t job = read_pid_line(h.out);
   ASSERT_EQ(frame::send_frame(h.ctl, frame::StopFrame{}), 0);
   expect_exit(h);
   EXPECT_TRUE(dead(job)) << "the background job " << job << " outlived Exit";
@@ -514,7 +224,7 @@ TEST_F(Kernels, WithoutCgroupV2ProcessGroupsAndPdeathsigStillHold) {
   // Given up: the escapee lives on.
   Handle e;
   ASSERT_NO_FATAL_FAILURE(start(sh("setsid sleep 30 & echo $!; exec sleep 30"), e));
-  pid_t esc = static_cast<pid_t>(std::stol(read_line(e.out)));
+  pid_t esc = read_pid_line(e.out);
   ASSERT_TRUE(eventually([&] { return getsid(esc) == esc; }));
   ASSERT_EQ(frame::send_frame(e.ctl, frame::SignalFrame{SIGKILL}), 0);
   expect_exit(e);
@@ -523,7 +233,7 @@ TEST_F(Kernels, WithoutCgroupV2ProcessGroupsAndPdeathsigStillHold) {
 
   // The spawner's death takes the children with it (PDEATHSIG).
   Handle last;
-  ASSERT_NO_FATAL_FAILURE(start(encode("/bin/sleep", {"sleep", "30"}), last));
+  ASSERT_NO_FATAL_FAILURE(start({"/bin/sleep", {"sleep", "30"}}, last));
   kill(pid_, SIGKILL);
   EXPECT_TRUE(eventually([&] { return dead(last.pid); })) << "the child outlived the spawner";
 }
@@ -536,13 +246,13 @@ TEST_F(Kernels, WithoutCgroupV2ProcessGroupsAndPdeathsigStillHold) {
 TEST_F(Faults, PipeEmfileIsAnErrorAndLeaksNothing) {
   ASSERT_NO_FATAL_FAILURE(start_spawner(injected_with({"CORRAL_FAULT=pipe2:EMFILE:7:1"})));
   ASSERT_NO_FATAL_FAILURE(round_trip());
-  auto before = fds_of(pid_);
-  expect_error(encode("/bin/true", {"true"}), EMFILE, "pipe");
+  auto before = open_fds(pid_);
+  expect_error(encode({"/bin/true", {"true"}}), EMFILE, "pipe");
   EXPECT_EQ(injected(), "pipe2 EMFILE\n");
   expect_fds_back(before);
   ASSERT_NO_FATAL_FAILURE(round_trip());
   expect_fds_back(before);
-  EXPECT_TRUE(live_children_of(pid_).empty());
+  EXPECT_TRUE(live_children().empty());
 }
 
 // clone failing with ENOMEM or EAGAIN (memory, or RLIMIT_NPROC). clone3 is
@@ -554,11 +264,12 @@ TEST_F(Faults, CloneFailuresAreErrorsAndLeakNothing) {
     ASSERT_NO_FATAL_FAILURE(start_spawner(injected_with(
         {std::string("CORRAL_FAULT=clone:") + e + ":1:1"}, {"--syscalls", "clone3"})));
     ASSERT_NO_FATAL_FAILURE(round_trip());
-    auto before = fds_of(pid_);
+    auto before = open_fds(pid_);
     std::string why, own = writable_v2_dir(why);
     std::string base = own.empty() ? "" : own + "/corral." + std::to_string(pid_);
     size_t leaves = base.empty() ? 0 : subdirs(base).size();
-    expect_error(encode("/bin/true", {"true"}), strcmp(e, "ENOMEM") == 0 ? ENOMEM : EAGAIN, "fork");
+    expect_error(encode({"/bin/true", {"true"}}), strcmp(e, "ENOMEM") == 0 ? ENOMEM : EAGAIN,
+                 "fork");
     EXPECT_EQ(injected(), std::string("clone ") + e + "\n");
     expect_fds_back(before);
     if (!base.empty()) {
@@ -568,11 +279,8 @@ TEST_F(Faults, CloneFailuresAreErrorsAndLeakNothing) {
     }
     ASSERT_NO_FATAL_FAILURE(round_trip());
     expect_fds_back(before);
-    EXPECT_TRUE(live_children_of(pid_).empty());
+    EXPECT_TRUE(live_children().empty());
     stop_spawner();
-    TearDown();
-    log_.clear();
-    fault_log_.clear();
   }
 }
 
@@ -582,13 +290,13 @@ TEST_F(Faults, CloneFailuresAreErrorsAndLeakNothing) {
 TEST_F(Faults, FdsOnAFullSocketEndsTheRequestAndTheChild) {
   ASSERT_NO_FATAL_FAILURE(start_spawner(injected_with({"CORRAL_FAULT=sendmsg:EAGAIN:2:1"})));
   ASSERT_NO_FATAL_FAILURE(round_trip());  // Fds, Exit: 2 sends
-  auto before = fds_of(pid_);
-  unique_fd ctl(send_spawn(encode("/bin/sleep", {"sleep", "30"})));
+  auto before = open_fds(pid_);
+  unique_fd ctl(send_spawn(encode({"/bin/sleep", {"sleep", "30"}})));
   frame::Frame f;
   std::vector<int> fds;
-  EXPECT_EQ(recv(ctl.get(), f, fds), 0) << describe_frame(f);
+  EXPECT_EQ(recv(ctl.get(), f, fds), 0) << describe(f);
   EXPECT_EQ(injected(), "sendmsg EAGAIN\n");
-  EXPECT_TRUE(eventually([&] { return live_children_of(pid_).empty(); }, 8000ms))
+  EXPECT_TRUE(eventually([&] { return live_children().empty(); }, 8000ms))
       << "the child whose Fds was lost still runs";
   expect_fds_back(before);
   EXPECT_NE(spawner_log().find("cannot send Fds"), std::string::npos) << spawner_log();
@@ -602,9 +310,9 @@ TEST_F(Faults, UnwatchableExecStatusIsWaitedFor) {
   // socket, pidfd. The 6th is the second spawn's status pipe.
   ASSERT_NO_FATAL_FAILURE(start_spawner(injected_with({"CORRAL_FAULT=epoll_ctl:ENOMEM:5:1"})));
   ASSERT_NO_FATAL_FAILURE(round_trip());
-  auto before = fds_of(pid_);
+  auto before = open_fds(pid_);
   Handle h;
-  ASSERT_NO_FATAL_FAILURE(start(encode("/bin/echo", {"echo", "waited"}), h));
+  ASSERT_NO_FATAL_FAILURE(start({"/bin/echo", {"echo", "waited"}}, h));
   EXPECT_EQ(read_all(h.out), "waited\n");
   EXPECT_EQ(expect_exit(h), 0);
   EXPECT_EQ(injected(), "epoll_ctl ENOMEM\n");
@@ -619,11 +327,11 @@ TEST_F(Faults, SpawnerDyingMidRequestEndsTheRequestAndItsChildren) {
   // recvmsg: 1 for the first request, 1 that finds no second (EAGAIN).
   ASSERT_NO_FATAL_FAILURE(start_spawner(injected_with({"CORRAL_FAULT=recvmsg:die:2:1"})));
   Handle running;
-  ASSERT_NO_FATAL_FAILURE(start(encode("/bin/sleep", {"sleep", "30"}), running));
-  unique_fd ctl(send_spawn(encode("/bin/true", {"true"})));
+  ASSERT_NO_FATAL_FAILURE(start({"/bin/sleep", {"sleep", "30"}}, running));
+  unique_fd ctl(send_spawn(encode({"/bin/true", {"true"}})));
   frame::Frame f;
   std::vector<int> fds;
-  EXPECT_EQ(recv(ctl.get(), f, fds), 0) << describe_frame(f);
+  EXPECT_EQ(recv(ctl.get(), f, fds), 0) << describe(f);
   int st = 0;
   ASSERT_EQ(waitpid(pid_, &st, 0), pid_);
   pid_ = -1;

@@ -1,37 +1,24 @@
 // End-to-end tests of the corral_spawner binary over its socket protocol.
 #include <dirent.h>
-#include <ei.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <boost/process/args.hpp>
-#include <boost/process/child.hpp>
-#include <boost/process/exception.hpp>
-#include <boost/process/exe.hpp>
-#include <boost/process/extend.hpp>
-#include <boost/process/io.hpp>
-#include <boost/process/posix.hpp>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <fstream>
-#include <memory>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cgroup.h"
-#include "child.h"
+#include "fd.h"
 #include "frame.h"
 #include "spawn_support.h"
 
@@ -39,114 +26,8 @@ namespace corral {
 namespace {
 
 using namespace std::chrono_literals;
-namespace bp = boost::process;
+using namespace harness;
 using Clock = std::chrono::steady_clock;
-
-struct Request {
-  std::string path;
-  std::vector<std::string> argv;
-  std::vector<std::string> env = {"PATH=/usr/bin:/bin"};
-  long kill_timeout = -1;  // -1: leave out
-  const char* stderr_mode = nullptr;
-};
-
-std::string encode(const Request& r) {
-  ei_x_buff x;
-  ei_x_new_with_version(&x);
-  ei_x_encode_map_header(&x, 3 + (r.kill_timeout >= 0) + (r.stderr_mode != nullptr));
-  ei_x_encode_atom(&x, "path");
-  ei_x_encode_binary(&x, r.path.data(), static_cast<int>(r.path.size()));
-  for (auto [key, list] : {std::pair{"argv", &r.argv}, {"env", &r.env}}) {
-    ei_x_encode_atom(&x, key);
-    if (!list->empty()) ei_x_encode_list_header(&x, static_cast<long>(list->size()));
-    for (const auto& s : *list) ei_x_encode_binary(&x, s.data(), static_cast<int>(s.size()));
-    ei_x_encode_empty_list(&x);
-  }
-  if (r.kill_timeout >= 0) {
-    ei_x_encode_atom(&x, "kill_timeout");
-    ei_x_encode_long(&x, r.kill_timeout);
-  }
-  if (r.stderr_mode) {
-    ei_x_encode_atom(&x, "stderr");
-    ei_x_encode_atom(&x, r.stderr_mode);
-  }
-  std::string out(x.buff, static_cast<size_t>(x.index));
-  ei_x_free(&x);
-  return out;
-}
-
-Request sh(const std::string& script) { return {"/bin/sh", {"sh", "-c", script}}; }
-
-// Polls fd for input for at most `timeout`; true if readable (or hung up).
-bool readable(int fd, std::chrono::milliseconds timeout) {
-  pollfd p{fd, POLLIN, 0};
-  int n;
-  do {
-    n = poll(&p, 1, static_cast<int>(timeout.count()));
-  } while (n < 0 && errno == EINTR);
-  return n > 0;
-}
-
-std::string read_all(int fd) {
-  std::string s;
-  char buf[4096];
-  for (;;) {
-    if (!readable(fd, 5000ms)) return s + "<timeout>";
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return s;
-    s.append(buf, static_cast<size_t>(n));
-  }
-}
-
-// Polls cond every 5 ms until it holds or `limit` passes.
-template <typename F>
-bool eventually(F cond, std::chrono::milliseconds limit = 3000ms) {
-  auto end = Clock::now() + limit;
-  while (!cond()) {
-    if (Clock::now() > end) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
-
-bool gone(pid_t pid) { return kill(pid, 0) < 0 && errno == ESRCH; }
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// Gone, or a zombie: it runs no more code. (A process killed through its
-// cgroup leaves it a moment before it becomes a zombie, hence the retries.)
-bool dead(pid_t pid) {
-  for (int i = 0; i < 20; i++) {
-    if (gone(pid)) return true;
-    std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
-    size_t paren = stat.rfind(')');
-    if (paren != std::string::npos && paren + 2 < stat.size() &&
-        (stat[paren + 2] == 'Z' || stat[paren + 2] == 'X'))
-      return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return false;
-}
-
-// Reaps our child pid if it ends within 3 s; otherwise SIGKILLs it, reaps
-// it and returns false.
-bool reaped_in_time(pid_t pid, int& st) {
-  if (eventually([&] { return waitpid(pid, &st, WNOHANG) == pid; })) return true;
-  kill(pid, SIGKILL);
-  waitpid(pid, &st, 0);
-  return false;
-}
-
-bool exists(const std::string& path) {
-  struct stat st;
-  return stat(path.c_str(), &st) == 0;
-}
 
 // A leaf after Exit: removed, or kept empty for reuse.
 bool gone_or_empty(const std::string& leaf) {
@@ -156,226 +37,14 @@ bool gone_or_empty(const std::string& leaf) {
   return !std::getline(f, line);
 }
 
-// Our own v2 cgroup directory, which the spawner inherits, if we may make
-// cgroups in it; otherwise "" and why.
-std::string writable_v2_dir(std::string& why) {
-  if (geteuid() != 0) {
-    why = "needs root to create cgroups";
-    return "";
-  }
-  std::string own;
-  if (int rc = spawner::cgroup::own_v2_dir(own); rc < 0) {
-    why = std::string("no cgroup v2 tree: ") + strerror(-rc);
-    return "";
-  }
-  std::string probe = own + "/corral-test-probe." + std::to_string(getpid());
-  if (mkdir(probe.c_str(), 0755) < 0) {
-    why = "cannot write the cgroup v2 tree at " + own + ": " + strerror(errno);
-    return "";
-  }
-  rmdir(probe.c_str());
-  return own;
-}
-
-// The pid printed on the first line of fd (not read to EOF: others hold it).
-pid_t read_pid_line(int fd) {
-  std::string line;
-  char c;
-  while (readable(fd, 5000ms) && read(fd, &c, 1) == 1 && c != '\n') line += c;
-  return line.empty() ? -1 : static_cast<pid_t>(std::stol(line));
-}
-
 // A shell whose background job calls setsid: it leaves the process group
 // and the session. setsid(1) does not fork, since a background job of a
 // non-interactive shell is not a group leader, so $! is the escapee's pid.
 std::string escape_script(const std::string& then) { return "setsid sleep 30 & echo $!; " + then; }
 
-// pid's open fds, each with what /proc says it is (its link target).
-std::vector<std::pair<int, std::string>> open_fds(pid_t pid) {
-  std::vector<std::pair<int, std::string>> out;
-  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-  DIR* d = opendir(dir.c_str());
-  if (!d) return out;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    char target[256] = {};
-    ssize_t n = readlink((dir + "/" + e->d_name).c_str(), target, sizeof target - 1);
-    out.emplace_back(atoi(e->d_name), n > 0 ? target : "");
-  }
-  closedir(d);
-  return out;
-}
-
-// The pids whose parent is ppid (zombies included), from /proc.
-std::vector<pid_t> children_of(pid_t ppid) {
-  std::vector<pid_t> out;
-  DIR* d = opendir("/proc");
-  if (!d) return out;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    std::string stat = slurp(std::string("/proc/") + e->d_name + "/stat");
-    size_t paren = stat.rfind(')');
-    if (paren == std::string::npos) continue;
-    std::istringstream rest(stat.substr(paren + 1));
-    std::string state;
-    long parent = 0;
-    rest >> state >> parent;
-    if (parent == ppid) out.push_back(static_cast<pid_t>(atol(e->d_name)));
-  }
-  closedir(d);
-  return out;
-}
-
-// A child as the driver sees it: its control socket and pipe ends.
-struct Handle {
-  int ctl = -1;
-  pid_t pid = -1;
-  int in = -1, out = -1, err = -1;
-  std::string cgroup;  // the Fds payload
-  ~Handle() {
-    for (int fd : {ctl, in, out, err})
-      if (fd >= 0) close(fd);
-  }
-  Handle() = default;
-  Handle(const Handle&) = delete;
-  Handle& operator=(const Handle&) = delete;
-};
-
-class SpawnerTest : public ::testing::Test {
+class SpawnerTest : public SpawnerFixture {
  protected:
   void SetUp() override { start_spawner(); }
-
-  // Starts a spawner on a fresh request socket (its fd 3), its stderr going
-  // to a file; nofile_soft > 0 sets its RLIMIT_NOFILE soft limit first, as a
-  // VM might.
-  void start_spawner(rlim_t nofile_soft = 0, rlim_t nofile_hard = 0) {
-    int sp[2];
-    ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
-    // dup2 onto fd 3 clears close-on-exec, unless the socket is fd 3 already.
-    unique_fd theirs(fcntl(sp[1], F_DUPFD_CLOEXEC, 10));
-    close(sp[1]);
-    ASSERT_TRUE(theirs);
-    char tmpl[] = "/tmp/corral_spawner_stderr.XXXXXX";
-    int log = mkstemp(tmpl);
-    ASSERT_GE(log, 0);
-    close(log);
-    stderr_path_ = tmpl;
-    auto limits = bp::extend::on_exec_setup([=](auto&) {
-      if (nofile_soft == 0 && nofile_hard == 0) return;
-      rlimit rl{};
-      getrlimit(RLIMIT_NOFILE, &rl);
-      if (nofile_hard > 0) rl.rlim_max = nofile_hard;
-      rl.rlim_cur = nofile_soft > 0 ? nofile_soft : rl.rlim_max;
-      if (setrlimit(RLIMIT_NOFILE, &rl) < 0) _exit(125);
-    });
-    try {
-      spawner_ = std::make_unique<bp::child>(bp::exe = CORRAL_SPAWNER_PATH, bp::args = {"3"},
-                                             bp::posix::fd.bind(3, theirs.get()),
-                                             bp::std_err > stderr_path_, limits);
-    } catch (const bp::process_error& e) {
-      close(sp[0]);
-      FAIL() << "cannot start " << CORRAL_SPAWNER_PATH << ": " << e.what();
-    }
-    pid_ = spawner_->id();
-    req_ = sp[0];
-  }
-
-  void TearDown() override {
-    stop_spawner();
-    // What the spawner logged goes on to our stderr, as if it were its own.
-    if (std::string log = slurp_stderr(); !log.empty()) fputs(log.c_str(), stderr);
-    if (!stderr_path_.empty()) unlink(stderr_path_.c_str());
-  }
-
-  // What the spawner has written to its stderr so far.
-  std::string slurp_stderr() const { return stderr_path_.empty() ? "" : slurp(stderr_path_); }
-
-  // True if the spawner exits within limit; st is then its wait status.
-  bool spawner_exits_within(std::chrono::milliseconds limit, int& st) {
-    if (!spawner_) return false;
-    // wait_for on a process that exited before the call sleeps the whole
-    // limit in Boost 1.74 (docs/DECISIONS.md, D38): ask first.
-    if (spawner_->running()) {
-      std::error_code ec;
-      if (!spawner_->wait_for(limit, ec) || ec) return false;
-    }
-    st = spawner_->native_exit_code();
-    return true;
-  }
-
-  // Closes the request socket and waits for the spawner to exit.
-  void stop_spawner() {
-    if (req_ >= 0) close(req_);
-    req_ = -1;
-    if (spawner_) {
-      int st;
-      bool exited = spawner_exits_within(3000ms, st);
-      if (!exited) {
-        std::error_code ec;
-        spawner_->terminate(ec);  // SIGKILL and reap
-      }
-      EXPECT_TRUE(exited) << "spawner did not exit after request EOF";
-    }
-    spawner_.reset();
-    pid_ = -1;
-  }
-
-  // Where the spawner puts its children's leaves.
-  std::string base(const std::string& own) const { return own + "/corral." + std::to_string(pid_); }
-
-  // Sends a Spawn frame with a fresh control socket; returns our end.
-  int send_spawn(const std::string& payload, bool attach_ctl = true) const {
-    int cp[2];
-    EXPECT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cp), 0);
-    EXPECT_EQ(frame::send_frame(req_, frame::SpawnFrame{payload, ""}, &cp[1], attach_ctl ? 1 : 0),
-              0);
-    close(cp[1]);
-    return cp[0];
-  }
-
-  // Receives one frame on ctl within `timeout`; returns recv_frame's result.
-  static int recv(int ctl, frame::Frame& f, std::vector<int>& fds,
-                  std::chrono::milliseconds timeout = 5000ms) {
-    if (!readable(ctl, timeout)) return -ETIMEDOUT;
-    return frame::recv_frame(ctl, f, fds);
-  }
-
-  // What an unexpected frame says, for failure messages.
-  static std::string describe(const frame::Frame& f) {
-    if (auto* e = std::get_if<frame::ErrorFrame>(&f))
-      return "Error: errno " + std::to_string(e->err) + " at " + e->stage;
-    return "type " + std::to_string(static_cast<unsigned>(frame::type_of(f)));
-  }
-
-  // Spawns r and expects Fds; fills h.
-  void start(const Request& r, Handle& h) {
-    h.ctl = send_spawn(encode(r));
-    frame::Frame f;
-    std::vector<int> fds;
-    ASSERT_EQ(recv(h.ctl, f, fds), 1);
-    auto* got = std::get_if<frame::FdsFrame>(&f);
-    ASSERT_TRUE(got) << describe(f);
-    h.pid = got->os_pid;
-    h.cgroup = got->leaf;
-    size_t i = 0;
-    if (got->pipes & frame::kFdStdin) h.in = fds.at(i++);
-    if (got->pipes & frame::kFdStdout) h.out = fds.at(i++);
-    if (got->pipes & frame::kFdStderr) h.err = fds.at(i++);
-    ASSERT_EQ(i, fds.size());
-  }
-
-  // Waits for the Exit frame and then EOF on ctl; returns the wait status.
-  int expect_exit(const Handle& h, std::chrono::milliseconds timeout = 5000ms) {
-    frame::Frame f;
-    std::vector<int> fds;
-    EXPECT_EQ(recv(h.ctl, f, fds, timeout), 1);
-    auto* exit = std::get_if<frame::ExitFrame>(&f);
-    EXPECT_TRUE(exit) << describe(f);
-    EXPECT_TRUE(fds.empty());
-    frame::Frame eof;
-    EXPECT_EQ(recv(h.ctl, eof, fds, 2000ms), 0) << "ctl not closed after Exit";
-    return exit ? exit->wait_status : -1;
-  }
 
   // Sends n Spawn requests for `sh -c "exit status(i)"` before reading any
   // answer, then expects each to get its Fds and then its own exit status.
@@ -406,17 +75,6 @@ class SpawnerTest : public ::testing::Test {
     ASSERT_TRUE(eventually([&] { return getsid(esc) == esc; }))
         << "the escapee did not leave the session";
   }
-
-  void send_ctl(const Handle& h, const frame::Frame& f) {
-    ASSERT_EQ(frame::send_frame(h.ctl, f), 0);
-  }
-
-  bool spawner_alive() { return spawner_ && spawner_->running(); }
-
-  std::unique_ptr<bp::child> spawner_;
-  pid_t pid_ = -1;  // spawner_'s
-  int req_ = -1;
-  std::string stderr_path_;
 };
 
 TEST_F(SpawnerTest, EchoHello) {
@@ -509,7 +167,7 @@ TEST_F(SpawnerTest, RepeatedBadRequestsAreLoggedOnce) {
     EXPECT_EQ(err->stage, "decode");
   }
   // Logged before each Error was sent: all there by now.
-  std::istringstream log(slurp_stderr());
+  std::istringstream log(spawner_log());
   int lines = 0;
   for (std::string line; std::getline(log, line);) {
     if (line.find("bad spawn request") == std::string::npos) continue;
@@ -571,7 +229,7 @@ TEST_F(SpawnerTest, OwnerGoneDuringTheSpawnIsSilentAndTheChildIsStillReaped) {
   Handle first;
   start({"/bin/true", {"true"}}, first);
   expect_exit(first);
-  size_t logged = slurp_stderr().size();
+  size_t logged = spawner_log().size();
   // Owners killed during their spawn: the control socket's peer is closed
   // before the spawner sends Fds (or, for a failed exec, Error).
   for (int i = 0; i < 8; i++) {
@@ -599,22 +257,21 @@ TEST_F(SpawnerTest, OwnerGoneDuringTheSpawnIsSilentAndTheChildIsStillReaped) {
       closedir(d);
     }
   }
-  EXPECT_EQ(slurp_stderr().substr(logged), "") << "an owner going away is not for the VM's stderr";
+  EXPECT_EQ(spawner_log().substr(logged), "") << "an owner going away is not for the VM's stderr";
 }
 
 TEST_F(SpawnerTest, ExitWaitsForTheWholeGroup) {
   Handle h;
   start(sh("sleep 30 & echo $!; exit 0"), h);
   // Read the background pid line (not to EOF: the sleep holds stdout).
-  std::string line;
-  char c;
-  while (readable(h.out, 5000ms) && read(h.out, &c, 1) == 1 && c != '\n') line += c;
-  pid_t bg = static_cast<pid_t>(std::stol(line));
+  pid_t bg = read_pid_line(h.out);
+  ASSERT_GT(bg, 0);
   int st = expect_exit(h);
   ASSERT_TRUE(WIFEXITED(st));
   EXPECT_EQ(WEXITSTATUS(st), 0);
   EXPECT_TRUE(gone(bg)) << "Exit sent while the background sleep lives";
   ASSERT_TRUE(readable(h.out, 0ms)) << "stdout not at EOF when Exit arrived";
+  char c;
   EXPECT_EQ(read(h.out, &c, 1), 0);
 }
 
@@ -696,7 +353,7 @@ TEST_F(SpawnerTest, ExitsAreFoundWhenPidfdsGiveWay) {
   // ones take it from others or go without, and their exits are found by
   // scanning. Every child must still get its own Exit.
   stop_spawner();
-  start_spawner(0, 420);
+  start_spawner({.nofile_hard = 420});
   constexpr int kN = 60;
   std::vector<Handle> hs(kN);
   auto count_pidfds = [&] {
@@ -753,10 +410,10 @@ TEST_F(SpawnerTest, RequestEofKillsChildrenAndExits) {
 
 // The leaf named by the Fds payload holds the child; the escapee is in it too.
 void expect_in_leaf(const std::string& own, const std::string& base, const Handle& h, pid_t esc) {
-  ASSERT_FALSE(h.cgroup.empty()) << "no leaf cgroup in the Fds payload";
-  EXPECT_EQ(h.cgroup.rfind(base + "/", 0), 0u) << h.cgroup << " is not under " << base;
-  EXPECT_TRUE(exists(h.cgroup + "/cgroup.procs"));
-  std::string procs = slurp(h.cgroup + "/cgroup.procs");
+  ASSERT_FALSE(h.leaf.empty()) << "no leaf cgroup in the Fds payload";
+  EXPECT_EQ(h.leaf.rfind(base + "/", 0), 0u) << h.leaf << " is not under " << base;
+  EXPECT_TRUE(exists(h.leaf + "/cgroup.procs"));
+  std::string procs = slurp(h.leaf + "/cgroup.procs");
   EXPECT_NE(procs.find(std::to_string(h.pid) + "\n"), std::string::npos) << procs;
   EXPECT_NE(procs.find(std::to_string(esc) + "\n"), std::string::npos) << procs;
   EXPECT_TRUE(exists(own));
@@ -775,7 +432,7 @@ TEST_F(SpawnerTest, StopKillsAnEscapeeBeforeExit) {
   EXPECT_TRUE(dead(esc)) << "Exit sent while the escapee " << esc << " lives";
   ASSERT_TRUE(WIFSIGNALED(st));
   EXPECT_EQ(WTERMSIG(st), SIGTERM);
-  EXPECT_FALSE(exists(h.cgroup)) << "leaf " << h.cgroup << " left after Exit";
+  EXPECT_FALSE(exists(h.leaf)) << "leaf " << h.leaf << " left after Exit";
   kill(esc, SIGKILL);
 }
 
@@ -794,7 +451,7 @@ TEST_F(SpawnerTest, LeaderExitKillsAnEscapeeBeforeExit) {
   EXPECT_TRUE(dead(esc)) << "Exit sent while the escapee " << esc << " lives";
   ASSERT_TRUE(WIFEXITED(st));
   EXPECT_EQ(WEXITSTATUS(st), 0);
-  EXPECT_FALSE(exists(h.cgroup));
+  EXPECT_FALSE(exists(h.leaf));
   ASSERT_TRUE(readable(h.out, 0ms)) << "stdout not at EOF when Exit arrived";
   kill(esc, SIGKILL);
 }
@@ -805,17 +462,17 @@ TEST_F(SpawnerTest, EachChildHasItsOwnLeaf) {
   Handle a, b;
   start({"/bin/sleep", {"sleep", "30"}}, a);
   start({"/bin/sleep", {"sleep", "30"}}, b);
-  EXPECT_NE(a.cgroup, b.cgroup);
-  EXPECT_TRUE(exists(a.cgroup));
-  EXPECT_TRUE(exists(b.cgroup));
+  EXPECT_NE(a.leaf, b.leaf);
+  EXPECT_TRUE(exists(a.leaf));
+  EXPECT_TRUE(exists(b.leaf));
   send_ctl(a, frame::SignalFrame{SIGKILL});
   expect_exit(a);
-  EXPECT_TRUE(gone_or_empty(a.cgroup));
-  EXPECT_TRUE(exists(b.cgroup)) << "the other child's leaf went too";
-  EXPECT_FALSE(gone_or_empty(b.cgroup)) << "the other child left its leaf";
+  EXPECT_TRUE(gone_or_empty(a.leaf));
+  EXPECT_TRUE(exists(b.leaf)) << "the other child's leaf went too";
+  EXPECT_FALSE(gone_or_empty(b.leaf)) << "the other child left its leaf";
   send_ctl(b, frame::SignalFrame{SIGKILL});
   expect_exit(b);
-  EXPECT_TRUE(gone_or_empty(b.cgroup));
+  EXPECT_TRUE(gone_or_empty(b.leaf));
 }
 
 // A child that made cgroups of its own in its leaf (as a nested VM's
@@ -832,11 +489,11 @@ TEST_F(SpawnerTest, LeafWithTheChildsOwnSubgroupsIsRemovedNotReused) {
         a);
   int st = expect_exit(a);
   ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "the child could not mkdir";
-  EXPECT_FALSE(exists(a.cgroup + "/nested")) << "the child's subgroup was left behind";
-  EXPECT_FALSE(exists(a.cgroup)) << "a leaf with subgroups was kept for reuse";
+  EXPECT_FALSE(exists(a.leaf + "/nested")) << "the child's subgroup was left behind";
+  EXPECT_FALSE(exists(a.leaf)) << "a leaf with subgroups was kept for reuse";
   Handle b;
   start({"/bin/true", {"true"}}, b);
-  EXPECT_NE(b.cgroup, a.cgroup);
+  EXPECT_NE(b.leaf, a.leaf);
   expect_exit(b);
 }
 
@@ -850,18 +507,18 @@ TEST_F(SpawnerTest, CleanLeavesAreReusedKilledOnesAreNot) {
   start({"/bin/true", {"true"}}, a);
   int st = expect_exit(a);
   ASSERT_TRUE(WIFEXITED(st));
-  ASSERT_TRUE(exists(a.cgroup)) << "a clean leaf was not kept";
+  ASSERT_TRUE(exists(a.leaf)) << "a clean leaf was not kept";
   Handle b;
   pid_t esc = -1;
   ASSERT_NO_FATAL_FAILURE(start_escaping("exec sleep 30", b, esc));
-  EXPECT_EQ(b.cgroup, a.cgroup) << "the clean leaf was not reused";
+  EXPECT_EQ(b.leaf, a.leaf) << "the clean leaf was not reused";
   send_ctl(b, frame::SignalFrame{SIGKILL});  // the group dies, the escapee lives on
   expect_exit(b);
   EXPECT_TRUE(dead(esc));
-  EXPECT_FALSE(exists(b.cgroup)) << "a killed leaf was kept";
+  EXPECT_FALSE(exists(b.leaf)) << "a killed leaf was kept";
   Handle c;
   start({"/bin/true", {"true"}}, c);
-  EXPECT_NE(c.cgroup, b.cgroup);
+  EXPECT_NE(c.leaf, b.leaf);
   expect_exit(c);
 }
 
@@ -928,7 +585,7 @@ TEST_F(SpawnerTest, ChildGetsTheNofileLimitTheSpawnerStartedWith) {
   if (ours.rlim_max != RLIM_INFINITY && ours.rlim_max <= 512)
     GTEST_SKIP() << "hard RLIMIT_NOFILE " << ours.rlim_max << " leaves no room to raise";
   stop_spawner();
-  start_spawner(512);
+  start_spawner({.nofile_soft = 512});
   Handle h;
   start(sh("ulimit -n"), h);
   EXPECT_EQ(read_all(h.out), "512\n");

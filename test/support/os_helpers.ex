@@ -38,6 +38,20 @@ defmodule Corral.Test.OS do
   @doc "Number of open fds of this VM."
   def vm_fd_count, do: length(File.ls!("/proc/self/fd"))
 
+  @doc "Number of open fds of process `pid`."
+  def fd_count(pid), do: length(File.ls!("/proc/#{pid}/fd"))
+
+  @doc "Resident set size of process `pid` (or \"self\"), in KiB."
+  def rss_kb(pid) do
+    "/proc/#{pid}/status"
+    |> File.read!()
+    |> String.split("\n")
+    |> Enum.find_value(fn
+      "VmRSS:" <> rest -> rest |> String.trim() |> String.split() |> hd() |> String.to_integer()
+      _ -> nil
+    end)
+  end
+
   @doc "Zombie children of this VM and of the spawner."
   def zombies do
     for dir <- File.ls!("/proc"),
