@@ -625,7 +625,7 @@ TEST_F(SpawnerScaleTest, NoChildOutlivesItsOwnerAmidChurn) {
   raised.rlim_cur = ours.rlim_max;
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &raised), 0);
   stop_spawner();
-  start_spawner(0, kLimit);
+  start_spawner({.nofile_hard = kLimit});
   std::vector<Handle> hs(kN);
   std::vector<pid_t> long_lived;
   // Every third child exits at once; the rest would run for a minute.
