@@ -57,7 +57,10 @@ defmodule Corral.ChaosTest do
           IO.puts("chaos: no cgroup leaves here, so no setsid escapees") && @kinds -- [:escape]
 
     # Daemons and Corral.Process servers whose owners are killed log it.
+    # on_exit restores the level even when a caller fails, so that the
+    # log-capturing tests after this one are not affected.
     level = Logger.level()
+    on_exit(fn -> Logger.configure(level: level) end)
     Logger.configure(level: :none)
 
     before = %{
