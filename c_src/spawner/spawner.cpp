@@ -644,21 +644,23 @@ void Spawner::finish(pid_t pid) {
   // The OOM killer leaves its count in the leaf that held the memory limit.
   bool oom = c->leaf && cgroup::oom_kills(c->leaf.path()) > 0;
   for (const cgroup::Dir& v1 : c->v1_leaves) oom = oom || cgroup::oom_kills(v1.path()) > 0;
+  clear_deadline(*c);
+  draining_.erase(pid);
+  // The leaves go before the Exit: an owner that has the terminal message
+  // finds no directory of this child left (a pooled leaf is kept, empty).
+  bool killed = c->leaf_killed;
+  leaves_.release(c->leaf, c->leaf_killed || c->leaf_private);
+  for (cgroup::Dir& v1 : c->v1_leaves)
+    if (int rc = v1.remove(); rc < 0)
+      kill_failed_("cannot remove cgroup %s: %s", v1.path().c_str(), strerror(-rc));
+  if (killed) placer_.sweep();
   if (c->ctl) {
     if (int rc = frame::send_frame(c->ctl.get(), frame::ExitFrame{c->status, oom});
         rc < 0 && !owner_gone_error(rc))
       send_failed_("cannot send Exit for pid %d: %s", static_cast<int>(pid), strerror(-rc));
     (void)epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, c->ctl.get(), nullptr);
   }
-  clear_deadline(*c);
-  draining_.erase(pid);
-  bool killed = c->leaf_killed;
-  leaves_.release(c->leaf, c->leaf_killed || c->leaf_private);
-  for (cgroup::Dir& v1 : c->v1_leaves)
-    if (int rc = v1.remove(); rc < 0)
-      kill_failed_("cannot remove cgroup %s: %s", v1.path().c_str(), strerror(-rc));
   children_.erase(pid);
-  if (killed) placer_.sweep();
 }
 
 void Spawner::kill_everything() {
