@@ -213,51 +213,6 @@ struct Plan {
   child_exit();
 }
 
-// The kernel's struct linux_dirent64, for the raw getdents64.
-struct Dirent64 {
-  uint64_t ino;
-  int64_t off;
-  unsigned short reclen;
-  unsigned char type;
-  char name[1];
-};
-
-// Kernels without close_range(CLOSE_RANGE_CLOEXEC) (before 5.11): closes
-// every fd above 2 but keep. The fds /proc/self/fd lists are closed, so the
-// cost follows the fds open, not the fd limit (which the spawner raises to
-// the hard limit, up to 2^20); without /proc, every fd below max_fd.
-CORRAL_CHILD_CODE void close_above_2(unsigned long max_fd, int keep) {
-  long dir = sys(SYS_openat, AT_FDCWD, arg("/proc/self/fd"), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) {
-    for (unsigned long fd = 3; fd < max_fd; fd++)
-      if (static_cast<int>(fd) != keep) (void)sys(SYS_close, static_cast<long>(fd));
-    return;
-  }
-  alignas(8) char buf[2048];
-  for (;;) {
-    long n = sys(SYS_getdents64, dir, arg(buf), sizeof buf);
-    if (n <= 0) break;
-    bool closed = false;
-    for (long at = 0; at < n;) {
-      const auto* d = reinterpret_cast<const Dirent64*>(buf + at);
-      // The kernel filled buf (getdents64), which the analyzer cannot see.
-      at += d->reclen;  // NOLINT(clang-analyzer-core.uninitialized.Assign)
-      long fd = 0;
-      const char* c = d->name;
-      if (*c < '0' || *c > '9') continue;  // "." and ".."
-      for (; *c >= '0' && *c <= '9'; c++) fd = fd * 10 + (*c - '0');
-      if (fd > 2 && fd != keep && fd != dir) {
-        (void)sys(SYS_close, fd);
-        closed = true;
-      }
-    }
-    // Closing changes the listing under our offset: read it again from the
-    // start until a pass closes nothing.
-    if (closed) (void)sys(SYS_lseek, dir, 0, SEEK_SET);
-  }
-  (void)sys(SYS_close, dir);
-}
-
 // Runs in the child between clone and execve: see the top of this file.
 [[noreturn]] CORRAL_CHILD_CODE void child_main(const Plan& p) {
   long rc;
@@ -347,7 +302,11 @@ CORRAL_CHILD_CODE void close_above_2(unsigned long max_fd, int keep) {
   if (p.cd && (rc = sys(SYS_chdir, arg(p.cd))) < 0) fail_child(status_fd, kChdir, rc);
 
   // Everything above 2 closes at exec; the status pipe stays usable until then.
-  if (sys(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) close_above_2(p.max_fd, status_fd);
+  if (sys(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+    for (unsigned long fd = 3; fd < p.max_fd; fd++) {
+      if (static_cast<int>(fd) != status_fd) (void)sys(SYS_close, static_cast<long>(fd));
+    }
+  }
 
   // The spawner's own soft limit is raised for scale; give the program the
   // one the spawner started with. Open fds above it stay valid until exec.
