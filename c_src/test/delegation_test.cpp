@@ -17,10 +17,13 @@
 
 #include "cgroup.h"
 #include "cgroup_info.h"
+#include "spawn_support.h"
 #include "sysfs.h"
 
 namespace corral::spawner::cgroup {
 namespace {
+
+using harness::as_nobody;
 
 constexpr uid_t kNobody = 65534;
 
@@ -132,38 +135,6 @@ TEST(Describe, NoV2) {
   EXPECT_NE(term.find("controllers => #{}"), std::string::npos) << term;
 }
 
-// Runs f in a child as nobody (after prepare, run as root) and returns what
-// it wrote to the pipe.
-template <typename Prepare, typename F>
-std::string as_nobody(Prepare prepare, F f) {
-  int p[2];
-  if (pipe(p) < 0) return "pipe failed";
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(p[0]);
-    std::string out;
-    if (!prepare()) {
-      out = "prepare failed";
-    } else if (setresgid(kNobody, kNobody, kNobody) < 0 ||
-               setresuid(kNobody, kNobody, kNobody) < 0) {
-      out = "setresuid failed";
-    } else {
-      out = f();
-    }
-    (void)!write(p[1], out.data(), out.size());
-    _exit(0);
-  }
-  close(p[1]);
-  std::string out;
-  char buf[512];
-  ssize_t n;
-  while ((n = read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  close(p[0]);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  return out;
-}
-
 TEST(DeniedFix, NamesTheGroupAndTheUid) {
   if (geteuid() != 0) {
     EXPECT_EQ(denied_fix("/g", -EACCES), "; delegate /g to uid " + std::to_string(geteuid()) +
@@ -172,8 +143,7 @@ TEST(DeniedFix, NamesTheGroupAndTheUid) {
   }
   EXPECT_EQ(denied_fix("/g", -EACCES), "");  // root's refusals come from elsewhere
   std::string out =
-      as_nobody([] { return true; },
-                [] { return denied_fix("/g", EPERM) + "|" + denied_fix("/g", -ENOENT); });
+      as_nobody([] { return denied_fix("/g", EPERM) + "|" + denied_fix("/g", -ENOENT); });
   EXPECT_EQ(out, "; delegate /g to uid 65534 (systemd Delegate=yes) or run as root|");
 }
 
@@ -195,17 +165,17 @@ class BaseAsNobody : public ::testing::Test {
   std::string make_base_in_dir() {
     std::string procs = dir_ + "/cgroup.procs";
     return as_nobody(
-        [&] {
-          int fd = open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-          bool ok = fd >= 0 && write(fd, "0", 1) == 1;
-          if (fd >= 0) close(fd);
-          return ok;
-        },
         [] {
           Dir base;
           std::string why;
           int rc = make_base(getpid(), base, why);
           return rc == 0 ? "ok " + base.path() : "error " + why;
+        },
+        [&] {
+          int fd = open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+          bool ok = fd >= 0 && write(fd, "0", 1) == 1;
+          if (fd >= 0) close(fd);
+          return ok;
         });
   }
   std::string dir_;

@@ -34,6 +34,7 @@ namespace {
 // --- request terms ------------------------------------------------------------
 
 using namespace terms;
+using harness::as_nobody;
 
 // The request map with path, argv and env added to `extra`.
 std::string map_term(Entries extra) {
@@ -465,37 +466,6 @@ TEST(IdentityChild, FailuresNameTheirStage) {
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(r.error, ENOENT);
   EXPECT_STREQ(r.stage, "uid");
-}
-
-// Runs fn in a forked process that has become nobody (no groups), and
-// returns what it wrote to the pipe it is given.
-std::string as_nobody(const std::function<std::string()>& fn) {
-  passwd* pw = getpwnam("nobody");
-  if (!pw) return "no nobody";
-  int p[2];
-  EXPECT_EQ(pipe(p), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(p[0]);
-    std::string out;
-    if (setgroups(0, nullptr) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
-        setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0) {
-      out = std::string("cannot become nobody: ") + strerror(errno);
-    } else {
-      out = fn();
-    }
-    (void)!write(p[1], out.data(), out.size());
-    _exit(0);
-  }
-  close(p[1]);
-  std::string out;
-  char buf[256];
-  ssize_t n;
-  while ((n = read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  close(p[0]);
-  int st;
-  waitpid(pid, &st, 0);
-  return out;
 }
 
 std::string outcome(const IdentitySpec& id, const std::optional<std::string>& cd = {},

@@ -3,7 +3,9 @@
 #include <dirent.h>
 #include <ei.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -97,6 +99,38 @@ std::string slurp(const std::string& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+std::string as_nobody(const std::function<std::string()>& body,
+                      const std::function<bool()>& before) {
+  passwd* pw = getpwnam("nobody");
+  if (!pw) return "no nobody";
+  int p[2];
+  if (pipe(p) < 0) return "pipe failed";
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(p[0]);
+    std::string out;
+    if (before && !before()) {
+      out = "prepare failed";
+    } else if (setgroups(0, nullptr) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
+               setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0) {
+      out = std::string("cannot become nobody: ") + strerror(errno);
+    } else {
+      out = body();
+    }
+    (void)!write(p[1], out.data(), out.size());
+    _exit(0);
+  }
+  close(p[1]);
+  std::string out;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  close(p[0]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return out;
 }
 
 bool exists(const std::string& path) {

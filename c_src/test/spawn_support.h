@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <string>
 #include <thread>
@@ -63,6 +64,11 @@ std::string read_line(int fd);
 pid_t read_pid_line(int fd);
 
 std::string slurp(const std::string& path);
+// Runs body in a forked child that first runs before (still as root; false
+// ends it with "prepare failed"), then becomes nobody with no supplementary
+// groups, and returns what body returned (or why it could not run).
+std::string as_nobody(const std::function<std::string()>& body,
+                      const std::function<bool()>& before = {});
 bool exists(const std::string& path);
 
 // No such process (reaped, or never there).
