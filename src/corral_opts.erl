@@ -59,6 +59,9 @@
 %% The child's pipes are enlarged to this (F_SETPIPE_SZ) so that one read or
 %% write, and one message, carries up to a quarter MiB; 0 keeps the kernel's.
 -define(DEFAULT_PIPE_SIZE, 262144).
+%% How long the spawner may hold back the start report of a cmd/3 child
+%% without input (see start_report/3).
+-define(CMD_REPORT_DELAY_MS, 5).
 -define(DEFAULT_MAX_LINE, 65536).
 %% A daemon logs a line whole up to this size; beyond, in pieces.
 -define(DEFAULT_DAEMON_MAX_LINE, 1048576).
@@ -305,7 +308,8 @@
     umask => 0..8#777,
     no_new_privs => true,
     cgroup => cgroup_request(),
-    memory_events => all | [memory_event(), ...]
+    memory_events => all | [memory_event(), ...],
+    report_delay => 1..1000
 }.
 
 %% The child's cgroups: every cgroup option in one shape. `settings' is a
@@ -579,7 +583,11 @@ do_normalize(Cmd, Args, Opts, Context, Allowed) ->
             Dir -> Request0#{cd => cd(Dir)}
         end,
     Request2 = maps:merge(Request1, identity(Get)),
-    Request = memory_events(Get(memory_events, false), cgroup_request(Get, Request2)),
+    Request = start_report(
+        Context,
+        Input,
+        memory_events(Get(memory_events, false), cgroup_request(Get, Request2))
+    ),
     MaxLine = pos_int(max_line_length, Get(max_line_length, default_max_line(Context))),
     Lines =
         case Context of
@@ -1057,6 +1065,17 @@ cgroup_request(Get, Request) ->
                 }
             }
     end.
+
+%% cmd/3 without input needs nothing from the child before it exits: not
+%% its pid, not its pipes (no byte is lost while they wait: the child's
+%% output stays in the pipe). So the spawner may hold the start report
+%% (the pid and the pipes) for a moment, and a child that exits within it
+%% costs the VM one wake-up (report, output and exit together) instead of
+%% three (report, end of output, exit). A child that runs longer is
+%% reported when the moment is over; its output waits that long at most.
+%% With input the child may wait on it, so nothing is held.
+start_report(cmd, none, Request) -> Request#{report_delay => ?CMD_REPORT_DELAY_MS};
+start_report(_Context, _Input, Request) -> Request.
 
 %% The request's `memory_events', present only when subscribed. The
 %% spawner watches the child's memory leaf, so there must be one.

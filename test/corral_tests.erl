@@ -372,6 +372,28 @@ opts_decisions_test() ->
         corral_opts:normalize("cat", [], [{max_line_length, 0}], stream)
     ).
 
+%% Only cmd/3 without input lets the spawner hold the start report back: it
+%% needs neither the pid nor the pipes before the child exits.
+report_delay(Opts, Context) ->
+    {ok, #{request := Request}} = corral_opts:normalize("cat", [], Opts, Context),
+    maps:get(report_delay, Request, none).
+
+start_report_decision_test() ->
+    ?assertMatch(D when is_integer(D) andalso D > 0, report_delay([], cmd)),
+    ?assertEqual(none, report_delay([{input, <<"x">>}], cmd)),
+    ?assertEqual(none, report_delay([], open)),
+    ?assertEqual(none, report_delay([], stream)),
+    ?assertEqual(none, report_delay([], process)).
+
+%% A child that fills its pipe while its report is held loses nothing: the
+%% report goes out when the delay ends, and the reading starts then.
+held_report_with_a_full_pipe_test() ->
+    Size = 4 * 1024 * 1024,
+    Script = "head -c " ++ integer_to_list(Size) ++ " /dev/zero; echo end",
+    {Out, 0} = corral:cmd("sh", ["-c", Script], []),
+    ?assertEqual(Size + 4, byte_size(Out)),
+    ?assertEqual(<<"end\n">>, binary:part(Out, Size, 4)).
+
 aliases_test() ->
     {ok, N} = corral_opts:normalize("true", [], [{delay_to_sigkill, 7}, {stdio_window, 9}], open),
     ?assertMatch(#{window := 9, request := #{kill_timeout := 7}}, N),

@@ -28,7 +28,8 @@ using Deadlines = std::multimap<Clock::time_point, pid_t>;
 
 // Where a child is in its life. The transitions:
 //
-//   Launching --exec'd--------------------> Running (Fds sent to the owner)
+//   Launching --exec'd--------------------> Running (Fds sent to the owner,
+//                                           or held: see report_held)
 //   Launching --failed before exec--------> (removed; Error sent)
 //   Running   --Stop, owner gone----------> Stopping (stop signal sent,
 //                                           SIGKILL at the deadline)
@@ -45,8 +46,15 @@ enum class ChildState { Launching, Running, Stopping, Draining };
 struct ChildRecord {
   pid_t pid = -1;  // also the process group id
   ChildState state = ChildState::Launching;
-  unique_fd ctl;             // the owner's control socket; empty once the owner is gone
-  Launch launch;             // Launching only: the exec-status pipe and the child's memory
+  unique_fd ctl;  // the owner's control socket; empty once the owner is gone
+  Launch launch;  // Launching only: the exec-status pipe and the child's memory
+  // The start report held back (SpawnSpec::report_delay_ms): the pipes it
+  // will carry, and when it goes at the latest. It always goes before any
+  // other frame for this child (Events, Exit).
+  int report_delay_ms = 0;
+  bool report_held = false;
+  Child held;
+  Clock::time_point report_due;
   cgroup::Dir leaf;          // empty when cgroups are not used
   bool leaf_killed = false;  // cgroup.kill'ed: never to be reused
   // Configured children (a CgroupSpec): the leaf carries settings or lies

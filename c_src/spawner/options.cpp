@@ -506,6 +506,7 @@ bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error
     kPipeSize = 512,
     kCgroup = 1024,
     kMemoryEvents = 2048,
+    kReportDelay = 4096,
   };
   unsigned seen = 0;
   unsigned identity_seen = 0;
@@ -596,6 +597,9 @@ bool decode_spawn_spec(std::string_view buf, SpawnSpec& spec, std::string& error
       if (!mark(kCgroup) || !cgroup_map(r, spec.cgroup, error)) return false;
     } else if (key == "memory_events") {
       if (!mark(kMemoryEvents) || !memory_events(r, spec.memory_events, error)) return false;
+    } else if (key == "report_delay") {
+      if (!mark(kReportDelay) || !integer_in(r, "report_delay", 1, 1000, v, error)) return false;
+      spec.report_delay_ms = static_cast<int>(v);
     } else if (is_identity_key(key)) {
       if (!identity_key(r, key, spec.identity, identity_seen, error)) return false;
     } else {

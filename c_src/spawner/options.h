@@ -82,6 +82,10 @@ struct SpawnSpec {
   IdentitySpec identity;
   CgroupSpec cgroup;
   MemoryEventsSpec memory_events;
+  // How long the start report (the Fds frame) may be held back after the
+  // exec, in ms; 0: sent at once. A child that exits meanwhile is reported
+  // with its Exit, in one wake-up of the owner's VM.
+  int report_delay_ms = 0;
 };
 
 // The RLIMIT_* number of a resource's name in the request ("nofile", "as",

@@ -36,6 +36,11 @@ constexpr auto kFinalWait = std::chrono::seconds(1);
 // Frames handled per readiness event, so one busy socket cannot starve others.
 constexpr int kBatch = 32;
 
+// Start reports held back at once, at most: each holds up to three pipe
+// ends in the fds below share_below_, where the children being started
+// need room. Beyond it a report goes out at once.
+constexpr size_t kMaxHeldReports = 64;
+
 bool set_nonblock(int fd) {
   int fl = fcntl(fd, F_GETFL);
   // The driver makes control sockets non-blocking already: one call, not two.
@@ -146,6 +151,7 @@ int Spawner::run() {
     }
     if (done_) break;
     leaves_.prepare_spare();
+    if (!held_reports_.empty()) release_due_reports();
     fire_deadlines();
     exits_.tick(Clock::now());
     if (!events_due_.empty()) poll_events();
@@ -223,6 +229,7 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
 
   auto c = std::make_unique<ChildRecord>();
   c->stop_signal = spec.stop_signal;
+  c->report_delay_ms = spec.report_delay_ms;
   c->kill_timeout_ms = spec.kill_timeout_ms;
   // The leaf is removed by its destructor if the launch fails.
   cgroup::Dir leaf;
@@ -374,23 +381,22 @@ void Spawner::on_launch(pid_t pid) {
 
 void Spawner::started(ChildRecord& c) {
   pid_t pid = c.pid;
-  Child& ch = c.launch.child();
-  // The leaf goes too: the driver kills it itself if we die.
-  frame::FdsFrame out{pid, ch.mask(), c.leaf.path(), {}};
-  for (const cgroup::Dir& v1 : c.v1_leaves) out.v1_leaves.push_back(v1.path());
-  int pipes[3];
-  size_t n = 0;
-  for (const unique_fd* fd : {&ch.in, &ch.out, &ch.err})
-    if (*fd) pipes[n++] = fd->get();
-  int rc = frame::send_frame(c.ctl.get(), out, pipes, n);
+  // A child that has exited already is reported at once, with its Exit.
+  bool hold = c.report_delay_ms > 0 && !c.exited && held_reports_.size() < kMaxHeldReports && c.ctl;
+  bool reported = true;
+  if (hold) {
+    c.held = std::move(c.launch.child());
+    c.report_held = true;
+    c.report_due = Clock::now() + std::chrono::milliseconds(c.report_delay_ms);
+    held_reports_.insert(pid);
+  } else {
+    reported = report_start(c, c.launch.child());
+  }
   c.launch = Launch();  // keep no copy of the child's pipes
 
   bool watching = false;
-  if (rc < 0) {
-    // EPIPE, ECONNRESET: the owner went away during the spawn, which is
-    // normal; the child is stopped below as if it had closed its socket.
-    if (!owner_gone_error(rc))
-      send_failed_("cannot send Fds for pid %d: %s", static_cast<int>(pid), strerror(-rc));
+  if (!reported) {
+    // The child is stopped below as if it had closed its socket.
     c.ctl.reset();
   } else {
     epoll_event ev{};
@@ -430,6 +436,49 @@ void Spawner::started(ChildRecord& c) {
     if (ChildRecord* still = children_.find(pid)) escalate(*still);
 }
 
+bool Spawner::report_start(ChildRecord& c, Child& ch) {
+  // The leaf goes too: the driver kills it itself if we die.
+  frame::FdsFrame out{c.pid, ch.mask(), c.leaf.path(), {}};
+  for (const cgroup::Dir& v1 : c.v1_leaves) out.v1_leaves.push_back(v1.path());
+  int pipes[3];
+  size_t n = 0;
+  for (const unique_fd* fd : {&ch.in, &ch.out, &ch.err})
+    if (*fd) pipes[n++] = fd->get();
+  int rc = frame::send_frame(c.ctl.get(), out, pipes, n);
+  ch = Child();
+  if (rc == 0) return true;
+  // EPIPE, ECONNRESET: the owner went away during the spawn, which is normal.
+  if (!owner_gone_error(rc))
+    send_failed_("cannot send Fds for pid %d: %s", static_cast<int>(c.pid), strerror(-rc));
+  return false;
+}
+
+void Spawner::release_report(ChildRecord& c) {
+  if (!c.report_held) return;
+  c.report_held = false;
+  held_reports_.erase(c.pid);
+  if (!c.ctl) {
+    c.held = Child();
+    return;
+  }
+  if (!report_start(c, c.held)) owner_gone(c);
+}
+
+void Spawner::release_due_reports() {
+  auto now = Clock::now();
+  std::vector<pid_t> due;
+  for (pid_t pid : held_reports_) {
+    const ChildRecord* c = children_.find(pid);
+    if (!c || c->report_due <= now) due.push_back(pid);
+  }
+  for (pid_t pid : due) {
+    if (ChildRecord* c = children_.find(pid))
+      release_report(*c);
+    else
+      held_reports_.erase(pid);
+  }
+}
+
 // --- control sockets --------------------------------------------------------
 
 void Spawner::on_ctl(pid_t pid) {
@@ -458,6 +507,7 @@ void Spawner::on_ctl(pid_t pid) {
 void Spawner::owner_gone(ChildRecord& c) {
   (void)epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, c.ctl.get(), nullptr);
   c.ctl.reset();
+  release_report(c);  // nobody to report to: the held pipes are closed
   escalate(c);
 }
 
@@ -505,7 +555,12 @@ int Spawner::epoll_timeout() const {
     if (c && c->memory_events.due() && (!events || *c->memory_events.due() < *events))
       events = c->memory_events.due();
   }
-  if (deadlines_.empty() && draining_.empty() && !scan && !events) return -1;
+  std::optional<Clock::time_point> report;
+  for (pid_t pid : held_reports_) {
+    const ChildRecord* c = children_.find(pid);
+    if (c && (!report || c->report_due < *report)) report = c->report_due;
+  }
+  if (deadlines_.empty() && draining_.empty() && !scan && !events && !report) return -1;
   auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(kDrainLimit);
   bool bounded = false;
   if (!draining_.empty()) {
@@ -521,6 +576,7 @@ int Spawner::epoll_timeout() const {
   if (!deadlines_.empty()) until(deadlines_.begin()->first);
   if (scan) until(*scan);
   if (events) until(*events);
+  if (report) until(*report);
   return static_cast<int>(std::clamp<int64_t>(wait.count(), 0, INT_MAX));
 }
 
@@ -619,6 +675,8 @@ void Spawner::poll_events() {
 }
 
 void Spawner::send_events(ChildRecord& c, const frame::EventsFrame& f) {
+  release_report(c);  // Events only ever follow the Fds frame
+  if (!c.ctl) return;
   int rc = frame::send_frame(c.ctl.get(), f);
   if (rc == 0) {
     c.memory_events.sent(f);
@@ -633,6 +691,9 @@ void Spawner::send_events(ChildRecord& c, const frame::EventsFrame& f) {
 void Spawner::finish(pid_t pid) {
   ChildRecord* c = children_.find(pid);
   if (!c) return;
+  // A short child's start report goes now, just ahead of its Exit: the
+  // owner's VM takes both, and the pipes' last bytes, in one wake-up.
+  release_report(*c);
   if (c->memory_events) {
     // The last counts go out before the Exit, on the same socket: the owner
     // has them before the terminal message.
@@ -685,6 +746,7 @@ void Spawner::kill_everything() {
   children_.clear();  // a Launching child's record waits for it to be off our memory
   draining_.clear();
   events_due_.clear();
+  held_reports_.clear();
   deadlines_.clear();
   exits_.clear();
 }

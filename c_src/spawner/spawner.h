@@ -49,6 +49,12 @@ class Spawner : private ExitWatcher::Sink {
   // Launching -> Running, or removed when the exec failed.
   void on_launch(pid_t pid);
   void started(ChildRecord& c);
+  // Sends the Fds frame with ch's pipes (closing our copies). false when
+  // the owner is gone.
+  bool report_start(ChildRecord& c, Child& ch);
+  // A held start report goes out now (before any other frame of c).
+  void release_report(ChildRecord& c);
+  void release_due_reports();
   // control sockets
   void on_ctl(pid_t pid);
   void owner_gone(ChildRecord& c);
@@ -87,8 +93,9 @@ class Spawner : private ExitWatcher::Sink {
   unsigned long fd_limit_ = 0;
   Deadlines deadlines_;
   std::unordered_set<pid_t> draining_;
-  std::unordered_set<pid_t> events_due_;  // children whose memory events read is scheduled
-  rlimit nofile_{};                       // RLIMIT_NOFILE as we started, for children
+  std::unordered_set<pid_t> events_due_;    // children whose memory events read is scheduled
+  std::unordered_set<pid_t> held_reports_;  // children whose start report is held back
+  rlimit nofile_{};                         // RLIMIT_NOFILE as we started, for children
   bool nofile_known_ = false;
   uint64_t reset_signals_ = ~uint64_t{0};  // our non-default dispositions
   bool done_ = false;

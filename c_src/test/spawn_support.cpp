@@ -233,7 +233,8 @@ std::string writable_v2_dir(std::string& why) {
 std::string encode(const Request& r) {
   ei_x_buff x;
   ei_x_new_with_version(&x);
-  ei_x_encode_map_header(&x, 3 + (r.kill_timeout >= 0) + (r.stderr_mode != nullptr));
+  ei_x_encode_map_header(
+      &x, 3 + (r.kill_timeout >= 0) + (r.stderr_mode != nullptr) + (r.report_delay > 0));
   ei_x_encode_atom(&x, "path");
   ei_x_encode_binary(&x, r.path.data(), static_cast<int>(r.path.size()));
   for (auto [key, list] : {std::pair{"argv", &r.argv}, {"env", &r.env}}) {
@@ -249,6 +250,10 @@ std::string encode(const Request& r) {
   if (r.stderr_mode) {
     ei_x_encode_atom(&x, "stderr");
     ei_x_encode_atom(&x, r.stderr_mode);
+  }
+  if (r.report_delay > 0) {
+    ei_x_encode_atom(&x, "report_delay");
+    ei_x_encode_long(&x, r.report_delay);
   }
   std::string out(x.buff, static_cast<size_t>(x.index));
   ei_x_free(&x);

@@ -104,6 +104,7 @@ struct Request {
   std::vector<std::string> env = {"PATH=/usr/bin:/bin"};
   long kill_timeout = -1;  // -1: leave out
   const char* stderr_mode = nullptr;
+  long report_delay = 0;  // ms; 0: leave out
 };
 
 // term_to_binary of the request map.
