@@ -16,7 +16,10 @@
 //                  empty when the host gives the spawner no cgroup v2 tree),
 //                  then for each cgroup v1 leaf of the child a NUL byte and
 //                  its directory (v1_leaves; none are empty);
-//                  fds = the parent ends, in the order stdin, stdout, stderr
+//                  fds = the parent ends, in the order stdin, stdout, stderr;
+//                  sent once the child has exec'd, or, for a request with a
+//                  report_delay, when it exits or the delay ends; always
+//                  the child's first frame
 //     ExitFrame    a = wait_status (raw, of the child), b = kExitOomKill
 //                  when the OOM killer killed in the child's leaves, else 0;
 //                  sent once the whole process group is gone and the leaf
