@@ -642,6 +642,9 @@ ensure_driver() ->
             case erl_ddll:load_driver(Priv, "corral_drv") of
                 ok -> ok;
                 {error, already_loaded} -> ok;
+                %% Another process loaded it first, and the driver locks
+                %% itself in memory (D4): loaded all the same.
+                {error, permanent} -> ok;
                 {error, E} -> erlang:error({corral_driver, erl_ddll:format_error(E), Priv})
             end,
             Path = unicode:characters_to_binary(filename:join(Priv, "corral_spawner")),
