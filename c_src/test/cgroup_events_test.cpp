@@ -72,13 +72,6 @@ TEST(CgroupEvents, ParsesMemoryEvents) {
   EXPECT_EQ(2, d.v[3]);
 }
 
-TEST(CgroupEvents, ParsesV1OomControl) {
-  const char* text = "oom_kill_disable 0\nunder_oom 1\noom_kill 12\n";
-  EXPECT_EQ(12, events::parse_line(text, "oom_kill"));
-  EXPECT_EQ(1, events::parse_line(text, "under_oom"));
-  EXPECT_EQ(-1, events::parse_line("oom_kill_disable 0\n", "oom_kill"));  // before 4.13
-}
-
 TEST(CgroupEvents, V1ThresholdLiesJustBelowTheLimit) {
   uint64_t mib64 = uint64_t{64} << 20;
   EXPECT_EQ(mib64 - (1 << 20), events::v1_threshold(mib64));
@@ -210,6 +203,30 @@ TEST(CgroupEvents, V1CountsInV2Names) {
   d.put("memory.usage_in_bytes", "1000\n");
   EXPECT_FALSE(w.poll(*w.due(), f));
   EXPECT_FALSE(w.due());
+}
+
+// Before Linux 4.13 memory.oom_control has no oom_kill line; without a
+// limit there is no threshold to register. max and oom are still counted.
+TEST(CgroupEvents, V1WithoutOomKillOrLimit) {
+  TempDir d;
+  d.put("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\n");
+  d.put("memory.failcnt", "5\n");
+  d.put("memory.limit_in_bytes", "9223372036854771712\n");
+  d.put("cgroup.event_control", "");
+  Watch w;
+  std::string why;
+  ASSERT_EQ(0, w.open(spec(kMax | kOom | kOomKill), "", {d.path}, why)) << why;
+  ASSERT_EQ(1u, w.fds().size()) << "the OOM eventfd only";
+  uint64_t one = 1;
+  ASSERT_EQ(static_cast<ssize_t>(sizeof one), write(w.fds()[0], &one, sizeof one));
+  auto t0 = Clock::now();
+  w.woke(t0);
+  EventsFrame f;
+  ASSERT_TRUE(w.poll(t0, f));
+  EXPECT_EQ(kMax | kOom | kOomKill, f.keys);
+  EXPECT_EQ(5, f.counts[2]);
+  EXPECT_EQ(1, f.counts[3]);
+  EXPECT_EQ(0, f.counts[4]);
 }
 
 TEST(CgroupEvents, V1RefusesKeysItLacks) {
