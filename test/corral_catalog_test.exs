@@ -34,6 +34,65 @@ defmodule Corral.CatalogTest do
   # literals in the compiled code, which takes a minute to compile.
   defp big_argv, do: List.duplicate(String.duplicate("a", 100_000), 40)
   defp big_env, do: [{"BIG", String.duplicate("a", 4_000_000)}]
+
+  # 800 KB of environment in variables below the kernel's 128 KiB a string:
+  # a few such requests fill the driver's request socket (4 MiB).
+  defp filler_env,
+    do: for(i <- 1..8, do: {"CORRAL_FILL#{i}", String.duplicate("x", 100_000)})
+
+  # Runs `call` (given filler_env/0) while the request socket to a stopped
+  # spawner is full, so that its request cannot be sent: this VM's spawner
+  # is stopped, spawns from other processes fill the socket (it is full once
+  # one of them waits to send again), then `call` runs, and the spawner goes
+  # on. The fillers' queued spawns run then, and the fillers end with them.
+  defp with_full_request_socket(call) do
+    spawner = spawner_pid()
+    env = filler_env()
+    # Should this row stall, the spawner goes on anyway in a while.
+    watchdog =
+      :os.cmd(
+        ~c"(trap 'kill $s' TERM; sleep 60 & s=$!; wait $s && kill -CONT #{spawner}) " ++
+          ~c">/dev/null 2>&1 & echo $!"
+      )
+      |> List.to_string()
+      |> String.trim()
+
+    System.cmd("kill", ["-STOP", "#{spawner}"])
+
+    try do
+      fillers =
+        for _ <- 1..8 do
+          spawn(fn ->
+            case :corral.spawn("true", [], env: env) do
+              {:ok, port, _} -> receive(do: ({^port, {:exit_status, _}} -> :ok))
+              {:error, _} -> :ok
+            end
+          end)
+        end
+
+      waiting = fn pid ->
+        Process.info(pid, :current_function) == {:current_function, {:timer, :sleep, 1}}
+      end
+
+      true = eventually(fn -> Enum.any?(fillers, waiting) end, 4000)
+      call.(env)
+    after
+      System.cmd("kill", ["-CONT", "#{spawner}"])
+      System.cmd("kill", [watchdog])
+    end
+  end
+
+  # A cgroup v1 memory leaf, as the spawner makes them where the memory
+  # controller is on v1: the v2 names are translated to its files
+  # (c_src/common/cgroup_table.h) on any host.
+  defp v1_memory_leaf do
+    dir = Path.join(System.tmp_dir!(), "corral_catalog_v1_#{System.unique_integer([:positive])}")
+    File.mkdir_p!(dir)
+    File.write!(Path.join(dir, "memory.limit_in_bytes"), "67108864\n")
+    File.write!(Path.join(dir, "memory.usage_in_bytes"), "4096\n")
+    dir
+  end
+
   @u64 18_446_744_073_709_551_616
 
   # {entry point, bad input, fun(fixtures) -> result, expected}
@@ -89,6 +148,12 @@ defmodule Corral.CatalogTest do
       {"corral:open/3", "memory_events without a memory cgroup",
        fn _ -> :corral.open("true", [], memory_events: true) end,
        {:ok, {:error, {:bad_option, :memory_events, {:no_memory_cgroup, true}}}}},
+      {"corral:open/3", "unknown cgroup key",
+       fn _ -> :corral.open("true", [], cgroup: %{bogus: 1}) end,
+       {:ok, {:error, {:unknown_option, {:cgroup, :bogus}}}}},
+      {"corral:open/3", "cgroup value out of range",
+       fn _ -> :corral.open("true", [], cgroup: %{memory_max: -1}) end,
+       {:ok, {:error, {:bad_option, {:cgroup, :memory_max}, -1}}}},
       {"corral:open/3", "NUL byte in an env name",
        fn _ -> :corral.open("true", [], env: [{"A\0", "x"}]) end,
        {:ok, {:error, {:bad_option, :env, {"A\0", "x"}}}}},
@@ -150,6 +215,9 @@ defmodule Corral.CatalogTest do
        {:ok, {:error, {:bad_option, :args, "\0"}}}},
       {"corral:spawn/3", "argv larger than the kernel takes (E2BIG)",
        fn _ -> :corral.spawn("echo", big_argv(), []) end, {:ok, {:error, {:e2big, :spawn}}}},
+      {"corral:spawn/3", "the spawner reads no request for 5 s (its socket is full)",
+       fn _ -> with_full_request_socket(&:corral.spawn("true", [], env: &1)) end,
+       {:ok, {:error, {:eagain, :spawn}}}},
       # -- cmd --
       {"corral:cmd/2", "command not text", fn _ -> :corral.cmd(42, []) end,
        {:ok, {:error, {:bad_option, :command, 42}}}},
@@ -202,6 +270,8 @@ defmodule Corral.CatalogTest do
        {:raise, FunctionClauseError, "no function clause matching in :corral_stream.next/1"}},
       {"corral_stream:close/1", "not a stream", fn _ -> :corral_stream.close(:x) end,
        {:raise, FunctionClauseError, "no function clause matching in :corral_stream.close/1"}},
+      {"corral_stream:close/1", "a stream of another owner (nothing is stopped)",
+       fn f -> :corral_stream.close(f.other_stream) end, {:ok, {:error, :not_owner}}},
       # -- port functions: closed port --
       {"corral:write/2", "closed port", fn f -> :corral.write(f.closed, "x") end,
        {:ok, {:error, :closed}}},
@@ -271,6 +341,11 @@ defmodule Corral.CatalogTest do
       {"corral:stop/2", "negative timeout (nothing is stopped)",
        fn f -> :corral.stop(f.running, -1) end,
        {:raise, FunctionClauseError, "no function clause matching in :corral.stop/2"}},
+      {"corral:stop/2", "a child that outlives the timeout (killed after kill_timeout)",
+       fn _ ->
+         {:ok, p} = :corral.open("sleep", ["600"], stop_signal: :sigcont, kill_timeout: 200)
+         :corral.stop(p, 50)
+       end, {:ok, {:error, :timeout}}},
       # -- port functions: a port of another owner --
       {"corral:stop/1", "a port of another owner (nothing is stopped)",
        fn f -> :corral.stop(f.other) end, {:ok, {:error, :not_owner}}},
@@ -280,6 +355,28 @@ defmodule Corral.CatalogTest do
        fn f -> :corral.signal(f.other, :sigcont) end, {:ok, :ok}},
       {"corral:ack/2", "a port of another owner (allowed)", fn f -> :corral.ack(f.other, 1) end,
        {:ok, :ok}},
+      # -- cgget/cgset: names, and v2 names where the controller is on v1 --
+      {"corral:cgget/2", "a file name with ..",
+       fn f -> :corral.cgget(f.running, "../memory.max") end,
+       {:ok, {:error, {:bad_cgroup_file, "../memory.max"}}}},
+      {"corral:cgset/3", "a file name with /", fn f -> :corral.cgset(f.running, "a/b", "1") end,
+       {:ok, {:error, {:bad_cgroup_file, "a/b"}}}},
+      {"corral:cgget/2", "a file none of the child's groups has",
+       fn f -> :corral.cgget(f.running, "nosuch.file") end,
+       {:ok, {:error, {:enoent, "nosuch.file"}}}},
+      {"corral:cgget/2", "closed port", fn f -> :corral.cgget(f.closed, "memory.max") end,
+       {:ok, {:error, :closed}}},
+      {"corral:cgset/3", "not a port", fn _ -> :corral.cgset(:x, "memory.max", "1") end,
+       {:ok, {:error, {:bad_port, :x}}}},
+      {"corral_cgroup:set/3", "memory.max not an amount (memory on cgroup v1, as corral:cgset/3)",
+       fn f -> :corral_cgroup.set(f.v1_dirs, "memory.max", "lots") end,
+       {:ok, {:error, {:bad_cgroup_value, "memory.max", "lots"}}}},
+      {"corral_cgroup:get/2", "a v2 file v1 has no equivalent of (memory on cgroup v1)",
+       fn f -> :corral_cgroup.get(f.v1_dirs, "memory.high") end,
+       {:ok, {:error, {:no_v1_equivalent, "memory.high"}}}},
+      {"corral_cgroup:set/3", "a statistic (memory on cgroup v1)",
+       fn f -> :corral_cgroup.set(f.v1_dirs, "memory.current", 1) end,
+       {:ok, {:error, {:read_only, "memory.current"}}}},
       # -- corral_watcher --
       {"corral_watcher:start/2", "not a port", fn _ -> :corral_watcher.start(:x, []) end,
        {:ok, {:error, {:bad_port, :x}}}},
@@ -352,6 +449,10 @@ defmodule Corral.CatalogTest do
       {"Corral.cmd/3", "argv larger than the kernel takes (E2BIG)",
        fn _ -> Corral.cmd("echo", big_argv()) end,
        {:raise, Corral.Error, ~s|could not run "echo": e2big (argument list too long) at spawn|}},
+      {"Corral.cmd/3", "the spawner reads no request for 5 s (its socket is full)",
+       fn _ -> with_full_request_socket(&Corral.cmd("true", [], env: &1)) end,
+       {:raise, Corral.Error,
+        ~s|could not run "true": eagain (resource temporarily unavailable) at spawn|}},
       {"Corral.cmd/3", "cd that does not exist",
        fn _ -> Corral.cmd("true", [], cd: "/no/such/dir") end,
        {:raise, Corral.Error,
@@ -473,6 +574,17 @@ defmodule Corral.CatalogTest do
        fn f -> Corral.Process.write(f.exited, "x") end, {:ok, {:error, :closed}}},
       {"Corral.Process.signal/2", "a child that has exited",
        fn f -> Corral.Process.signal(f.exited, :term) end, {:ok, {:error, :not_running}}},
+      {"Corral.Process.read/2", "nothing to read within the timeout",
+       fn f -> Corral.Process.read(f.process, 0) end, {:ok, {:error, :timeout}}},
+      {"Corral.Process.await_exit/2", "a child that runs past the timeout",
+       fn f -> Corral.Process.await_exit(f.process, 0) end, {:ok, {:error, :timeout}}},
+      {"Corral.Process.set_owner/2", "a caller that is not the owner",
+       fn f ->
+         Task.async(fn -> Corral.Process.set_owner(f.process, self()) end) |> Task.await()
+       end, {:ok, {:error, :not_owner}}},
+      {"Corral.Process.start_link/1", "a keyword list without :command",
+       fn _ -> Corral.Process.start_link(args: ["x"]) end,
+       {:ok, {:error, {:missing_option, :command}}}},
       # -- Corral.Watcher --
       {"Corral.Watcher.start/2", "not a port", fn _ -> Corral.Watcher.start(:x, []) end,
        {:ok, {:error, {:bad_port, :x}}}},
@@ -503,12 +615,28 @@ defmodule Corral.CatalogTest do
       {"Corral.Daemon.start_link/3", "cgroup_base that is no cgroup",
        fn _ -> Corral.Daemon.start_link("true", [], cgroup_base: "corral_no_such_base") end,
        {:ok, {:error, {:enoent, {:cgroup, "cgroup_base .../corral_no_such_base does not exist"}}}}},
+      {"Corral.Daemon.start_link/3", "wait_for returns an error (nothing is started)",
+       fn _ -> Corral.Daemon.start_link("true", [], wait_for: fn -> {:error, :nope} end) end,
+       {:ok, {:error, {:wait_for_failed, :nope}}}},
+      {"Corral.Daemon.start_link/3", "the program exits before it is ready",
+       fn _ -> Corral.Daemon.start_link("false", [], ready: fn -> false end) end,
+       {:ok, {:error, {:exited_before_ready, 1}}}},
+      {"Corral.Daemon.start_link/3", "the program is not ready in ready_timeout (it is stopped)",
+       fn _ ->
+         Corral.Daemon.start_link("sleep", ["600"], ready: {:tcp, 1}, ready_timeout: 50)
+       end, {:ok, {:error, {:ready_timeout, {:tcp, {127, 0, 0, 1}, 1}, 50}}}},
       {"Corral.Daemon.start_link/1", "not a start argument",
        fn _ -> Corral.Daemon.start_link(:x) end, {:ok, {:error, {:bad_arg, :x}}}},
       {"Corral.Daemon.signal/2", "signal 0", fn f -> Corral.Daemon.signal(f.daemon, 0) end,
        {:ok, {:error, {:bad_signal, 0}}}},
       {"Corral.Daemon.write/2", "data not iodata",
-       fn f -> Corral.Daemon.write(f.daemon, [:x]) end, {:ok, {:error, {:bad_data, [:x]}}}}
+       fn f -> Corral.Daemon.write(f.daemon, [:x]) end, {:ok, {:error, {:bad_data, [:x]}}}},
+      {"Corral.Daemon.cgget/2", "a file name with ..",
+       fn f -> Corral.Daemon.cgget(f.daemon, "../memory.max") end,
+       {:ok, {:error, {:bad_cgroup_file, "../memory.max"}}}},
+      {"Corral.Daemon.cgset/3", "a file none of the program's groups has",
+       fn f -> Corral.Daemon.cgset(f.daemon, "nosuch.file", "1") end,
+       {:ok, {:error, {:enoent, "nosuch.file"}}}}
     ]
   end
 
@@ -542,14 +670,17 @@ defmodule Corral.CatalogTest do
     other_owner =
       spawn(fn ->
         {:ok, port} = :corral.open("sleep", ["600"], [])
-        send(me, {:other, port})
+        {:ok, stream} = :corral_stream.open("sleep", ["600"], [])
+        send(me, {:other, port, stream})
 
         receive do
-          :stop -> :corral.stop(port)
+          :stop ->
+            :corral.stop(port)
+            :ok = :corral_stream.close(stream)
         end
       end)
 
-    other = receive(do: ({:other, port} -> port))
+    {other, other_stream} = receive(do: ({:other, port, stream} -> {port, stream}))
     foreign = Port.open({:spawn_executable, "/bin/cat"}, [:binary])
     {:ok, running} = :corral.open("sleep", ["600"], [])
     {:ok, watcher} = :corral_watcher.start(running, [])
@@ -566,6 +697,8 @@ defmodule Corral.CatalogTest do
     %{
       closed: closed,
       other: other,
+      other_stream: other_stream,
+      v1_dirs: %{v2: :undefined, v1: [v1_memory_leaf()]},
       other_owner: other_owner,
       foreign: foreign,
       running: running,
@@ -591,6 +724,7 @@ defmodule Corral.CatalogTest do
     :ok = Corral.Process.stop(f.exited)
     Process.unlink(f.daemon)
     :ok = GenServer.stop(f.daemon)
+    Enum.each(f.v1_dirs.v1, &File.rm_rf!/1)
   end
 
   @tag timeout: 120_000

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -66,6 +67,22 @@ inline constexpr Entry kTable[] = {
 // same on both, such as pids.max, cpuset.cpus and cpu.idle (v1 since Linux
 // 5.15), or a raw v1 file).
 const Entry* find(std::string_view v2);
+
+// The v1 file i (Entry::v1[i]) behind a v2 file; "" where the table has
+// none. Constant, so that code working on v1 files directly (the spawner's
+// memory-events watch: memory.events is memory.failcnt and
+// memory.oom_control) can static_assert that the names it needs exist.
+constexpr std::string_view v1_file(std::string_view v2, size_t i) {
+  for (const Entry& e : kTable)
+    if (e.v2 == v2) return i < e.v1.size() ? e.v1[i] : std::string_view{};
+  return {};
+}
+
+// v1's notification interface in every v1 leaf (v2 has none: its files
+// raise inotify events instead). Writing "<eventfd> <fd of a file> [args]"
+// to it arms the eventfd: on memory.oom_control for OOMs, on
+// memory.usage_in_bytes with a threshold for crossings.
+inline constexpr std::string_view kV1EventControl = "cgroup.event_control";
 
 // Controller names: v1 "blkio" is v2 "io", v1 "cpuacct" is part of v2
 // "cpu"; the others are the same on both.

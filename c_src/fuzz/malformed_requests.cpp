@@ -18,7 +18,6 @@
 // A candidate that would be a valid spawn is never sent: mutations of a
 // real request could name another program.
 #include <dirent.h>
-#include <ei.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -40,6 +39,7 @@
 
 #include "frame.h"
 #include "options.h"
+#include "request_terms.h"
 #include "wire.h"
 
 namespace frame = corral::frame;
@@ -222,23 +222,9 @@ bool expect_decode_error(int ctl, bool error, const char* what, size_t i) {
   return true;
 }
 
+// The valid requests, by the tests' encoder (c_src/test/request_terms.h).
 std::string encode_request(const std::string& path, const std::vector<std::string>& argv) {
-  ei_x_buff x;
-  ei_x_new_with_version(&x);
-  ei_x_encode_map_header(&x, 3);
-  ei_x_encode_atom(&x, "path");
-  ei_x_encode_binary(&x, path.data(), static_cast<int>(path.size()));
-  ei_x_encode_atom(&x, "argv");
-  ei_x_encode_list_header(&x, static_cast<long>(argv.size()));
-  for (const auto& a : argv) ei_x_encode_binary(&x, a.data(), static_cast<int>(a.size()));
-  ei_x_encode_empty_list(&x);
-  ei_x_encode_atom(&x, "env");
-  ei_x_encode_list_header(&x, 1);
-  ei_x_encode_binary(&x, "PATH=/usr/bin:/bin", 18);
-  ei_x_encode_empty_list(&x);
-  std::string out(x.buff, static_cast<size_t>(x.index));
-  ei_x_free(&x);
-  return out;
+  return corral::spawner::terms::encode({path, argv});
 }
 
 struct Child {

@@ -6,13 +6,12 @@
 // the spawner relies on before it clones (an absolute path without NUL,
 // a non-empty argv, KEY=VALUE environment entries, ranges of the numbers),
 // and encodes back to a term that decodes to the same spec.
-#include <ei.h>
-
 #include <climits>
 #include <string>
 
 #include "guarded.h"
 #include "options.h"
+#include "request_terms.h"
 
 using corral::spawner::SpawnSpec;
 
@@ -35,49 +34,28 @@ void check_spec(const SpawnSpec& s) {
   FUZZ_CHECK(s.pipe_size >= 0, "pipe_size %d", s.pipe_size);
 }
 
-void encode_list(ei_x_buff& x, const char* key, const std::vector<std::string>& v) {
-  ei_x_encode_atom(&x, key);
-  if (!v.empty()) ei_x_encode_list_header(&x, static_cast<long>(v.size()));
-  for (const auto& s : v) ei_x_encode_binary(&x, s.data(), static_cast<int>(s.size()));
-  ei_x_encode_empty_list(&x);
-}
-
-// The spec as the Erlang side would send it (every key present).
+// The spec as the Erlang side would send it (every key present), by the
+// tests' encoder (c_src/test/request_terms.h).
 std::string encode(const SpawnSpec& s) {
   using corral::spawner::StderrMode;
   using corral::spawner::StdinMode;
   using corral::spawner::StdoutMode;
-  ei_x_buff x;
-  ei_x_new_with_version(&x);
-  ei_x_encode_map_header(&x, 10);
-  ei_x_encode_atom(&x, "path");
-  ei_x_encode_binary(&x, s.path.data(), static_cast<int>(s.path.size()));
-  encode_list(x, "argv", s.argv);
-  encode_list(x, "env", s.env);
-  ei_x_encode_atom(&x, "cd");
-  if (s.cd) {
-    ei_x_encode_binary(&x, s.cd->data(), static_cast<int>(s.cd->size()));
-  } else {
-    ei_x_encode_atom(&x, "undefined");
-  }
-  ei_x_encode_atom(&x, "stdin");
-  ei_x_encode_atom(&x, s.in == StdinMode::Pipe ? "pipe" : "null");
-  ei_x_encode_atom(&x, "stdout");
-  ei_x_encode_atom(&x, s.out == StdoutMode::Pipe ? "pipe" : "null");
-  ei_x_encode_atom(&x, "stderr");
-  ei_x_encode_atom(&x, s.err == StderrMode::Pipe     ? "pipe"
-                       : s.err == StderrMode::Stdout ? "stdout"
-                       : s.err == StderrMode::Null   ? "null"
-                                                     : "inherit");
-  ei_x_encode_atom(&x, "kill_timeout");
-  ei_x_encode_longlong(&x, s.kill_timeout_ms);
-  ei_x_encode_atom(&x, "stop_signal");
-  ei_x_encode_long(&x, s.stop_signal);
-  ei_x_encode_atom(&x, "pipe_size");
-  ei_x_encode_long(&x, s.pipe_size);
-  std::string out(x.buff, static_cast<size_t>(x.index));
-  ei_x_free(&x);
-  return out;
+  using namespace corral::spawner::terms;
+  return map_term({
+      {"path", bin(s.path)},
+      {"argv", bins(s.argv)},
+      {"env", bins(s.env)},
+      {"cd", s.cd ? bin(*s.cd) : atom("undefined")},
+      {"stdin", atom(s.in == StdinMode::Pipe ? "pipe" : "null")},
+      {"stdout", atom(s.out == StdoutMode::Pipe ? "pipe" : "null")},
+      {"stderr", atom(s.err == StderrMode::Pipe     ? "pipe"
+                      : s.err == StderrMode::Stdout ? "stdout"
+                      : s.err == StderrMode::Null   ? "null"
+                                                    : "inherit")},
+      {"kill_timeout", lng(s.kill_timeout_ms)},
+      {"stop_signal", lng(s.stop_signal)},
+      {"pipe_size", lng(s.pipe_size)},
+  });
 }
 
 bool same(const SpawnSpec& a, const SpawnSpec& b) {

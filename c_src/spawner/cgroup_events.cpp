@@ -12,10 +12,28 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cgroup_table.h"
 #include "sysfs.h"
 
 namespace corral::spawner::events {
 namespace {
+
+namespace table = corral::cgroup_table;
+
+// The v1 files of the memory leaf, by the v2 files they stand for in the
+// table: memory.events' counts (failcnt and oom_control, which the OOM
+// eventfd is registered on too), and the usage whose crossing of a
+// threshold under the limit wakes the watch.
+constexpr std::string_view kV2Events = "memory.events";
+constexpr std::string_view kOomControl = table::v1_file(kV2Events, 1);
+constexpr std::string_view kUsage = table::v1_file("memory.current", 0);
+constexpr std::string_view kLimit = table::v1_file("memory.max", 0);
+static_assert(!table::v1_file(kV2Events, 0).empty() && !kOomControl.empty() && !kUsage.empty() &&
+              !kLimit.empty());
+
+std::string in(const std::string& dir, std::string_view file) {
+  return dir + "/" + std::string(file);
+}
 
 bool exists(const std::string& path) {
   struct stat st {};
@@ -32,21 +50,21 @@ bool parse_u64(std::string_view s, uint64_t& v) {
 
 // Registers efd for the events of `file` (with `args`, such as a
 // threshold) in dir's cgroup.event_control (cgroup v1).
-int register_event(const std::string& dir, const char* file, int efd, const std::string& args,
+int register_event(const std::string& dir, std::string_view file, int efd, const std::string& args,
                    std::string& why) {
-  unique_fd target(open((dir + "/" + file).c_str(), O_RDONLY | O_CLOEXEC));
-  unique_fd control(open((dir + "/cgroup.event_control").c_str(), O_WRONLY | O_CLOEXEC));
+  unique_fd target(open(in(dir, file).c_str(), O_RDONLY | O_CLOEXEC));
+  unique_fd control(open(in(dir, table::kV1EventControl).c_str(), O_WRONLY | O_CLOEXEC));
   if (!target || !control) {
     int err = errno;
-    why = "cannot open " + dir + "/" + (target ? "cgroup.event_control" : file) + ": " +
-          strerror(err);
+    why = "cannot open " + in(dir, target ? table::kV1EventControl : file) + ": " + strerror(err);
     return -err;
   }
   std::string line = std::to_string(efd) + " " + std::to_string(target.get());
   if (!args.empty()) line += " " + args;
   if (write(control.get(), line.data(), line.size()) < 0) {
     int err = errno;
-    why = "cannot register for " + dir + "/" + file + " in cgroup.event_control: " + strerror(err);
+    why = "cannot register for " + in(dir, file) + " in " + std::string(table::kV1EventControl) +
+          ": " + strerror(err);
     return -err;
   }
   return 0;  // the registration holds the eventfd, not these files
@@ -84,19 +102,6 @@ uint32_t parse_v2(std::string_view text, Counts& ret) {
   return found;
 }
 
-int64_t parse_line(std::string_view text, std::string_view key) {
-  while (!text.empty()) {
-    size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
-    uint64_t v;
-    if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ' ' &&
-        parse_u64(line.substr(key.size() + 1), v) && v <= INT64_MAX)
-      return static_cast<int64_t>(v);
-  }
-  return -1;
-}
-
 uint64_t v1_threshold(uint64_t limit) {
   // An unlimited v1 group shows a limit near 2^63 (rounded to pages).
   if (limit == 0 || limit >= (uint64_t{1} << 62)) return 0;
@@ -110,7 +115,7 @@ uint64_t v1_threshold(uint64_t limit) {
 int Watch::open(const MemoryEventsSpec& spec, const std::string& v2_leaf,
                 const std::vector<std::string>& v1_leaves, std::string& why) {
   close();
-  if (!v2_leaf.empty() && exists(v2_leaf + "/memory.events")) {
+  if (!v2_leaf.empty() && exists(in(v2_leaf, kV2Events))) {
     dir_ = v2_leaf;
     v1_ = false;
     notify_.reset(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
@@ -119,9 +124,9 @@ int Watch::open(const MemoryEventsSpec& spec, const std::string& v2_leaf,
       why = std::string("memory_events: cannot make an inotify instance: ") + strerror(err);
       return -err;
     }
-    if (inotify_add_watch(notify_.get(), (dir_ + "/memory.events").c_str(), IN_MODIFY) < 0) {
+    if (inotify_add_watch(notify_.get(), in(dir_, kV2Events).c_str(), IN_MODIFY) < 0) {
       int err = errno;
-      why = "memory_events: cannot watch " + dir_ + "/memory.events: " + strerror(err);
+      why = "memory_events: cannot watch " + in(dir_, kV2Events) + ": " + strerror(err);
       notify_.reset();
       return -err;
     }
@@ -129,7 +134,7 @@ int Watch::open(const MemoryEventsSpec& spec, const std::string& v2_leaf,
     return 0;
   }
   for (const std::string& d : v1_leaves) {
-    if (!exists(d + "/memory.oom_control")) continue;
+    if (!exists(in(d, kOomControl))) continue;
     dir_ = d;
     v1_ = true;
     if (uint32_t missing = spec.keys & ~kV1Keys; missing && !spec.all) {
@@ -145,18 +150,17 @@ int Watch::open(const MemoryEventsSpec& spec, const std::string& v2_leaf,
       close();
       return -err;
     }
-    if (int rc = register_event(dir_, "memory.oom_control", notify_.get(), {}, why); rc < 0) {
+    if (int rc = register_event(dir_, kOomControl, notify_.get(), {}, why); rc < 0) {
       close();
       return rc;
     }
     std::string text;
     uint64_t limit = 0;
-    if (read_file(dir_ + "/memory.limit_in_bytes", text) == 0 && parse_u64(text, limit))
+    if (read_file(in(dir_, kLimit), text) == 0 && parse_u64(text, limit))
       threshold_ = v1_threshold(limit);
     if (threshold_ == 0) {
       usage_.reset();  // no limit: failcnt stays 0, nothing to cross
-    } else if (int rc = register_event(dir_, "memory.usage_in_bytes", usage_.get(),
-                                       std::to_string(threshold_), why);
+    } else if (int rc = register_event(dir_, kUsage, usage_.get(), std::to_string(threshold_), why);
                rc < 0) {
       close();
       return rc;
@@ -207,17 +211,19 @@ int Watch::read_counts(Counts& ret) {
   ret = Counts{};
   std::string text;
   if (!v1_) {
-    if (int rc = read_file(dir_ + "/memory.events", text); rc < 0) return rc;
+    if (int rc = read_file(in(dir_, kV2Events), text); rc < 0) return rc;
     parse_v2(text, ret);
     return 0;
   }
+  // The table turns the v1 files into memory.events' text (max, and
+  // oom_kill where the kernel counts it, 4.13 on); oom is ours to count.
+  static const table::Entry& entry = *table::find(kV2Events);
+  table::Files files;
+  for (size_t i = 0; i < files.size(); i++)
+    if (!entry.v1[i].empty() && read_file(in(dir_, entry.v1[i]), text) == 0) files[i] = text;
+  std::string why;
+  if (table::from_v1(entry, files, text, why) == 0) parse_v2(text, ret);
   ret.v[3] = ooms_;
-  if (read_file(dir_ + "/memory.failcnt", text) == 0) {
-    uint64_t v;
-    if (parse_u64(text, v) && v <= INT64_MAX) ret.v[2] = static_cast<int64_t>(v);
-  }
-  if (read_file(dir_ + "/memory.oom_control", text) == 0)
-    ret.v[4] = std::max<int64_t>(0, parse_line(text, "oom_kill"));
   return 0;
 }
 
@@ -233,8 +239,7 @@ bool Watch::poll(Clock::time_point now, frame::EventsFrame& ret) {
   if (v1_ && threshold_ && !hot) {
     std::string text;
     uint64_t usage;
-    hot = read_file(dir_ + "/memory.usage_in_bytes", text) == 0 && parse_u64(text, usage) &&
-          usage >= threshold_;
+    hot = read_file(in(dir_, kUsage), text) == 0 && parse_u64(text, usage) && usage >= threshold_;
   }
   if (hot) due_ = now + kInterval;
   if (!changed) return false;

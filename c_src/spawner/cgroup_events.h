@@ -9,7 +9,8 @@
 // below the limit; the counts are reported in v2 names: `max` is
 // memory.failcnt, `oom` the OOM notifications received, `oom_kill`
 // memory.oom_control's oom_kill line. v1 has no `low`, `high` or
-// `oom_group_kill`.
+// `oom_group_kill`. The v1 names, and the conversion of failcnt and
+// oom_control to memory.events' text, are common/cgroup_table.h's.
 //
 // Counts are cumulative, so they are coalesced: a wake-up only schedules a
 // read, at most one read per kInterval, and a read sends the latest
@@ -52,10 +53,6 @@ struct Counts {
 // memory.events text ("low 0\nhigh 3\n..."): each known key's count into
 // ret; other lines are ignored. The keys found, as bits.
 uint32_t parse_v2(std::string_view text, Counts& ret);
-
-// The value of the line "<key> N" in text (memory.oom_control's oom_kill or
-// under_oom), or -1 when there is none.
-int64_t parse_line(std::string_view text, std::string_view key);
 
 // The usage_in_bytes threshold for a v1 limit: just below it, since usage
 // never exceeds the limit and charges come in batches that may never land

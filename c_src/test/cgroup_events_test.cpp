@@ -72,13 +72,6 @@ TEST(CgroupEvents, ParsesMemoryEvents) {
   EXPECT_EQ(2, d.v[3]);
 }
 
-TEST(CgroupEvents, ParsesV1OomControl) {
-  const char* text = "oom_kill_disable 0\nunder_oom 1\noom_kill 12\n";
-  EXPECT_EQ(12, events::parse_line(text, "oom_kill"));
-  EXPECT_EQ(1, events::parse_line(text, "under_oom"));
-  EXPECT_EQ(-1, events::parse_line("oom_kill_disable 0\n", "oom_kill"));  // before 4.13
-}
-
 TEST(CgroupEvents, V1ThresholdLiesJustBelowTheLimit) {
   uint64_t mib64 = uint64_t{64} << 20;
   EXPECT_EQ(mib64 - (1 << 20), events::v1_threshold(mib64));
@@ -166,16 +159,30 @@ TEST(CgroupEvents, V2ReportsOnlyTheKeysAskedFor) {
   EXPECT_EQ(0, f.counts[2]);
 }
 
-// v1: max is memory.failcnt, oom the OOM notifications (the eventfd's
-// count), oom_kill memory.oom_control's line. A fake tree takes the
-// cgroup.event_control registrations as plain writes.
-TEST(CgroupEvents, V1CountsInV2Names) {
-  TempDir d;
-  d.put("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n");
+namespace {
+
+// A fake v1 memory leaf with the files the watch reads and registers on;
+// it takes the cgroup.event_control registrations as plain writes.
+void put_v1_leaf(const TempDir& d, const std::string& oom_control, const std::string& limit) {
+  d.put("memory.oom_control", oom_control);
   d.put("memory.failcnt", "0\n");
-  d.put("memory.limit_in_bytes", "67108864\n");
+  d.put("memory.limit_in_bytes", limit);
   d.put("memory.usage_in_bytes", "1000\n");
   d.put("cgroup.event_control", "");
+}
+
+// The kernel signals the OOM eventfd (the watch's first fd) once per OOM.
+void signal_ooms(const Watch& w, uint64_t n) {
+  ASSERT_EQ(static_cast<ssize_t>(sizeof n), write(w.fds()[0], &n, sizeof n));
+}
+
+}  // namespace
+
+// v1: max is memory.failcnt, oom the OOM notifications (the eventfd's
+// count), oom_kill memory.oom_control's line.
+TEST(CgroupEvents, V1CountsInV2Names) {
+  TempDir d;
+  put_v1_leaf(d, "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n", "67108864\n");
   Watch w;
   std::string why;
   ASSERT_EQ(0, w.open(spec(corral::frame::kMemoryEventAll, true), "", {d.path}, why)) << why;
@@ -186,9 +193,7 @@ TEST(CgroupEvents, V1CountsInV2Names) {
   EXPECT_NE(std::string::npos, reg.find(" 66060288"))
       << "the threshold lies 1 MiB below the 64 MiB limit: " << reg;
 
-  // The kernel signals the OOM eventfd once per OOM.
-  uint64_t two = 2;
-  ASSERT_EQ(static_cast<ssize_t>(sizeof two), write(w.fds()[0], &two, sizeof two));
+  signal_ooms(w, 2);
   d.put("memory.failcnt", "17\n");
   d.put("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n");
   auto t0 = Clock::now();
@@ -210,6 +215,27 @@ TEST(CgroupEvents, V1CountsInV2Names) {
   d.put("memory.usage_in_bytes", "1000\n");
   EXPECT_FALSE(w.poll(*w.due(), f));
   EXPECT_FALSE(w.due());
+}
+
+// Before Linux 4.13 memory.oom_control has no oom_kill line; without a
+// limit there is no threshold to register. max and oom are still counted.
+TEST(CgroupEvents, V1WithoutOomKillOrLimit) {
+  TempDir d;
+  put_v1_leaf(d, "oom_kill_disable 0\nunder_oom 0\n", "9223372036854771712\n");
+  d.put("memory.failcnt", "5\n");
+  Watch w;
+  std::string why;
+  ASSERT_EQ(0, w.open(spec(kMax | kOom | kOomKill), "", {d.path}, why)) << why;
+  ASSERT_EQ(1u, w.fds().size()) << "the OOM eventfd only";
+  signal_ooms(w, 1);
+  auto t0 = Clock::now();
+  w.woke(t0);
+  EventsFrame f;
+  ASSERT_TRUE(w.poll(t0, f));
+  EXPECT_EQ(kMax | kOom | kOomKill, f.keys);
+  EXPECT_EQ(5, f.counts[2]);
+  EXPECT_EQ(1, f.counts[3]);
+  EXPECT_EQ(0, f.counts[4]);
 }
 
 TEST(CgroupEvents, V1RefusesKeysItLacks) {

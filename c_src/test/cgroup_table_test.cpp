@@ -65,6 +65,24 @@ TEST(CgroupTable, NamesOnlyV2FilesWithTheirV1Controller) {
   }
 }
 
+// The spawner's memory-events watch (spawner/cgroup_events.cpp) reads and
+// registers on these v1 files by asking the table for them.
+TEST(CgroupTable, V1FileNamesTheFilesBehindAV2File) {
+  static_assert(v1_file("memory.events", 0) == "memory.failcnt");
+  EXPECT_EQ("memory.failcnt", v1_file("memory.events", 0));
+  EXPECT_EQ("memory.oom_control", v1_file("memory.events", 1));
+  EXPECT_EQ("memory.usage_in_bytes", v1_file("memory.current", 0));
+  EXPECT_EQ("memory.limit_in_bytes", v1_file("memory.max", 0));
+  EXPECT_EQ("", v1_file("memory.current", 1));  // one v1 file
+  EXPECT_EQ("", v1_file("memory.events", 2));   // past the entry's files
+  EXPECT_EQ("", v1_file("memory.high", 0));     // v2 only
+  EXPECT_EQ("", v1_file("pids.max", 0));        // the same on both: not in the table
+  EXPECT_EQ("", v1_file("memory.failcnt", 0));  // a v1 name is no key
+  for (const Entry& e : kTable)
+    for (size_t i = 0; i < e.v1.size(); i++) EXPECT_EQ(e.v1[i], v1_file(e.v2, i)) << e.v2;
+  EXPECT_EQ("cgroup.event_control", kV1EventControl);
+}
+
 TEST(CgroupTable, AmountMaxIsMinusOneWrittenAndNearTwoToThe63Read) {
   EXPECT_EQ((std::vector<Write>{{"memory.limit_in_bytes", "-1"}}), set("memory.max", "max"));
   EXPECT_EQ((std::vector<Write>{{"memory.limit_in_bytes", "67108864"}}), set("memory.max", "64M"));

@@ -1,5 +1,7 @@
-// Builds spawn request terms (term_to_binary of an option map) for the
-// decoder's tests: each Enc writes one term into an ei_x_buff.
+// Builds spawn request terms (term_to_binary of an option map): each Enc
+// writes one term into an ei_x_buff. The one request encoder of the C++
+// tests (the decoder's, the end-to-end harness's, spawn_support.h) and of
+// the fuzz build (c_src/fuzz); header-only, needing only ei.h.
 #pragma once
 
 #include <ei.h>
@@ -71,6 +73,25 @@ inline std::string map_term(const Entries& entries) {
     enc(t.x());
   }
   return t.bytes();
+}
+
+// A spawn request, as src/corral_opts.erl would encode it (a subset).
+struct Request {
+  std::string path;
+  std::vector<std::string> argv;
+  std::vector<std::string> env = {"PATH=/usr/bin:/bin"};
+  long kill_timeout = -1;  // -1: leave out
+  const char* stderr_mode = nullptr;
+  long report_delay = 0;  // ms; 0: leave out
+};
+
+// term_to_binary of the request map.
+inline std::string encode(const Request& r) {
+  Entries e = {{"path", bin(r.path)}, {"argv", bins(r.argv)}, {"env", bins(r.env)}};
+  if (r.kill_timeout >= 0) e.emplace_back("kill_timeout", lng(r.kill_timeout));
+  if (r.stderr_mode) e.emplace_back("stderr", atom(r.stderr_mode));
+  if (r.report_delay > 0) e.emplace_back("report_delay", lng(r.report_delay));
+  return map_term(e);
 }
 
 }  // namespace corral::spawner::terms

@@ -1,7 +1,6 @@
 #include "spawn_support.h"
 
 #include <dirent.h>
-#include <ei.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
@@ -228,36 +227,6 @@ std::string writable_v2_dir(std::string& why) {
   }
   rmdir(probe.c_str());
   return own;
-}
-
-std::string encode(const Request& r) {
-  ei_x_buff x;
-  ei_x_new_with_version(&x);
-  ei_x_encode_map_header(
-      &x, 3 + (r.kill_timeout >= 0) + (r.stderr_mode != nullptr) + (r.report_delay > 0));
-  ei_x_encode_atom(&x, "path");
-  ei_x_encode_binary(&x, r.path.data(), static_cast<int>(r.path.size()));
-  for (auto [key, list] : {std::pair{"argv", &r.argv}, {"env", &r.env}}) {
-    ei_x_encode_atom(&x, key);
-    if (!list->empty()) ei_x_encode_list_header(&x, static_cast<long>(list->size()));
-    for (const auto& s : *list) ei_x_encode_binary(&x, s.data(), static_cast<int>(s.size()));
-    ei_x_encode_empty_list(&x);
-  }
-  if (r.kill_timeout >= 0) {
-    ei_x_encode_atom(&x, "kill_timeout");
-    ei_x_encode_long(&x, r.kill_timeout);
-  }
-  if (r.stderr_mode) {
-    ei_x_encode_atom(&x, "stderr");
-    ei_x_encode_atom(&x, r.stderr_mode);
-  }
-  if (r.report_delay > 0) {
-    ei_x_encode_atom(&x, "report_delay");
-    ei_x_encode_long(&x, r.report_delay);
-  }
-  std::string out(x.buff, static_cast<size_t>(x.index));
-  ei_x_free(&x);
-  return out;
 }
 
 Request sh(const std::string& script) { return {"/bin/sh", {"sh", "-c", script}}; }

@@ -16,6 +16,7 @@
 
 #include "child.h"
 #include "frame.h"
+#include "request_terms.h"
 
 namespace corral::spawner {
 
@@ -97,18 +98,9 @@ std::string writable_v2_dir(std::string& why);
 
 // --- requests ---------------------------------------------------------------------
 
-// A spawn request, as src/corral_opts.erl would encode it (a subset).
-struct Request {
-  std::string path;
-  std::vector<std::string> argv;
-  std::vector<std::string> env = {"PATH=/usr/bin:/bin"};
-  long kill_timeout = -1;  // -1: leave out
-  const char* stderr_mode = nullptr;
-  long report_delay = 0;  // ms; 0: leave out
-};
-
-// term_to_binary of the request map.
-std::string encode(const Request& r);
+// A spawn request and its term (request_terms.h).
+using spawner::terms::encode;
+using spawner::terms::Request;
 // /bin/sh -c script.
 Request sh(const std::string& script);
 
