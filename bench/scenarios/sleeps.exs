@@ -71,9 +71,9 @@ defmodule Bench.Sleeps do
     helper = corral_spawner for Corral, erl_child_setup for open_port. VM mem = :erlang.memory(:total)
     delta after a GC; RSS = VmRSS delta; open µs = wall time to open all / N. Corral close =
     Process.exit(owner, :kill) for every owner; "all gone" = until the last sleep is dead or reaped
-    (1 ms polls); survivors = live sleeps of the spawner or of our pids after that. fds after = fd
-    counts after the close minus before the opens. spawn µs while open = median of 200 spawns of
-    /bin/true with the N sleeps running; with none running: Corral #{fmt(idle, 0)} µs, open_port \
+    (1 ms polls); survivors = live sleeps of the spawner, or carrying the run's mark, 200 ms
+    after that (each is described). fds after = fd counts after the close minus before the opens.
+    spawn µs while open = median of 200 spawns of /bin/true with the N sleeps running; with none running: Corral #{fmt(idle, 0)} µs, open_port \
     #{fmt(idle_port, 0)} µs. A child's cgroup: #{big.cgroup}.
     open_port: #{port.survivors} of #{port.n} sleeps still running 500 ms after Port.close/1; \
     SIGKILLed then (#{port.left_after_kill} left).\
@@ -102,23 +102,34 @@ defmodule Bench.Sleeps do
     parent = self()
     deadline = System.monotonic_time(:millisecond) + budget_ms
 
-    owners =
+    # Every sleep carries the run's mark in its argument (GNU sleep reads
+    # "60.000<n>" as 60 s), so that survivors are found by scanning /proc
+    # for it: also those whose pid no report listed, and never another
+    # program's sleep that took a listed pid.
+    mark = "60.000#{System.unique_integer([:positive])}"
+
+    monitored =
       for i <- 0..(k - 1) do
         share = div(total, k) + if(i < rem(total, k), do: 1, else: 0)
 
-        spawn(fn ->
-          send(parent, {:opened, self(), open_sleeps(share, deadline, [])})
+        spawn_monitor(fn ->
+          send(parent, {:opened, self(), open_sleeps(mark, share, deadline, [])})
           Process.sleep(:infinity)
         end)
       end
 
+    owners = Enum.map(monitored, &elem(&1, 0))
+
     try do
+      # An owner that crashed or hangs is reported (its sleeps then missing
+      # from the list), never waited on silently.
       reports =
-        for o <- owners do
+        for {o, ref} <- monitored do
           receive do
             {:opened, ^o, report} -> report
+            {:DOWN, ^ref, :process, ^o, why} -> {{:owner_crashed, why}, []}
           after
-            budget_ms + 20_000 -> {:stuck, []}
+            budget_ms + 20_000 -> {:owner_stuck, []}
           end
         end
 
@@ -129,13 +140,21 @@ defmodule Bench.Sleeps do
       if vm_child("corral_spawner") != sp, do: raise("the spawner restarted during the opens")
       busy_us = median_us(fn -> true = corral_true() end)
       r = per_child(before, sp, length(pids))
-      [cgroup] = Regex.run(~r/^0::.*$/m, File.read!("/proc/#{hd(pids)}/cgroup"))
+
+      cgroup =
+        Enum.find_value(pids, "none alive", fn p ->
+          with {:ok, t} <- File.read("/proc/#{p}/cgroup"),
+               [c] <- Regex.run(~r/^0::.*$/m, t),
+               do: c,
+               else: (_ -> nil)
+        end)
 
       t1 = now_ns()
       Enum.each(owners, &Process.exit(&1, :kill))
       gone = wait_dead(Enum.sort(pids), "sleep", t1, 1000, 30_000)
       Process.sleep(200)
-      survivors = Enum.uniq(live_children(sp, "sleep") ++ Enum.filter(pids, &alive?(&1, "sleep")))
+      survivors = Enum.uniq(live_children(sp, "sleep") ++ marked(mark))
+      describe_survivors(survivors, pids, t1)
       kill_pids(survivors)
 
       Map.merge(r, %{
@@ -152,24 +171,65 @@ defmodule Bench.Sleeps do
       })
     after
       Enum.each(owners, &Process.exit(&1, :kill))
+      Enum.each(monitored, fn {_, ref} -> Process.demonitor(ref, [:flush]) end)
     end
   end
 
-  defp open_sleeps(0, _deadline, pids), do: {:ok, pids}
+  # One line per survivor, for finding out why it lived: whether its pid
+  # was listed, its parent, group, session, age, signal masks and cgroup.
+  defp describe_survivors(survivors, pids, t1) do
+    listed = MapSet.new(pids)
+    [up | _] = String.split(File.read!("/proc/uptime"))
+    up = String.to_float(up)
+    killed_ago = (now_ns() - t1) / 1.0e9
 
-  defp open_sleeps(left, deadline, pids) do
+    for p <- survivors,
+        {:ok, stat} <- [File.read("/proc/#{p}/stat")],
+        {:ok, status} <- [File.read("/proc/#{p}/status")],
+        {:ok, cg} <- [File.read("/proc/#{p}/cgroup")] do
+      [_, rest] = String.split(stat, ") ", parts: 2)
+      f = String.split(rest)
+      # starttime: clock ticks after boot (USER_HZ is 100 on Linux).
+      age = up - String.to_integer(Enum.at(f, 19)) / 100
+
+      sigs =
+        Regex.scan(~r/^(Sig\w+|ShdPnd):\s+(\S+)/m, status)
+        |> Enum.map_join(" ", fn [_, k, v] -> "#{k}=#{v}" end)
+
+      IO.puts(
+        "survivor #{p}: listed=#{MapSet.member?(listed, p)} state=#{Enum.at(f, 0)} " <>
+          "ppid=#{Enum.at(f, 1)} pgrp=#{Enum.at(f, 2)} sid=#{Enum.at(f, 3)} " <>
+          "age=#{fmt(age, 2)} s (owners killed #{fmt(killed_ago, 2)} s ago) #{sigs} " <>
+          "cgroup=#{String.trim(cg)}"
+      )
+    end
+  end
+
+  defp open_sleeps(_mark, 0, _deadline, pids), do: {:ok, pids}
+
+  defp open_sleeps(mark, left, deadline, pids) do
     if System.monotonic_time(:millisecond) > deadline do
       {:time_budget, pids}
     else
-      case :corral.open("/bin/sleep", ["60"], stdin: :null, stdout: :null, stderr: :null) do
-        {:ok, port} ->
-          {:ok, os_pid} = :corral.os_pid(port)
-          open_sleeps(left - 1, deadline, [os_pid | pids])
-
-        {:error, reason} ->
-          {reason, pids}
+      # spawn/3 returns the pid with the port: a sleep that has already
+      # exited (os_pid/1 would answer {:error, closed}) is still listed.
+      case :corral.spawn("/bin/sleep", [mark], stdin: :null, stdout: :null, stderr: :null) do
+        {:ok, _port, os_pid} -> open_sleeps(mark, left - 1, deadline, [os_pid | pids])
+        {:error, reason} -> {reason, pids}
       end
     end
+  end
+
+  # Live (not zombie) processes whose command line holds mark.
+  defp marked(mark) do
+    {:ok, names} = :file.list_dir(~c"/proc")
+
+    for name <- names,
+        {pid, ""} <- [Integer.parse(to_string(name))],
+        {:ok, cmd} <- [File.read("/proc/#{pid}/cmdline")],
+        :binary.match(cmd, mark) != :nomatch,
+        alive?(pid, "sleep"),
+        do: pid
   end
 
   defp port_sleeps(n) do

@@ -659,6 +659,7 @@ Launch& Launch::operator=(Launch&& o) noexcept {
   status_ = std::move(o.status_);
   held_ = std::move(o.held_);
   shared_ = std::exchange(o.shared_, false);
+  reaped_ = std::exchange(o.reaped_, false);
   std::memcpy(rec_, o.rec_, sizeof rec_);
   got_ = std::exchange(o.got_, 0);
   error_ = o.error_;
@@ -675,8 +676,9 @@ void Launch::settle() {
     // The child may be mid-setup on our memory: stop it and wait for the
     // EOF that says it is off it. A child that still shares our fd table
     // holds the status pipe only through our copy: wait for its death
-    // instead (as a zombie it is off our memory), then close that.
-    (void)kill(pid_, SIGKILL);
+    // instead (as a zombie it is off our memory), then close that. A reaped
+    // child is off it already, and its pid may be another process's.
+    if (!reaped_) (void)kill(pid_, SIGKILL);
     if (!held_.empty()) {
       siginfo_t si;
       while (waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED | WNOWAIT) < 0 && errno == EINTR) {
@@ -705,7 +707,8 @@ Launch::Result Launch::poll() {
     if (n > 0) {
       const char* b = buf;
       size_t len = static_cast<size_t>(n);
-      if (shared_ && !held_.empty() && got_ == 0 && b[0] == kUnshared) {
+      if (shared_ && got_ == 0 && b[0] == kUnshared) {
+        shared_ = false;
         held_.clear();  // the child has its own table now
         b++;
         len--;
@@ -731,7 +734,7 @@ Launch::Result Launch::poll() {
     if (n < 0) {
       // Cannot happen on our own pipe; stop the child, and since we cannot
       // tell when it is off our memory, never free that.
-      (void)kill(pid_, SIGKILL);
+      if (!reaped_) (void)kill(pid_, SIGKILL);
       (void)mem_.release();
       error_ = errno;
       stage_ = "child";
@@ -751,6 +754,11 @@ Launch::Result Launch::poll() {
     mem_.reset();
     return error_ ? Result::Failed : Result::Execed;
   }
+}
+
+void Launch::reaped() {
+  reaped_ = true;
+  held_.clear();
 }
 
 Launch::Result Launch::wait() {

@@ -151,6 +151,11 @@ class Launch {
   Result wait();
   int error() const { return error_; }
   const char* stage() const { return stage_; }
+  // The child has been reaped before its exec status ended (it died during
+  // its setup, or exec'd and exited). Its pid may be another process's from
+  // now on, so it is never signalled again; and since it is off our memory,
+  // the ends held for it (shared table) are closed, so that the pipe can end.
+  void reaped();
 
  private:
   friend int start_child(SpawnSpec&& spec, const ChildContext& ctx, Launch& ret,
@@ -166,7 +171,8 @@ class Launch {
   // pipe's write end), which are its own until it has its own table. The
   // child says so with a first byte 'u' on the status pipe.
   std::vector<unique_fd> held_;
-  bool shared_ = false;
+  bool shared_ = false;  // the child's first byte, 'u', is still to come
+  bool reaped_ = false;  // see reaped()
   char rec_[8] = {};
   size_t got_ = 0;
   int error_ = 0;

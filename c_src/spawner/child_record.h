@@ -70,6 +70,10 @@ struct ChildRecord {
   unique_fd pidfd;
   bool unwatched = false;  // started without a pidfd: counted by the ExitWatcher
   bool exited = false;     // the leader is reaped (status is its wait status)
+  // Our pid came back from a clone: the kernel hands a pid out again only
+  // once no process has it as its pid, process group or session, so our
+  // group is empty and its id another's. Never signalled by pid again.
+  bool pid_reused = false;
   int status = 0;
   bool has_deadline = false;  // Stopping: its SIGKILL is due at *deadline
   Deadlines::iterator deadline;

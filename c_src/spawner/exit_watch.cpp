@@ -10,6 +10,7 @@
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 
@@ -45,7 +46,11 @@ int ExitWatcher::init(int epoll, size_t fd_limit, int share_below) {
 }
 
 void ExitWatcher::watch(ChildRecord& c) {
-  size_t budget = fd_limit_ > kFdReserve ? fd_limit_ - kFdReserve : 0;
+  // Control sockets and pidfds live above share_below_ (move_above), where
+  // the fd numbers are those between it and the limit; below it are kept
+  // for the children being started (and their copies of our table).
+  size_t floor = std::max<size_t>(kFdReserve, static_cast<size_t>(std::max(share_below_, 0)));
+  size_t budget = fd_limit_ > floor ? fd_limit_ - floor : 0;
   size_t started = children_.started_count();
   if (started + holders_.size() + 1 <= budget) {
     c.pidfd.reset(pidfd_open(c.pid));

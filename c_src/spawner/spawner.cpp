@@ -243,8 +243,10 @@ void Spawner::handle_spawn(frame::Frame& f, std::vector<int>& raw_fds) {
   c->pid = pid;
   c->ctl = std::move(ctl);
   c->leaf = std::move(leaf);
-  // A pid can only come back once its old owner was reaped; finish that.
+  // A pid can only come back once its old owner was reaped; finish that,
+  // without a signal to the pid or group, which are the new child's now.
   if (ChildRecord* old = children_.find(pid)) {
+    old->pid_reused = true;
     if (old->state == ChildState::Launching) on_launch(pid);
     old = children_.find(pid);
     if (old && old->state == ChildState::Launching) {
@@ -587,7 +589,11 @@ void Spawner::on_reaped(ChildRecord& c, int status) {
   c.exited = true;
   c.status = status;
   // Launching: exited before we read its exec status; started() goes on.
-  if (c.state != ChildState::Launching) leader_reaped(c);
+  if (c.state == ChildState::Launching) {
+    c.launch.reaped();
+  } else {
+    leader_reaped(c);
+  }
 }
 
 void Spawner::leader_reaped(ChildRecord& c) {
@@ -599,7 +605,7 @@ void Spawner::leader_reaped(ChildRecord& c) {
   // and so does everything in the leaf, in the group or not. Never reuse a
   // killed leaf: later children cloned into it would die at birth. A leaf
   // that is already empty needs no kill, and can serve another child.
-  bool group_empty = kill(-c.pid, SIGKILL) < 0 && errno == ESRCH;
+  bool group_empty = c.pid_reused || (kill(-c.pid, SIGKILL) < 0 && errno == ESRCH);
   int populated = leaves_.populated(c.leaf);
   if (populated != 0) {
     c.leaf_killed = true;

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -411,6 +412,73 @@ TEST(Launch, DestroyedWhileWaitingKillsTheChild) {
   int st = wait_for(pid);
   ASSERT_TRUE(WIFSIGNALED(st)) << st;
   EXPECT_EQ(WTERMSIG(st), SIGKILL);
+}
+
+// Runs the steps of the pid-reuse test below as pid 1 of a pid namespace of
+// its own, where ns_last_pid hands a pid out again and nothing else forks.
+// Returns an exit code: 0 the new owner of the pid was left alone, 1 it was
+// SIGKILLed, 2 a step failed, 3 the pid could not be handed out again.
+int launch_reaped_then_pid_reused() {
+  FullPipe block;
+  ChildContext ctx;
+  ctx.cgroup_procs = block.wr.get();
+  pid_t newcomer = -1;
+  {
+    Launch l;
+    const char* stage = "";
+    if (start_child(sh("echo ran"), ctx, l, stage) != 0) return 2;
+    pid_t pid = l.pid();
+    usleep(20 * 1000);
+    if (l.poll() != Launch::Result::Waiting) return 2;
+    // It dies in its setup and is reaped (as the spawner's scan of all
+    // children does) before its exec status is read.
+    int st;
+    if (kill(pid, SIGKILL) != 0 || waitpid(pid, &st, 0) != pid) return 2;
+    l.reaped();
+    int fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
+    std::string last = std::to_string(pid - 1);
+    bool set = fd >= 0 && write(fd, last.data(), last.size()) == static_cast<ssize_t>(last.size());
+    if (fd >= 0) close(fd);
+    if (!set) return 3;
+    newcomer = fork();
+    if (newcomer == 0) {
+      pause();
+      _exit(0);
+    }
+    if (newcomer != pid) {
+      if (newcomer > 0) {
+        kill(newcomer, SIGKILL);
+        waitpid(newcomer, nullptr, 0);
+      }
+      return 3;
+    }
+  }  // the Launch goes: its child's pid is the newcomer's now
+  // A SIGKILL sent before this SIGTERM decides the exit status.
+  kill(newcomer, SIGTERM);
+  int st;
+  if (waitpid(newcomer, &st, 0) != newcomer || !WIFSIGNALED(st)) return 2;
+  return WTERMSIG(st) == SIGKILL ? 1 : 0;
+}
+
+TEST(Launch, DestroyedAfterItsChildWasReapedLeavesThePidAlone) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: a pid namespace and ns_last_pid";
+  pid_t helper = fork();
+  ASSERT_GE(helper, 0);
+  if (helper == 0) {
+    if (unshare(CLONE_NEWPID) != 0) _exit(4);
+    pid_t init = fork();
+    if (init == 0) _exit(launch_reaped_then_pid_reused());
+    int st;
+    if (init < 0 || waitpid(init, &st, 0) != init || !WIFEXITED(st)) _exit(2);
+    _exit(WEXITSTATUS(st));
+  }
+  int st;
+  ASSERT_EQ(waitpid(helper, &st, 0), helper);
+  ASSERT_TRUE(WIFEXITED(st)) << st;
+  if (WEXITSTATUS(st) == 4) GTEST_SKIP() << "unshare(CLONE_NEWPID) failed: no pid namespace";
+  if (WEXITSTATUS(st) == 3) GTEST_SKIP() << "ns_last_pid did not hand the pid out again";
+  EXPECT_NE(WEXITSTATUS(st), 1) << "the process that took the reaped child's pid was SIGKILLed";
+  EXPECT_EQ(WEXITSTATUS(st), 0);
 }
 #endif
 

@@ -601,5 +601,82 @@ TEST_F(SpawnerTest, ChildGetsTheNofileLimitTheSpawnerStartedWith) {
   EXPECT_NE(soft, "512");
 }
 
+// --- owners killed at once -----------------------------------------------------
+
+// Thousands of children: a suite of its own, so that the portable-clone runs
+// (which take the SpawnerTest suite) do not pay for it twice more.
+class SpawnerScaleTest : public SpawnerTest {};
+
+// The bench's 10,000 sleeps in small: children start while others exit (so
+// pids and leaves are reused), under an fd limit that turns on the shared fd
+// table at clone (>= 4096) and makes pidfds give way; then every owner goes
+// at once. Every child must start (EMFILE here once: control sockets and
+// pidfds filled the fds above the shared range and spilled below it), and
+// none may outlive its owner.
+TEST_F(SpawnerScaleTest, NoChildOutlivesItsOwnerAmidChurn) {
+  constexpr rlim_t kLimit = 4096;
+  constexpr int kN = 3000;
+  rlimit ours{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &ours), 0);
+  if (ours.rlim_max != RLIM_INFINITY && ours.rlim_max < kLimit + kN)
+    GTEST_SKIP() << "hard RLIMIT_NOFILE " << ours.rlim_max << " is below " << kLimit + kN
+                 << " (the spawner's " << kLimit << " and our " << kN << " control sockets)";
+  rlimit raised = ours;
+  raised.rlim_cur = ours.rlim_max;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &raised), 0);
+  stop_spawner();
+  start_spawner({.nofile_hard = kLimit});
+  std::vector<Handle> hs(kN);
+  std::vector<pid_t> long_lived;
+  // Every third child exits at once; the rest would run for a minute.
+  auto request = [](int i) -> Request {
+    return {"/bin/sleep", {"sleep", i % 3 == 0 ? "0" : "60"}};
+  };
+  constexpr int kWindow = 64;  // requests in flight, as several owners make
+  for (int first = 0; first < kN; first += kWindow) {
+    int end = std::min(kN, first + kWindow);
+    for (int i = first; i < end; i++) hs[i].ctl = send_spawn(encode(request(i)));
+    for (int i = first; i < end; i++) {
+      frame::Frame f;
+      std::vector<int> fds;
+      ASSERT_EQ(recv(hs[i].ctl, f, fds, 30000ms), 1) << i;
+      auto* got = std::get_if<frame::FdsFrame>(&f);
+      ASSERT_TRUE(got) << i << ": " << describe(f);
+      for (int fd : fds) close(fd);
+      hs[i].pid = got->os_pid;
+      if (i % 3 != 0) long_lived.push_back(got->os_pid);
+    }
+  }
+  // Every owner goes at once.
+  for (Handle& h : hs) {
+    close(h.ctl);
+    h.ctl = -1;
+  }
+  // Children of the spawner that still run code (not zombies).
+  auto live_children = [&] {
+    std::vector<pid_t> live;
+    for (pid_t p : children_of(pid_)) {
+      std::string stat = slurp("/proc/" + std::to_string(p) + "/stat");
+      size_t paren = stat.rfind(')');
+      if (paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z' &&
+          stat[paren + 2] != 'X')
+        live.push_back(p);
+    }
+    return live;
+  };
+  bool all_gone = eventually([&] { return live_children().empty(); }, 20000ms);
+  std::vector<pid_t> left = live_children();
+  std::string detail;
+  for (pid_t p : left) {
+    detail += "\n  " + std::to_string(p) + ": " + slurp("/proc/" + std::to_string(p) + "/stat");
+    detail += "    " + slurp("/proc/" + std::to_string(p) + "/cgroup");
+  }
+  for (pid_t p : left) kill(p, SIGKILL);
+  EXPECT_TRUE(all_gone) << left.size() << " of " << long_lived.size()
+                        << " children outlived their owners:" << detail;
+  EXPECT_TRUE(spawner_alive());
+  setrlimit(RLIMIT_NOFILE, &ours);
+}
+
 }  // namespace
 }  // namespace corral
