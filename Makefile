@@ -1,7 +1,7 @@
 # Corral: the single entry point.
 #   make          build the driver, the spawner and the Erlang/Elixir code
 #   make test     build and run every test (GoogleTest via ctest, also under
-#                 ASan+UBSan, also on the portable clone path; EUnit; ExUnit;
+#                 ASan+UBSan, both also on the portable clone path; EUnit; ExUnit;
 #                 rebar3; the first-use scenarios and the README's code
 #                 blocks; a short fuzz run; memcheck)
 #   make fuzz     fuzz the spawner's request decoding, the frame decoding and
@@ -89,34 +89,33 @@ fixtures: deps
 
 # exunit includes test/readme_test.exs (the README's code blocks); demo
 # runs the tour, so that `make demo` keeps working.
-test: ctest ctest-asan ctest-portable ctest-portable-asan eunit exunit rebar3 docs first-use \
-	demo fuzz memcheck kernels
+# ctest and ctest-asan include the portable clone path's tests (Portable.*).
+test: ctest ctest-asan eunit exunit rebar3 docs first-use demo fuzz memcheck kernels
 
 ctest: native
 	@cd build/native && ctest --output-on-failure -j$(JOBS)
 
-ctest-asan: deps
+ASAN_TARGETS := corral_tests corral_spawner corral_tests_portable corral_spawner_portable
+define asan_build
 	@cmake -S c_src -B build/asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
-	@$(QUIET_BUILD) build/asan -j$(JOBS) --target corral_tests corral_spawner $(QUIET)
-	@cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-		ctest --output-on-failure -j$(JOBS)
+	@$(QUIET_BUILD) build/asan -j$(JOBS) --target $(1) $(QUIET)
+endef
+ASAN_ENV := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
+ctest-asan: deps
+	$(call asan_build,$(ASAN_TARGETS))
+	@cd build/asan && $(ASAN_ENV) ctest --output-on-failure -j$(JOBS)
 
 # The clone path of non-x86-64 platforms (CLONE_VFORK, libc syscall()),
-# forced on this machine: the child and spawner tests, plain and under
-# ASan+UBSan. Only the test binary and the spawner are built.
-PORTABLE_TESTS := '^(Child|Launch|SpawnerTest|IdentityChild)\.'
-ctest-portable: deps
-	@cmake -S c_src -B build/portable -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCORRAL_PORTABLE_CLONE=ON \
-		$(CMAKE_ARGS) >/dev/null
-	@$(QUIET_BUILD) build/portable -j$(JOBS) --target corral_tests corral_spawner $(QUIET)
-	@cd build/portable && ctest --output-on-failure -j$(JOBS) -R $(PORTABLE_TESTS)
+# forced on this machine: the child, identity and spawner tests built again
+# with CORRAL_PORTABLE_CLONE beside the rest of each build (Portable.*,
+# c_src/CMakeLists.txt). ctest and ctest-asan run them too; these run only
+# them, plain or under ASan+UBSan.
+ctest-portable: native
+	@cd build/native && ctest --output-on-failure -j$(JOBS) -R '^Portable\.'
 
 ctest-portable-asan: deps
-	@cmake -S c_src -B build/portable-asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON \
-		-DCORRAL_PORTABLE_CLONE=ON $(CMAKE_ARGS) >/dev/null
-	@$(QUIET_BUILD) build/portable-asan -j$(JOBS) --target corral_tests corral_spawner $(QUIET)
-	@cd build/portable-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-		ctest --output-on-failure -j$(JOBS) -R $(PORTABLE_TESTS)
+	$(call asan_build,corral_tests_portable corral_spawner_portable)
+	@cd build/asan && $(ASAN_ENV) ctest --output-on-failure -j$(JOBS) -R '^Portable\.'
 
 eunit: erlang fixtures
 	@mkdir -p build/eunit
