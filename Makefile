@@ -90,7 +90,15 @@ fixtures: deps
 # exunit includes test/readme_test.exs (the README's code blocks); demo
 # runs the tour, so that `make demo` keeps working.
 # ctest and ctest-asan include the portable clone path's tests (Portable.*).
-test: ctest ctest-asan eunit exunit rebar3 docs first-use demo fuzz memcheck kernels
+# Steps that keep less than both cores busy run two or three at a time, each
+# one's output printed whole when it ends: EUnit (mostly waiting on
+# children), edoc and the demo; memcheck (Valgrind runs a process's threads
+# one at a time) and kernels (one test process at a time). None of them
+# builds anything the others use. See docs/decisions/citime.md.
+test: ctest ctest-asan
+	@$(MAKE) -j3 --output-sync=target eunit docs demo
+	@$(MAKE) exunit rebar3 first-use fuzz
+	@$(MAKE) -j2 --output-sync=target memcheck kernels
 
 ctest: native
 	@cd build/native && ctest --output-on-failure -j$(JOBS)
