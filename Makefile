@@ -1,7 +1,7 @@
 # Corral: the single entry point.
 #   make          build the driver, the spawner and the Erlang/Elixir code
 #   make test     build and run every test (GoogleTest via ctest, also under
-#                 ASan+UBSan, also on the portable clone path; EUnit; ExUnit;
+#                 ASan+UBSan, both also on the portable clone path; EUnit; ExUnit;
 #                 rebar3; the first-use scenarios and the README's code
 #                 blocks; a short fuzz run; memcheck)
 #   make fuzz     fuzz the spawner's request decoding, the frame decoding and
@@ -89,36 +89,43 @@ fixtures: deps
 
 # exunit includes test/readme_test.exs (the README's code blocks); demo
 # runs the tour, so that `make demo` keeps working.
-test: ctest ctest-asan ctest-portable ctest-portable-asan eunit exunit rebar3 docs first-use \
-	demo fuzz memcheck kernels
+# ctest and ctest-asan include the portable clone path's tests (Portable.*).
+# Steps that keep less than both cores busy run two or three at a time, each
+# one's output printed whole when it ends: EUnit (mostly waiting on
+# children), edoc and the demo; memcheck (Valgrind runs a process's threads
+# one at a time) and kernels (one test process at a time). None of them
+# builds anything the others use. See docs/decisions/citime.md.
+test: ctest ctest-asan
+	@$(MAKE) -j3 --output-sync=target eunit docs demo
+	@$(MAKE) exunit rebar3 first-use fuzz
+	@$(MAKE) -j2 --output-sync=target memcheck kernels
 
 ctest: native
-	@cd build/native && ctest --output-on-failure -j$(JOBS)
+	@cd build/native && ctest --output-on-failure -j$(JOBS) -E '^Portable\.SpawnerScaleTest\.'
 
+ASAN_TARGETS := corral_tests corral_spawner corral_tests_portable corral_spawner_portable
+define asan_build
+	@cmake -S c_src -B build/asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
+	@$(QUIET_BUILD) build/asan -j$(JOBS) --target $(1) $(QUIET)
+endef
+ASAN_ENV := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 # SpawnerScaleTest (3,000 spawns) runs in the plain build only: under ASan
 # it takes about a minute and covers no code the other tests do not.
 ctest-asan: deps
-	@cmake -S c_src -B build/asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
-	@$(QUIET_BUILD) build/asan -j$(JOBS) --target corral_tests corral_spawner $(QUIET)
-	@cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-		ctest --output-on-failure -j$(JOBS) -E '^SpawnerScaleTest\.'
+	$(call asan_build,$(ASAN_TARGETS))
+	@cd build/asan && $(ASAN_ENV) ctest --output-on-failure -j$(JOBS) -E 'SpawnerScaleTest\.'
 
 # The clone path of non-x86-64 platforms (CLONE_VFORK, libc syscall()),
-# forced on this machine: the child and spawner tests, plain and under
-# ASan+UBSan. Only the test binary and the spawner are built.
-PORTABLE_TESTS := '^(Child|Launch|SpawnerTest|IdentityChild)\.'
-ctest-portable: deps
-	@cmake -S c_src -B build/portable -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCORRAL_PORTABLE_CLONE=ON \
-		$(CMAKE_ARGS) >/dev/null
-	@$(QUIET_BUILD) build/portable -j$(JOBS) --target corral_tests corral_spawner $(QUIET)
-	@cd build/portable && ctest --output-on-failure -j$(JOBS) -R $(PORTABLE_TESTS)
+# forced on this machine: the child, identity and spawner tests built again
+# with CORRAL_PORTABLE_CLONE beside the rest of each build (Portable.*,
+# c_src/CMakeLists.txt). ctest and ctest-asan run them too; these run only
+# them, plain or under ASan+UBSan.
+ctest-portable: native
+	@cd build/native && ctest --output-on-failure -j$(JOBS) -R '^Portable\.'
 
 ctest-portable-asan: deps
-	@cmake -S c_src -B build/portable-asan -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON \
-		-DCORRAL_PORTABLE_CLONE=ON $(CMAKE_ARGS) >/dev/null
-	@$(QUIET_BUILD) build/portable-asan -j$(JOBS) --target corral_tests corral_spawner $(QUIET)
-	@cd build/portable-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-		ctest --output-on-failure -j$(JOBS) -R $(PORTABLE_TESTS)
+	$(call asan_build,corral_tests_portable corral_spawner_portable)
+	@cd build/asan && $(ASAN_ENV) ctest --output-on-failure -j$(JOBS) -R '^Portable\.'
 
 eunit: erlang fixtures
 	@mkdir -p build/eunit
