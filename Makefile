@@ -94,7 +94,7 @@ fixtures: deps
 # one's output printed whole when it ends: EUnit (mostly waiting on
 # children), edoc and the demo; memcheck (Valgrind runs a process's threads
 # one at a time) and kernels (one test process at a time). None of them
-# builds anything the others use. See docs/decisions/citime.md.
+# builds anything the others use. See docs/DECISIONS.md, D168.
 test: ctest ctest-asan
 	@$(MAKE) -j3 --output-sync=target eunit docs demo
 	@$(MAKE) exunit rebar3 first-use fuzz

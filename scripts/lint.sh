@@ -114,7 +114,7 @@ export -f tidy_one rel
 # analyzer up to its path budget: 8 of spawner_test.cpp's take 2-6 s each,
 # most of clang-tidy's time. On c_src/test the analyzer runs in its shallow
 # mode (smaller budgets); every other check, and the full analyzer on the
-# code the tests exercise, stay as they are (docs/decisions/citime.md).
+# code the tests exercise, stay as they are (docs/DECISIONS.md, D166).
 TEST_ANALYZER="--extra-arg=-Xclang --extra-arg=-analyzer-config --extra-arg=-Xclang --extra-arg=mode=shallow"
 export out root C_ONLY_FLAGS TEST_ANALYZER
 
