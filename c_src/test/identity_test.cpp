@@ -551,11 +551,7 @@ TEST(IdentityChild, ParentDeathStillKillsAChildThatChangedItsUid) {
   if (!getpwnam("nobody")) GTEST_SKIP() << "no user nobody on this system";
   // A subreaper stands in for init: the "spawner" starts the child and
   // dies; the orphaned child comes to the subreaper, which reaps it.
-  int p[2];
-  ASSERT_EQ(pipe(p), 0);
-  pid_t reaper = fork();
-  if (reaper == 0) {
-    close(p[0]);
+  std::string out = harness::in_fork([]() -> std::string {
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     pid_t spawner = fork();
     if (spawner == 0) {
@@ -571,23 +567,11 @@ TEST(IdentityChild, ParentDeathStillKillsAChildThatChangedItsUid) {
     }
     int st = 0;
     waitpid(spawner, &st, 0);
-    std::string out = "spawn failed";
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
-      // The next child to end is the orphan.
-      pid_t got = waitpid(-1, &st, 0);
-      out =
-          got > 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? "killed" : "outlived its parent";
-    }
-    (void)!write(p[1], out.data(), out.size());
-    _exit(0);
-  }
-  close(p[1]);
-  std::string out;
-  char buf[64];
-  ssize_t n;
-  while ((n = read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  close(p[0]);
-  waitpid(reaper, nullptr, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return "spawn failed";
+    // The next child to end is the orphan.
+    pid_t got = waitpid(-1, &st, 0);
+    return got > 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? "killed" : "outlived its parent";
+  });
   EXPECT_EQ(out, "killed");
 }
 

@@ -100,24 +100,18 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-std::string as_nobody(const std::function<std::string()>& body,
-                      const std::function<bool()>& before) {
-  passwd* pw = getpwnam("nobody");
-  if (!pw) return "no nobody";
+std::string in_fork(const std::function<std::string()>& body) {
   int p[2];
   if (pipe(p) < 0) return "pipe failed";
   pid_t pid = fork();
+  if (pid < 0) {
+    close(p[0]);
+    close(p[1]);
+    return "fork failed";
+  }
   if (pid == 0) {
     close(p[0]);
-    std::string out;
-    if (before && !before()) {
-      out = "prepare failed";
-    } else if (setgroups(0, nullptr) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
-               setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0) {
-      out = std::string("cannot become nobody: ") + strerror(errno);
-    } else {
-      out = body();
-    }
+    std::string out = body();
     (void)!write(p[1], out.data(), out.size());
     _exit(0);
   }
@@ -127,9 +121,21 @@ std::string as_nobody(const std::function<std::string()>& body,
   ssize_t n;
   while ((n = read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
   close(p[0]);
-  int st = 0;
-  waitpid(pid, &st, 0);
+  waitpid(pid, nullptr, 0);
   return out;
+}
+
+std::string as_nobody(const std::function<std::string()>& body,
+                      const std::function<bool()>& before) {
+  passwd* pw = getpwnam("nobody");
+  if (!pw) return "no nobody";
+  return in_fork([&]() -> std::string {
+    if (before && !before()) return "prepare failed";
+    if (setgroups(0, nullptr) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
+        setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
+      return std::string("cannot become nobody: ") + strerror(errno);
+    return body();
+  });
 }
 
 bool exists(const std::string& path) {

@@ -65,6 +65,9 @@ std::string read_line(int fd);
 pid_t read_pid_line(int fd);
 
 std::string slurp(const std::string& path);
+// Runs body in a forked child and returns what it returned (the child's
+// writes to a pipe, read to EOF; then the child is reaped).
+std::string in_fork(const std::function<std::string()>& body);
 // Runs body in a forked child that first runs before (still as root; false
 // ends it with "prepare failed"), then becomes nobody with no supplementary
 // groups, and returns what body returned (or why it could not run).
