@@ -29,7 +29,7 @@ using Deadlines = std::multimap<Clock::time_point, pid_t>;
 // Where a child is in its life. The transitions:
 //
 //   Launching --exec'd--------------------> Running (Fds sent to the owner,
-//                                           or held: see report_held)
+//                                           or held: see `held`)
 //   Launching --failed before exec--------> (removed; Error sent)
 //   Running   --Stop, owner gone----------> Stopping (stop signal sent,
 //                                           SIGKILL at the deadline)
@@ -48,11 +48,11 @@ struct ChildRecord {
   ChildState state = ChildState::Launching;
   unique_fd ctl;  // the owner's control socket; empty once the owner is gone
   Launch launch;  // Launching only: the exec-status pipe and the child's memory
-  // The start report held back (SpawnSpec::report_delay_ms): the pipes it
-  // will carry, and when it goes at the latest. It always goes before any
-  // other frame for this child (Events, Exit).
+  // The start report held back (SpawnSpec::report_delay_ms; the Spawner's
+  // held_reports_ lists the children that have one): the pipes it will
+  // carry, and when it goes at the latest. It always goes before any other
+  // frame for this child (Events, Exit).
   int report_delay_ms = 0;
-  bool report_held = false;
   Child held;
   Clock::time_point report_due;
   cgroup::Dir leaf;          // empty when cgroups are not used

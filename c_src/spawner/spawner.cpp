@@ -384,11 +384,10 @@ void Spawner::on_launch(pid_t pid) {
 void Spawner::started(ChildRecord& c) {
   pid_t pid = c.pid;
   // A child that has exited already is reported at once, with its Exit.
-  bool hold = c.report_delay_ms > 0 && !c.exited && held_reports_.size() < kMaxHeldReports && c.ctl;
+  bool hold = c.report_delay_ms > 0 && !c.exited && held_reports_.size() < kMaxHeldReports;
   bool reported = true;
   if (hold) {
     c.held = std::move(c.launch.child());
-    c.report_held = true;
     c.report_due = Clock::now() + std::chrono::milliseconds(c.report_delay_ms);
     held_reports_.insert(pid);
   } else {
@@ -456,9 +455,7 @@ bool Spawner::report_start(ChildRecord& c, Child& ch) {
 }
 
 void Spawner::release_report(ChildRecord& c) {
-  if (!c.report_held) return;
-  c.report_held = false;
-  held_reports_.erase(c.pid);
+  if (held_reports_.erase(c.pid) == 0) return;
   if (!c.ctl) {
     c.held = Child();
     return;
@@ -469,16 +466,10 @@ void Spawner::release_report(ChildRecord& c) {
 void Spawner::release_due_reports() {
   auto now = Clock::now();
   std::vector<pid_t> due;
-  for (pid_t pid : held_reports_) {
-    const ChildRecord* c = children_.find(pid);
-    if (!c || c->report_due <= now) due.push_back(pid);
-  }
-  for (pid_t pid : due) {
-    if (ChildRecord* c = children_.find(pid))
-      release_report(*c);
-    else
-      held_reports_.erase(pid);
-  }
+  // Every pid here has a record: finish() releases before it erases.
+  for (pid_t pid : held_reports_)
+    if (children_.find(pid)->report_due <= now) due.push_back(pid);
+  for (pid_t pid : due) release_report(*children_.find(pid));
 }
 
 // --- control sockets --------------------------------------------------------
@@ -559,8 +550,8 @@ int Spawner::epoll_timeout() const {
   }
   std::optional<Clock::time_point> report;
   for (pid_t pid : held_reports_) {
-    const ChildRecord* c = children_.find(pid);
-    if (c && (!report || c->report_due < *report)) report = c->report_due;
+    const ChildRecord& c = *children_.find(pid);
+    if (!report || c.report_due < *report) report = c.report_due;
   }
   if (deadlines_.empty() && draining_.empty() && !scan && !events && !report) return -1;
   auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(kDrainLimit);
